@@ -1,0 +1,222 @@
+"""The streaming analysis: decode -> landmarks -> tracks -> checks.
+
+Decoding runs in its own thread and hands frames over through a bounded
+queue, so memory stays flat however long the call is: at most
+``queue_size`` decoded frames exist at once, and each track keeps only its
+check signals (a few floats per analysed frame) and a decimated set of
+small JPEG thumbnails for evidence.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Callable, Iterator
+
+import cv2
+import numpy as np
+
+from detector.checks import CHECKS, CheckContext, CheckSignal, FaceObservation, TrackCheck
+from detector.errors import ConfigError, DetectorError
+from detector.faces import FaceTracker, LandmarkOptions, align_face, create_landmark_detector
+from detector.options import ScanOptions
+from detector.video import Frame, PyAVSource, VideoInfo
+
+ProgressCallback = Callable[[float, str], None]
+
+_END = object()
+
+
+class Cancelled(DetectorError):
+    """The caller asked the analysis to stop."""
+
+    code = "cancelled"
+
+
+@dataclass
+class Thumbnail:
+    seconds: float
+    jpeg: bytes
+    bbox: tuple[float, float, float, float]
+
+
+class ThumbnailStore:
+    """At most ``capacity`` evenly spread face thumbnails of one track.
+
+    Keeps one per ``interval`` seconds; when full, drops every other one and
+    doubles the interval, so a 2-hour call costs the same memory as a
+    2-minute one.
+    """
+
+    def __init__(self, capacity: int = 512, interval: float = 0.5):
+        self.capacity = capacity
+        self.interval = interval
+        self.items: list[Thumbnail] = []
+
+    def offer(self, seconds: float, crop_rgb: np.ndarray, bbox) -> None:
+        if self.items and seconds - self.items[-1].seconds < self.interval:
+            return
+        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(crop_rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
+        if ok:
+            self.items.append(Thumbnail(seconds, buf.tobytes(), tuple(float(v) for v in bbox)))
+        if len(self.items) > self.capacity:
+            self.items = self.items[::2]
+            self.interval *= 2
+
+    def nearest(self, seconds: float) -> Thumbnail | None:
+        if not self.items:
+            return None
+        return min(self.items, key=lambda t: abs(t.seconds - seconds))
+
+
+@dataclass
+class TrackData:
+    track_id: int
+    checks: dict[str, TrackCheck]
+    thumbnails: ThumbnailStore
+    face_heights: list[float] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
+    signals: dict[str, CheckSignal] = field(default_factory=dict)
+
+    @property
+    def first_seen(self) -> float:
+        return self.times[0]
+
+    @property
+    def last_seen(self) -> float:
+        return self.times[-1]
+
+    @property
+    def duration(self) -> float:
+        return self.times[-1] - self.times[0] if self.times else 0.0
+
+
+@dataclass
+class CallAnalysis:
+    """Everything the analysis measured, before fusion."""
+
+    info: VideoInfo
+    options: ScanOptions
+    tracks: list[TrackData]
+    analysed_frames: int
+    decoded_frames: int
+    truncated: bool
+    timings: dict[str, float]
+
+    def track_features(self, track: TrackData) -> dict[str, float]:
+        feats: dict[str, float] = {}
+        for name, sig in track.signals.items():
+            feats.update(CHECKS[name].summarize(sig))
+        feats["track.log_face_px"] = float(np.log(max(np.median(track.face_heights), 1.0)))
+        return feats
+
+    def window_features(self, track: TrackData, start: float, end: float) -> dict[str, float]:
+        feats: dict[str, float] = {}
+        for name, sig in track.signals.items():
+            feats.update(CHECKS[name].summarize(sig.window(start, end)))
+        h = [hh for t, hh in zip(track.times, track.face_heights) if start <= t < end]
+        feats["track.log_face_px"] = float(np.log(max(np.median(h), 1.0))) if h else np.nan
+        return feats
+
+
+
+def _frame_producer(source: PyAVSource, rate: float, out: "queue.Queue", stop: threading.Event) -> None:
+    """Decode thread body: push frames (then _END or the exception) into ``out``."""
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    try:
+        for frame in source.frames(rate=Fraction(rate).limit_denominator(1000)):
+            if not put(frame):
+                return
+        put(_END)
+    except BaseException as exc:  # handed to the consumer, which re-raises it
+        put(exc)
+
+
+def _iter_frames(source: PyAVSource, options: ScanOptions) -> Iterator[Frame]:
+    q: queue.Queue = queue.Queue(maxsize=options.queue_size)
+    stop = threading.Event()
+    t = threading.Thread(target=_frame_producer, args=(source, options.analysis_fps, q, stop),
+                         name="detector-decode", daemon=True)
+    t.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        t.join(timeout=5)
+
+
+def selected_checks(options: ScanOptions) -> dict[str, type[TrackCheck]]:
+    names = list(CHECKS) if options.checks is None else list(options.checks)
+    unknown = [n for n in names if n not in CHECKS]
+    if unknown:
+        raise ConfigError(f"unknown checks {unknown}; available: {sorted(CHECKS)}")
+    return {n: CHECKS[n] for n in names}
+
+
+def analyse_video(path: str, options: ScanOptions, context: CheckContext,
+                  progress: ProgressCallback | None = None,
+                  should_stop: Callable[[], bool] | None = None) -> CallAnalysis:
+    """Run the streaming analysis of one recording."""
+    options.validate()
+    check_classes = selected_checks(options)
+    t0 = time.perf_counter()
+    with PyAVSource(path, max_side=options.max_side) as source:
+        info = source.info
+        duration = float(info.duration) if info.duration else None
+        tracker = FaceTracker()
+        tracks: dict[int, TrackData] = {}
+        analysed = 0
+        busy = {"landmarks": 0.0, "checks": 0.0}
+        last_progress = -1.0
+        with create_landmark_detector(LandmarkOptions(max_faces=options.max_faces)) as detector:
+            for frame in _iter_frames(source, options):
+                if should_stop is not None and should_stop():
+                    raise Cancelled("analysis cancelled")
+                analysed += 1
+                ta = time.perf_counter()
+                faces = detector.detect(frame.image)
+                tb = time.perf_counter()
+                busy["landmarks"] += tb - ta
+                for track_id, face in tracker.update(frame.seconds, faces):
+                    td = tracks.get(track_id)
+                    if td is None:
+                        td = TrackData(track_id, {n: c(context) for n, c in check_classes.items()}, ThumbnailStore())
+                        tracks[track_id] = td
+                    crop, m = align_face(frame.image, face.points)
+                    obs = FaceObservation(track_id, frame.pts, frame.image, face, crop, m)
+                    td.times.append(frame.seconds)
+                    td.face_heights.append(face.height)
+                    for check in td.checks.values():
+                        check.update(obs)
+                    td.thumbnails.offer(frame.seconds, crop, face.bbox)
+                busy["checks"] += time.perf_counter() - tb
+                if progress is not None and duration:
+                    frac = min(frame.seconds / duration, 1.0)
+                    if frac - last_progress >= 0.01:
+                        last_progress = frac
+                        progress(frac, "analysing")
+        decoded = source.decoded_frames
+        truncated = source.truncated
+    for td in tracks.values():
+        td.signals = {n: c.finalize() for n, c in td.checks.items()}
+        td.checks = {}
+    timings = {"analysis": time.perf_counter() - t0, **busy}
+    return CallAnalysis(info=info, options=options, tracks=sorted(tracks.values(), key=lambda t: t.track_id),
+                        analysed_frames=analysed, decoded_frames=decoded, truncated=truncated, timings=timings)

@@ -1,0 +1,84 @@
+"""Library entry points: :class:`Analyzer` (models loaded once) and :func:`scan`."""
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+
+from detector.analysis import CallAnalysis, ProgressCallback, analyse_video, selected_checks
+from detector.checks import CheckContext
+from detector.errors import InputError
+from detector.fusion.model import FusionModel, FusionOptions
+from detector.options import ScanOptions
+from detector.report.build import build_report
+from detector.report.model import Report
+
+
+def file_sha256(path: str, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(chunk)
+            if not b:
+                break
+            h.update(b)
+    return h.hexdigest()
+
+
+class Analyzer:
+    """Scans recordings; holds the models so a worker loads them once.
+
+    Raises :class:`~detector.errors.ModelError` at construction when a model
+    file is missing, :class:`~detector.errors.InputError` subclasses from
+    :meth:`scan` for files that cannot be analysed. Use as a context manager
+    or call :meth:`close`.
+    """
+
+    def __init__(self, options: ScanOptions | None = None):
+        self.options = (options or ScanOptions()).validate()
+        checks = selected_checks(self.options)
+        self.context = CheckContext()
+        if "sbi" in checks:
+            from detector.checks.learned import SBIModel, SBIModelOptions
+
+            self.context.models["sbi"] = SBIModel(SBIModelOptions(intra_op_threads=self.options.onnx_threads))
+        self.fusion = FusionModel(FusionOptions(intra_op_threads=self.options.onnx_threads)) \
+            if self.options.use_fusion else None
+
+    def analyse(self, path: str | os.PathLike, progress: ProgressCallback | None = None,
+                should_stop=None) -> CallAnalysis:
+        """Measure every check on every track, without fusing (used by training and eval)."""
+        return analyse_video(os.fspath(path), self.options, self.context, progress, should_stop)
+
+    def scan(self, path: str | os.PathLike, progress: ProgressCallback | None = None, should_stop=None) -> Report:
+        path = os.fspath(path)
+        if not os.path.isfile(path):
+            raise InputError(f"no such file: {path}")
+        t0 = time.perf_counter()
+        sha = file_sha256(path) if self.options.hash_file else None
+        analysis = self.analyse(path, progress, should_stop)
+        report = build_report(analysis, self.fusion, sha256=sha)
+        report.timings_s["total"] = round(time.perf_counter() - t0, 3)
+        if progress is not None:
+            progress(1.0, "done")
+        return report
+
+    def close(self) -> None:
+        for m in self.context.models.values():
+            m.close()
+        self.context.models.clear()
+        if self.fusion is not None:
+            self.fusion.close()
+
+    def __enter__(self) -> "Analyzer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def scan(path: str | os.PathLike, options: ScanOptions | None = None,
+         progress: ProgressCallback | None = None) -> Report:
+    """Scan one recording and return its :class:`Report`."""
+    with Analyzer(options) as analyzer:
+        return analyzer.scan(path, progress)

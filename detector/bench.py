@@ -1,0 +1,48 @@
+"""``detector bench``: throughput and memory of the default scan on one file.
+
+Everything is measured in one run on the same file: a decode-only pass (the
+floor any analysis pays), then the full scan. Ratios, not absolute timings,
+are what to compare across machines.
+"""
+from __future__ import annotations
+
+import resource
+import time
+from pathlib import Path
+
+from detector.api import Analyzer
+from detector.options import ScanOptions
+from detector.video import PyAVSource
+
+
+def _peak_rss_mb() -> float:
+    # ru_maxrss is in KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def run_bench(path: Path, fps: float = 10.0) -> str:
+    options = ScanOptions(analysis_fps=fps)
+    t0 = time.perf_counter()
+    with PyAVSource(path, max_side=options.max_side) as src:
+        info = src.info
+        n_decoded = sum(1 for _ in src.timestamps())
+    t_decode = time.perf_counter() - t0
+    rss_after_decode = _peak_rss_mb()
+
+    with Analyzer(options) as analyzer:
+        t1 = time.perf_counter()
+        report = analyzer.scan(path)
+        t_scan = time.perf_counter() - t1
+    duration = float(info.duration) if info.duration else report.video.duration_s or 0.0
+    analysed = report.video.analysed_frames
+    lines = [
+        f"file: {path} ({info.width}x{info.height}, {info.codec}, {duration:.1f} s, {n_decoded} frames)",
+        f"decode only:        {n_decoded / t_decode:8.1f} frames/s  ({t_decode:.2f} s)",
+        f"scan at {fps:g} fps:   {analysed / t_scan:8.1f} analysed frames/s  ({t_scan:.2f} s, "
+        f"{n_decoded / t_scan:.1f} decoded frames/s)",
+        f"real-time factor:   {duration / t_scan:8.2f} x  (video seconds per wall second)",
+        f"scan / decode-only: {t_scan / t_decode:8.2f} x the wall time of decoding alone",
+        f"peak RSS:           {_peak_rss_mb():8.1f} MB  (after decode-only pass: {rss_after_decode:.1f} MB)",
+        f"stage busy time:    " + ", ".join(f"{k} {v:.2f} s" for k, v in report.timings_s.items()),
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,109 @@
+"""The temporal-check interface.
+
+A check is instantiated once per face track. ``update`` is called for every
+analysed frame in which the track's face was seen, in time order;
+``finalize`` returns the check's signal over time. Signals are summarised
+into features by :meth:`TrackCheck.summarize`, which is applied both to the
+whole track (for the per-call verdict) and to sliding windows (for the
+timeline), so the two always agree on what a feature means.
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+
+from detector.faces.landmarks import FaceLandmarks
+
+
+@dataclass
+class FaceObservation:
+    """One track's face in one analysed frame."""
+
+    track_id: int
+    pts: Fraction
+    image: np.ndarray = field(repr=False)  # the whole RGB frame (shared, do not modify)
+    face: FaceLandmarks = field(repr=False)
+    # aligned 112x112 crop and its 2x3 matrix, computed once by the pipeline
+    crop: np.ndarray | None = field(default=None, repr=False)
+    crop_matrix: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def seconds(self) -> float:
+        return float(self.pts)
+
+
+@dataclass
+class CheckSignal:
+    """A check's output for one track: values over time."""
+
+    name: str
+    times: np.ndarray  # seconds, float64, increasing
+    values: np.ndarray  # float64, same length; NaN where the check could not measure
+    # further per-sample columns a check needs to summarise itself (same length)
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def window(self, start: float, end: float) -> "CheckSignal":
+        sel = (self.times >= start) & (self.times < end)
+        return CheckSignal(self.name, self.times[sel], self.values[sel], {k: v[sel] for k, v in self.extra.items()})
+
+
+class TrackCheck(abc.ABC):
+    """One temporal-consistency check, one instance per track."""
+
+    #: registry key and feature prefix
+    name: ClassVar[str]
+    #: human title for reports
+    title: ClassVar[str]
+    #: one line a person understands, said when this check drives suspicion
+    explanation: ClassVar[str]
+    #: +1 when larger signal values are more suspicious, -1 when smaller are
+    direction: ClassVar[int] = 1
+
+    def __init__(self, context: "CheckContext"):
+        self.context = context
+        self._times: list[float] = []
+        self._values: list[float] = []
+
+    @abc.abstractmethod
+    def update(self, obs: FaceObservation) -> None:
+        """Consume one observation (record with :meth:`emit`)."""
+
+    def emit(self, seconds: float, value: float | None) -> None:
+        self._times.append(seconds)
+        self._values.append(np.nan if value is None else float(value))
+
+    def finalize(self) -> CheckSignal:
+        """Return the signal; override to flush batched work first."""
+        return CheckSignal(self.name, np.asarray(self._times, dtype=np.float64),
+                           np.asarray(self._values, dtype=np.float64))
+
+    @classmethod
+    def summarize(cls, signal: CheckSignal) -> dict[str, float]:
+        """Features of a signal (whole track or a window). NaN when unmeasurable.
+
+        Default: robust level (median) and spread (MAD) of the values.
+        """
+        v = signal.values[np.isfinite(signal.values)]
+        if v.size < 3:
+            return {f"{cls.name}.median": np.nan, f"{cls.name}.spread": np.nan}
+        med = float(np.median(v))
+        return {f"{cls.name}.median": med, f"{cls.name}.spread": float(np.median(np.abs(v - med)))}
+
+
+@dataclass
+class CheckContext:
+    """Shared, per-worker resources handed to every check instance.
+
+    Learned models live here so that one ONNX session serves all tracks of
+    all recordings a worker analyses.
+    """
+
+    models: dict[str, Any] = field(default_factory=dict)
+
+
+#: signature of a registry entry: builds the check for one new track
+CheckFactory = Callable[[CheckContext], TrackCheck]

@@ -1,0 +1,157 @@
+"""Command-line interface: a thin layer over the library.
+
+Typed library errors become exit codes and one clear message:
+0 success, 2 usage, 3 bad input, 4 model problem, 5 bad options,
+1 any other detector error.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from detector.errors import ConfigError, DetectorError, InputError, ModelError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Catch face-swap deepfakes in recorded video interviews.")
+
+EXIT_CODES = ((InputError, 3), (ModelError, 4), (ConfigError, 5), (DetectorError, 1))
+
+
+def fail(exc: DetectorError) -> None:
+    code = next(c for t, c in EXIT_CODES if isinstance(exc, t))
+    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def _quiet_native_logs() -> None:
+    # MediaPipe/TFLite write INFO lines to stderr from C++; keep the terminal readable.
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def _options(fps: float, max_faces: int):
+    from detector.options import ScanOptions
+
+    return ScanOptions(analysis_fps=fps, max_faces=max_faces)
+
+
+@app.command()
+def scan(files: List[Path] = typer.Argument(..., help="Recordings to scan."),
+         json_path: Optional[Path] = typer.Option(None, "--json", help="Write the report (a list for several files) as JSON."),
+         html_path: Optional[Path] = typer.Option(None, "--html", help="Write a self-contained HTML report (one file only)."),
+         fps: float = typer.Option(10.0, help="Frames analysed per second of video."),
+         max_faces: int = typer.Option(4, help="Most faces tracked per frame (raise for gallery views)."),
+         quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary on stdout.")) -> None:
+    """Scan recordings and print a verdict per call."""
+    _quiet_native_logs()
+    from detector.api import Analyzer
+
+    if html_path is not None and len(files) != 1:
+        typer.secho("error: --html takes exactly one recording", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
+    from detector.report.text import render_text
+
+    reports, failed = [], 0
+    try:
+        analyzer = Analyzer(_options(fps, max_faces))
+    except DetectorError as exc:
+        fail(exc)
+    with analyzer:
+        for f in files:
+            try:
+                report = analyzer.scan(f)
+            except InputError as exc:
+                failed += 1
+                typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+                if len(files) == 1:
+                    raise typer.Exit(3)
+                continue
+            except DetectorError as exc:
+                fail(exc)
+            reports.append(report)
+            if not quiet:
+                typer.echo(render_text(report))
+    if json_path is not None and reports:
+        text = reports[0].to_json() if len(files) == 1 else "[" + ",\n".join(r.to_json() for r in reports) + "]"
+        json_path.write_text(text)
+    if html_path is not None and reports:
+        from detector.report.html import render_html
+
+        html_path.write_text(render_html(reports[0]), encoding="utf-8")
+    if failed:
+        raise typer.Exit(3)
+
+
+@app.command("eval")
+def eval_cmd(manifest: Path = typer.Argument(..., help="CSV with path,label[,source,method,group]."),
+             out: Path = typer.Option(..., "--out", help="Directory for scores.csv and metrics.json."),
+             workers: int = typer.Option(2, help="Worker processes."),
+             fps: float = typer.Option(10.0, help="Frames analysed per second of video."),
+             cv: bool = typer.Option(True, help="Score by grouped cross-validation of the fusion (honest on "
+                                                 "the fusion's own training manifest); --no-cv uses the shipped model.")) -> None:
+    """Score a labelled manifest and print ROC AUC, accuracy and FPR."""
+    _quiet_native_logs()
+    from detector.eval_cli import run_eval
+
+    try:
+        text = run_eval(manifest, out, workers=workers, fps=fps, cv=cv,
+                        progress=lambda n, total, c: typer.echo(f"[{n}/{total}] {c.row.rel_path}"
+                                                                 + (f"  ({c.error})" if c.error else ""), err=True))
+    except DetectorError as exc:
+        fail(exc)
+    typer.echo(text)
+
+
+@app.command("train-fusion")
+def train_fusion(manifest: Path = typer.Argument(..., help="Labelled manifest to fit on."),
+                 out: Path = typer.Option(None, help="ONNX path (default models/fusion.onnx)."),
+                 workers: int = typer.Option(2),
+                 fps: float = typer.Option(10.0),
+                 cache: Path = typer.Option(Path(".cache/features.jsonl"), help="Feature cache (JSONL).")) -> None:
+    """Refit the fusion model with grouped cross-validation; writes ONNX, metadata and model card."""
+    _quiet_native_logs()
+    from detector.fusion.train import train
+
+    try:
+        text = train(manifest, out, workers=workers, fps=fps, cache=cache,
+                     progress=lambda n, total, c: typer.echo(f"[{n}/{total}] {c.row.rel_path}", err=True))
+    except DetectorError as exc:
+        fail(exc)
+    typer.echo(text)
+
+
+@app.command()
+def bench(file: Path = typer.Argument(..., help="Recording to benchmark on."),
+          fps: float = typer.Option(10.0, help="Frames analysed per second of video.")) -> None:
+    """Analysed fps, real-time factor, ratio to decode-only throughput, peak RSS."""
+    _quiet_native_logs()
+    from detector.bench import run_bench
+
+    try:
+        typer.echo(run_bench(file, fps=fps))
+    except DetectorError as exc:
+        fail(exc)
+
+
+def _register_optional() -> None:
+    """Sub-apps living in their own packages, listed explicitly."""
+    from detector.batch.cli import register as register_batch
+    from detector.web.cli import register as register_web
+
+    register_web(app)
+    register_batch(app)
+
+
+try:
+    _register_optional()
+except ImportError as _exc:  # a half-installed tree must still scan
+    if os.environ.get("DETECTOR_DEBUG"):
+        print(f"optional commands unavailable: {_exc}", file=sys.stderr)
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,235 @@
+"""Feature extraction over a labelled manifest, grouped cross-validation and metrics.
+
+Shared by ``detector eval`` and ``detector train-fusion``. Clips that share
+footage share a ``group``; folds never split a group, so no number here is
+measured on footage the model was fitted on.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import multiprocessing as mp
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from detector.errors import ConfigError, DetectorError
+from detector.fusion.logistic import LogisticModel, fit_logistic, roc_auc
+from detector.options import ScanOptions
+
+
+@dataclass
+class ManifestRow:
+    path: str  # absolute
+    rel_path: str  # as written in the manifest
+    label: str  # real | fake
+    source: str = ""
+    method: str = ""
+    group: str = ""
+
+
+@dataclass
+class ClipFeatures:
+    row: ManifestRow
+    tracks: list[dict] = field(default_factory=list)  # {track_id, duration, frames, features}
+    error: str | None = None
+
+    @property
+    def y(self) -> int:
+        return int(self.row.label == "fake")
+
+    def main_track(self, min_seconds: float = 2.0) -> dict | None:
+        """The track with the most face time (the interviewee in a 1:1 recording)."""
+        ok = [t for t in self.tracks if t["duration"] >= min_seconds]
+        return max(ok, key=lambda t: t["frames"]) if ok else None
+
+
+def read_manifest(path: str | os.PathLike) -> list[ManifestRow]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"manifest not found: {path}")
+    rows = []
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = {"path", "label"} - set(reader.fieldnames or [])
+        if missing:
+            raise ConfigError(f"manifest {path} lacks columns {sorted(missing)}")
+        for r in reader:
+            label = (r.get("label") or "").strip().lower()
+            if label not in ("real", "fake"):
+                raise ConfigError(f"manifest {path}: label must be real|fake, got {label!r} for {r['path']}")
+            rows.append(ManifestRow(path=str((path.parent / r["path"]).resolve()), rel_path=r["path"], label=label,
+                                    source=r.get("source", ""), method=r.get("method", ""),
+                                    group=r.get("group") or r["path"]))
+    return rows
+
+
+# -- feature extraction (one Analyzer per worker process) -------------------
+_worker_analyzer = None
+
+
+def _init_worker(options_dict: dict) -> None:
+    global _worker_analyzer
+    from detector.api import Analyzer
+
+    opts = ScanOptions(**{**options_dict, "use_fusion": False})
+    _worker_analyzer = Analyzer(opts)
+
+
+def _extract_one(row: ManifestRow) -> ClipFeatures:
+    try:
+        analysis = _worker_analyzer.analyse(row.path)
+        tracks = [{"track_id": t.track_id, "duration": t.duration, "frames": len(t.times),
+                   "features": {k: (None if not math.isfinite(v) else v) for k, v in analysis.track_features(t).items()}}
+                  for t in analysis.tracks if len(t.times) >= 3]
+        return ClipFeatures(row, tracks)
+    except DetectorError as exc:
+        return ClipFeatures(row, [], f"{exc.code}: {exc}")
+
+
+def extract_features(rows: list[ManifestRow], options: ScanOptions, workers: int = 1,
+                     cache: Path | None = None,
+                     progress: Callable[[int, int, ClipFeatures], None] | None = None) -> list[ClipFeatures]:
+    """Features of every clip, reusing ``cache`` (a JSONL file) for clips already done with these settings."""
+    key = options.score_key()
+    done: dict[str, ClipFeatures] = {}
+    if cache is not None and cache.is_file():
+        for line in cache.read_text().splitlines():
+            try:
+                d = json.loads(line)
+            except ValueError:
+                continue  # a line cut by a crash: recompute that clip
+            if d.get("key") == key:
+                done[d["row"]["path"]] = ClipFeatures(ManifestRow(**d["row"]), d["tracks"], d.get("error"))
+    todo = [r for r in rows if r.path not in done]
+    out_f = open(cache, "a") if cache is not None else None
+    try:
+        results: Iterable[ClipFeatures]
+        if workers <= 1:
+            _init_worker(asdict(options))
+            results = (_extract_one(r) for r in todo)
+            pool = None
+        else:
+            pool = mp.get_context("spawn").Pool(workers, _init_worker, (asdict(options),))
+            results = pool.imap_unordered(_extract_one, todo)
+        n = len(rows) - len(todo)
+        for cf in results:
+            done[cf.row.path] = cf
+            n += 1
+            if out_f is not None:
+                out_f.write(json.dumps({"key": key, "row": asdict(cf.row), "tracks": cf.tracks, "error": cf.error}) + "\n")
+                out_f.flush()
+            if progress is not None:
+                progress(n, len(rows), cf)
+        if pool is not None:
+            pool.close()
+            pool.join()
+    finally:
+        if out_f is not None:
+            out_f.close()
+    return [done[r.path] for r in rows]
+
+
+# -- grouped cross-validation ------------------------------------------------
+def feature_matrix(clips: list[ClipFeatures], names: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(X, y, usable) from each clip's main track; unusable clips get NaN rows."""
+    x = np.full((len(clips), len(names)), np.nan)
+    usable = np.zeros(len(clips), dtype=bool)
+    for i, c in enumerate(clips):
+        t = c.main_track()
+        if t is None:
+            continue
+        usable[i] = True
+        for j, n in enumerate(names):
+            v = t["features"].get(n)
+            if v is not None:
+                x[i, j] = v
+    y = np.array([c.y for c in clips])
+    return x, y, usable
+
+
+def group_folds(groups: list[str], k: int, seed: int = 0) -> list[np.ndarray]:
+    """Assign whole groups to k folds, balancing clip counts."""
+    uniq = sorted(set(groups))
+    rng = np.random.default_rng(seed)
+    rng.shuffle(uniq)
+    sizes = {g: groups.count(g) for g in uniq}
+    folds: list[list[str]] = [[] for _ in range(k)]
+    load = [0] * k
+    for g in sorted(uniq, key=lambda g: -sizes[g]):
+        i = int(np.argmin(load))
+        folds[i].append(g)
+        load[i] += sizes[g]
+    ga = np.array(groups)
+    return [np.isin(ga, f) for f in folds]
+
+
+def cross_validated_scores(x: np.ndarray, y: np.ndarray, groups: list[str], usable: np.ndarray,
+                           k: int = 6, l2: float = 4.0, seeds: Iterable[int] = (0, 1, 2)) -> np.ndarray:
+    """Out-of-fold probabilities (averaged over several fold assignments)."""
+    acc = np.zeros(len(y))
+    seeds = list(seeds)
+    for seed in seeds:
+        for test in group_folds(groups, k, seed):
+            train = ~test & usable
+            if len(set(y[train])) < 2:
+                continue
+            model = fit_logistic(x[train], y[train], l2=l2, sample_weight=balanced_weights(y[train]))
+            acc[test] += model.predict_proba(x[test])
+    out = acc / len(seeds)
+    out[~usable] = np.nan
+    return out
+
+
+def balanced_weights(y: np.ndarray) -> np.ndarray:
+    pos = max(int(y.sum()), 1)
+    neg = max(int((1 - y).sum()), 1)
+    return np.where(y == 1, len(y) / (2 * pos), len(y) / (2 * neg))
+
+
+def fit_final(x: np.ndarray, y: np.ndarray, usable: np.ndarray, l2: float = 4.0) -> LogisticModel:
+    return fit_logistic(x[usable], y[usable], l2=l2, sample_weight=balanced_weights(y[usable]))
+
+
+# -- metrics -------------------------------------------------------------------
+def threshold_for_fpr(scores_genuine: np.ndarray, max_fpr: float) -> float:
+    """Smallest threshold whose false-positive rate on genuine clips is <= max_fpr."""
+    s = np.sort(scores_genuine[np.isfinite(scores_genuine)])
+    if s.size == 0:
+        return 0.5
+    allowed = int(math.floor(max_fpr * s.size))
+    # threshold just above the (allowed+1)-th highest genuine score
+    idx = s.size - allowed - 1
+    return float(min(1.0, s[idx] + 1e-6)) if idx >= 0 else float(s[0])
+
+
+def metrics(clips: list[ClipFeatures], scores: np.ndarray, high: float, low: float,
+            per_check: dict[str, np.ndarray] | None = None) -> dict:
+    y = np.array([c.y for c in clips])
+    ok = np.isfinite(scores)
+    out: dict = {"clips": len(clips), "scored": int(ok.sum()), "auc": roc_auc(y, scores)}
+    for key in ("source", "method"):
+        vals = sorted({getattr(c.row, key) for c in clips})
+        out[f"auc_by_{key}"] = {}
+        for v in vals:
+            sel = np.array([getattr(c.row, key) == v for c in clips])
+            if key == "method":
+                # a method's fakes against every genuine clip of the same source
+                srcs = {c.row.source for c in clips if getattr(c.row, key) == v}
+                sel = sel | np.array([c.row.source in srcs and c.y == 0 for c in clips])
+            out[f"auc_by_{key}"][v] = roc_auc(y[sel], scores[sel])
+    pred = scores >= high
+    gen = ok & (y == 0)
+    fk = ok & (y == 1)
+    out["threshold_high"] = high
+    out["threshold_low"] = low
+    out["accuracy_at_high"] = float(((pred == (y == 1)) & ok).sum() / max(ok.sum(), 1))
+    out["fpr_at_high"] = float((pred & gen).sum() / max(gen.sum(), 1))
+    out["tpr_at_high"] = float((pred & fk).sum() / max(fk.sum(), 1))
+    if per_check:
+        out["check_auc"] = {k: roc_auc(y, v) for k, v in per_check.items()}
+    return out

@@ -1,0 +1,112 @@
+"""L2-regularised logistic regression, its ONNX export and ROC AUC.
+
+Written out in numpy (a few dozen lines) rather than pulling scikit-learn
+and skl2onnx into the runtime: the fusion model is tiny, and its ONNX graph
+(impute, standardise, linear, sigmoid) is easy to build by hand and to read.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class LogisticModel:
+    mean: np.ndarray  # imputation value and centre, per feature
+    scale: np.ndarray  # standard deviation, per feature
+    coef: np.ndarray  # weights on standardised features
+    intercept: float
+
+    def decision(self, x: np.ndarray) -> np.ndarray:
+        x = np.where(np.isfinite(x), x, self.mean)
+        z = (x - self.mean) / self.scale
+        z = np.clip(z, -5, 5)  # one wild feature must not decide a call alone
+        return z @ self.coef + self.intercept
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-self.decision(x)))
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, sample_weight: np.ndarray | None = None,
+                 iterations: int = 100) -> LogisticModel:
+    """Newton-Raphson fit; NaNs are imputed with the column mean."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    w_s = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    mean = np.array([np.nanmean(c) if np.isfinite(c).any() else 0.0 for c in x.T])
+    xf = np.where(np.isfinite(x), x, mean)
+    scale = xf.std(axis=0)
+    scale[scale < 1e-9] = 1.0
+    z = np.clip((xf - mean) / scale, -5, 5)
+    a = np.hstack([z, np.ones((len(z), 1))])
+    beta = np.zeros(a.shape[1])
+    reg = np.full(a.shape[1], l2)
+    reg[-1] = 0.0  # no penalty on the intercept
+    for _ in range(iterations):
+        p = 1.0 / (1.0 + np.exp(-(a @ beta)))
+        g = a.T @ (w_s * (p - y)) + reg * beta
+        h = (a * (w_s * p * (1 - p))[:, None]).T @ a + np.diag(reg) + 1e-9 * np.eye(len(beta))
+        step = np.linalg.solve(h, g)
+        beta -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return LogisticModel(mean=mean, scale=scale, coef=beta[:-1], intercept=float(beta[-1]))
+
+
+def roc_auc(y: np.ndarray, score: np.ndarray) -> float:
+    """Mann-Whitney ROC AUC with ties counted half; NaN if one class is absent."""
+    y = np.asarray(y).astype(bool)
+    s = np.asarray(score, dtype=np.float64)
+    ok = np.isfinite(s)
+    y, s = y[ok], s[ok]
+    npos, nneg = int(y.sum()), int((~y).sum())
+    if npos == 0 or nneg == 0:
+        return float("nan")
+    order = np.argsort(s, kind="mergesort")
+    ranks = np.empty(len(s))
+    sorted_s = s[order]
+    i = 0
+    while i < len(s):
+        j = i
+        while j + 1 < len(s) and sorted_s[j + 1] == sorted_s[i]:
+            j += 1
+        ranks[order[i:j + 1]] = (i + j) / 2.0 + 1
+        i = j + 1
+    return float((ranks[y].sum() - npos * (npos + 1) / 2) / (npos * nneg))
+
+
+def to_onnx(model: LogisticModel, feature_count: int):
+    """ONNX graph: input ``features`` (N, F) float32 -> ``probability`` (N, 1)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    f32 = np.float32
+    inits = [
+        numpy_helper.from_array(model.mean.astype(f32).reshape(1, -1), "mean"),
+        numpy_helper.from_array(model.scale.astype(f32).reshape(1, -1), "scale"),
+        numpy_helper.from_array(model.coef.astype(f32).reshape(-1, 1), "coef"),
+        numpy_helper.from_array(np.array([model.intercept], dtype=f32), "intercept"),
+        numpy_helper.from_array(np.array(-5.0, dtype=f32), "lo"),
+        numpy_helper.from_array(np.array(5.0, dtype=f32), "hi"),
+    ]
+    nodes = [
+        helper.make_node("IsNaN", ["features"], ["nan_mask"]),
+        helper.make_node("Where", ["nan_mask", "mean", "features"], ["imputed"]),
+        helper.make_node("Sub", ["imputed", "mean"], ["centred"]),
+        helper.make_node("Div", ["centred", "scale"], ["z_raw"]),
+        helper.make_node("Clip", ["z_raw", "lo", "hi"], ["z"]),
+        helper.make_node("MatMul", ["z", "coef"], ["lin"]),
+        helper.make_node("Add", ["lin", "intercept"], ["logit"]),
+        helper.make_node("Sigmoid", ["logit"], ["probability"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "detector_fusion",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", feature_count])],
+        [helper.make_tensor_value_info("probability", TensorProto.FLOAT, ["N", 1])],
+        inits,
+    )
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="detector")
+    m.ir_version = 8
+    onnx.checker.check_model(m)
+    return m

@@ -1,0 +1,111 @@
+"""Runtime wrapper of the fusion model: check features -> calibrated P(face swap).
+
+The ONNX graph (``models/fusion.onnx``) holds the arithmetic; its sidecar
+``models/fusion.json`` holds what a report needs around it: the feature
+order, the verdict thresholds chosen under grouped cross-validation, and
+each feature's distribution on genuine footage, from which a check's
+"suspicion" (how far outside genuine footage a track is) is read.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from detector.errors import ModelError
+from detector.paths import models_dir
+
+
+@dataclass
+class FusionOptions:
+    model_path: Path = field(default_factory=lambda: models_dir() / "fusion.onnx")
+    intra_op_threads: int = 1
+
+
+class FusionModel:
+    """Loads the fusion ONNX model and its metadata.
+
+    Raises :class:`ModelError` when either file is missing or malformed.
+    """
+
+    def __init__(self, options: FusionOptions | None = None):
+        self.options = options or FusionOptions()
+        path = Path(self.options.model_path)
+        meta_path = path.with_suffix(".json")
+        if not path.is_file() or not meta_path.is_file():
+            raise ModelError(f"fusion model not found: {path} (+ {meta_path.name}); run `detector train-fusion`")
+        try:
+            self.meta = json.loads(meta_path.read_text())
+            self.feature_names: list[str] = list(self.meta["feature_names"])
+            self.low = float(self.meta["thresholds"]["low"])
+            self.high = float(self.meta["thresholds"]["high"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ModelError(f"malformed fusion metadata {meta_path}: {exc}") from exc
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = self.options.intra_op_threads
+        so.inter_op_num_threads = 1
+        try:
+            self._session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            raise ModelError(f"cannot load fusion model {path}: {exc}") from exc
+        shape = self._session.get_inputs()[0].shape
+        if len(shape) != 2 or shape[1] != len(self.feature_names):
+            raise ModelError(f"fusion model expects {shape[1]} features, metadata lists {len(self.feature_names)}")
+        self._reference = {k: (np.asarray(v["genuine_quantiles"], dtype=np.float64), int(v["sign"]))
+                           for k, v in self.meta.get("reference", {}).items()}
+
+    # -- inference ------------------------------------------------------------
+    def vectorize(self, features: list[dict[str, float]]) -> np.ndarray:
+        x = np.full((len(features), len(self.feature_names)), np.nan, dtype=np.float32)
+        for i, f in enumerate(features):
+            for j, name in enumerate(self.feature_names):
+                v = f.get(name)
+                if v is not None:
+                    x[i, j] = v
+        return x
+
+    def predict(self, features: list[dict[str, float]]) -> np.ndarray:
+        """P(face swap) for each feature dict (missing features are imputed)."""
+        if not features:
+            return np.zeros(0)
+        x = self.vectorize(features)
+        if self._session is None:
+            raise ModelError("fusion model is closed")
+        return self._session.run(None, {"features": x})[0][:, 0].astype(np.float64)
+
+    def suspicion(self, features: dict[str, float]) -> dict[str, float]:
+        """Per-check suspicion in [0, 1]: the share of genuine tracks less extreme than this one.
+
+        Oriented by the sign the feature carries in the fused model, so that
+        0.95 means "more swap-like than 95% of genuine footage".
+        """
+        out: dict[str, float] = {}
+        for name, (quantiles, sign) in self._reference.items():
+            v = features.get(name)
+            if v is None or not np.isfinite(v) or sign == 0:
+                continue
+            q = np.interp(v, quantiles, np.linspace(0, 1, len(quantiles)))
+            s = float(q if sign > 0 else 1 - q)
+            check = name.split(".", 1)[0]
+            out[check] = max(out.get(check, 0.0), s)
+        return out
+
+    def band(self, p: float) -> str:
+        if p >= self.high:
+            return "likely_face_swapped"
+        if p >= self.low:
+            return "inconclusive"
+        return "likely_genuine"
+
+    def close(self) -> None:
+        self._session = None
+
+    def __enter__(self) -> "FusionModel":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,47 @@
+"""Scan settings. Everything that can change a score lives here, so that a
+batch run can key its cache on :meth:`ScanOptions.score_key`."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+from detector.errors import ConfigError
+
+
+@dataclass
+class ScanOptions:
+    analysis_fps: float = 10.0  # frames per second analysed (sampled on true timestamps)
+    max_side: int = 1280  # frames larger than this are downscaled before analysis
+    max_faces: int = 4  # raise for gallery views with more tiles
+    checks: tuple[str, ...] | None = None  # None: every registered check
+    min_track_seconds: float = 2.0  # less face time than this: insufficient evidence
+    min_track_frames: int = 12
+    window_s: float = 4.0  # timeline window
+    hop_s: float = 2.0
+    evidence_count: int = 6
+    hash_file: bool = True  # sha256 of the input, for audit trails and batch resume
+    use_fusion: bool = True  # False: features only (used to (re)train the fusion)
+    queue_size: int = 8  # decoded frames buffered between decode and analysis
+    onnx_threads: int = 1
+
+    def validate(self) -> "ScanOptions":
+        if not self.analysis_fps > 0:
+            raise ConfigError("analysis_fps must be positive")
+        if self.max_side < 64:
+            raise ConfigError("max_side must be at least 64")
+        if not 1 <= self.max_faces <= 16:
+            raise ConfigError("max_faces must be between 1 and 16")
+        if not 0 < self.hop_s <= self.window_s:
+            raise ConfigError("need 0 < hop_s <= window_s")
+        return self
+
+    def score_key(self) -> str:
+        """Hash of the settings that affect scores (not of performance knobs)."""
+        d = asdict(self)
+        for k in ("hash_file", "queue_size", "onnx_threads", "evidence_count"):
+            d.pop(k)
+        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,184 @@
+"""Turn a :class:`CallAnalysis` into the versioned :class:`Report`.
+
+This is where fusion, verdict bands, the timeline, segments and evidence
+are decided; every renderer only reads the result.
+"""
+from __future__ import annotations
+
+import base64
+import os
+
+import numpy as np
+
+from detector import __version__
+from detector.analysis import CallAnalysis, TrackData
+from detector.checks import CHECKS
+from detector.fusion.model import FusionModel
+from detector.report.model import (CheckResult, Evidence, Report, Segment, Thresholds, TimelinePoint,
+                                   TrackReport, Verdict, VideoMeta)
+
+# Tracks seen in fewer frames than this are detector noise (a face-like
+# poster, a flicker of the detector) and are not reported at all.
+_NOISE_FRAMES = 3
+
+
+def fmt_time(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    h, rem = divmod(int(seconds), 3600)
+    m, s = divmod(rem, 60)
+    return f"{h:d}:{m:02d}:{s:02d}" if h else f"{m:d}:{s:02d}"
+
+
+def _windows(track: TrackData, window: float, hop: float) -> list[tuple[float, float]]:
+    start, end = track.first_seen, track.last_seen
+    if end - start < window:
+        return [(start, end + 1e-6)]
+    out, t = [], start
+    while t + window <= end + hop * 0.5:
+        out.append((t, min(t + window, end + 1e-6)))
+        t += hop
+    return out
+
+
+def _top_check(suspicion: dict[str, float]) -> str | None:
+    return max(suspicion, key=suspicion.get) if suspicion else None
+
+
+def _explain(check: str | None) -> str:
+    if check is None or check not in CHECKS:
+        return "the fused checks find this stretch unusual for genuine footage"
+    return CHECKS[check].explanation
+
+
+class _TrackOutcome:
+    def __init__(self, report: TrackReport, windows: list[tuple[float, float, float, dict]], data: TrackData):
+        self.report = report
+        self.windows = windows  # (start, end, p, suspicion)
+        self.data = data
+
+
+def _track_outcome(analysis: CallAnalysis, td: TrackData, fusion: FusionModel | None) -> _TrackOutcome:
+    opts = analysis.options
+    feats = analysis.track_features(td)
+    sufficient = td.duration >= opts.min_track_seconds and len(td.times) >= opts.min_track_frames
+    suspicion = fusion.suspicion(feats) if fusion is not None else {}
+    checks = []
+    for name in td.signals:
+        cls = CHECKS[name]
+        f = {k: (None if not np.isfinite(v) else round(float(v), 6)) for k, v in feats.items() if k.startswith(name + ".")}
+        s = suspicion.get(name)
+        checks.append(CheckResult(name=name, title=cls.title, explanation=cls.explanation,
+                                  suspicion=None if s is None else round(s, 4), features=f))
+    prob, note, windows, timeline = None, None, [], []
+    if not sufficient:
+        verdict = Verdict.insufficient_evidence
+        note = (f"face seen for {td.duration:.1f} s in {len(td.times)} analysed frames; "
+                f"at least {opts.min_track_seconds:.0f} s and {opts.min_track_frames} frames are needed")
+    elif fusion is None:
+        verdict = Verdict.inconclusive
+        note = "fusion model disabled: features only"
+    else:
+        prob = float(fusion.predict([feats])[0])
+        verdict = Verdict(fusion.band(prob))
+        spans = _windows(td, opts.window_s, opts.hop_s)
+        wfeats = [analysis.window_features(td, a, b) for a, b in spans]
+        wp = fusion.predict(wfeats)
+        for (a, b), p, f in zip(spans, wp, wfeats):
+            windows.append((a, b, float(p), fusion.suspicion(f)))
+            timeline.append(TimelinePoint(start_s=round(a, 3), end_s=round(b, 3), probability=round(float(p), 4)))
+    rep = TrackReport(track_id=td.track_id, first_seen_s=round(td.first_seen, 3), last_seen_s=round(td.last_seen, 3),
+                      observed_frames=len(td.times), median_face_px=round(float(np.median(td.face_heights)), 1),
+                      verdict=verdict, probability=None if prob is None else round(prob, 4), checks=checks,
+                      timeline=timeline, note=note)
+    return _TrackOutcome(rep, windows, td)
+
+
+def _segments(outcomes: list[_TrackOutcome], high: float) -> list[Segment]:
+    segs: list[Segment] = []
+    for o in outcomes:
+        cur = None
+        for a, b, p, sus in o.windows:
+            if p >= high:
+                if cur is not None and a <= cur["end"]:
+                    cur["end"] = b
+                    if p > cur["p"]:
+                        cur["p"], cur["sus"] = p, sus
+                else:
+                    if cur is not None:
+                        segs.append(cur)
+                    cur = {"track": o.report.track_id, "start": a, "end": b, "p": p, "sus": sus}
+        if cur is not None:
+            segs.append(cur)
+    out = []
+    for s in segs:
+        top = _top_check(s["sus"])
+        out.append(Segment(track_id=s["track"], start_s=round(s["start"], 3), end_s=round(s["end"], 3),
+                           probability=round(s["p"], 4), top_check=top, explanation=_explain(top)))
+    return sorted(out, key=lambda s: -s.probability)
+
+
+def _evidence(outcomes: list[_TrackOutcome], count: int, min_gap: float) -> list[Evidence]:
+    cands = [(p, a, b, sus, o) for o in outcomes for a, b, p, sus in o.windows]
+    cands.sort(key=lambda c: -c[0])
+    chosen: list[Evidence] = []
+    for p, a, b, sus, o in cands:
+        if len(chosen) >= count:
+            break
+        thumb = o.data.thumbnails.nearest((a + b) / 2)
+        if thumb is None:
+            continue
+        if any(e.track_id == o.report.track_id and abs(e.time_s - thumb.seconds) < min_gap for e in chosen):
+            continue
+        top = _top_check(sus)
+        chosen.append(Evidence(track_id=o.report.track_id, time_s=round(thumb.seconds, 3), probability=round(p, 4),
+                               check=top, explanation=_explain(top), bbox=thumb.bbox,
+                               thumbnail_jpeg_b64=base64.b64encode(thumb.jpeg).decode("ascii")))
+    return sorted(chosen, key=lambda e: e.time_s)
+
+
+def summarize(verdict: Verdict, prob: float | None, tracks: list[TrackReport], segments: list[Segment]) -> str:
+    if verdict == Verdict.no_face:
+        return "No face was found in the recording, so nothing could be checked."
+    if verdict == Verdict.insufficient_evidence:
+        return "Faces were seen too briefly to judge; no verdict is given."
+    head = f"{verdict.label} (probability of a face swap {prob:.0%})." if prob is not None else f"{verdict.label}."
+    judged = [t for t in tracks if t.probability is not None]
+    if not judged:
+        return head
+    worst = max(judged, key=lambda t: t.probability)
+    parts = [head, f"{len(judged)} participant(s) analysed; the most suspicious is participant {worst.track_id + 1}."]
+    if segments:
+        s = segments[0]
+        parts.append(f"Strongest moment {fmt_time(s.start_s)}-{fmt_time(s.end_s)}: {s.explanation}.")
+    return " ".join(parts)
+
+
+def build_report(analysis: CallAnalysis, fusion: FusionModel | None, sha256: str | None = None) -> Report:
+    info, opts = analysis.info, analysis.options
+    outcomes = [_track_outcome(analysis, td, fusion) for td in analysis.tracks if len(td.times) >= _NOISE_FRAMES]
+    judged = [o.report for o in outcomes if o.report.probability is not None]
+    if not outcomes:
+        verdict, prob = Verdict.no_face, None
+    elif not any(o.report.verdict != Verdict.insufficient_evidence for o in outcomes):
+        verdict, prob = Verdict.insufficient_evidence, None
+    elif not judged:
+        verdict, prob = Verdict.inconclusive, None
+    else:
+        # a call is as suspicious as its most suspicious participant
+        prob = max(t.probability for t in judged)
+        verdict = Verdict(fusion.band(prob))
+    segments = _segments(outcomes, fusion.high) if fusion is not None else []
+    evidence = _evidence(outcomes, opts.evidence_count, opts.window_s / 2) if fusion is not None else []
+    tracks = [o.report for o in outcomes]
+    video = VideoMeta(
+        path=info.path, file_name=os.path.basename(info.path), sha256=sha256, size_bytes=info.size_bytes,
+        container=info.container, codec=info.codec, width=info.width, height=info.height, rotation=info.rotation,
+        duration_s=None if info.duration is None else round(float(info.duration), 3),
+        average_fps=None if info.average_rate is None else round(float(info.average_rate), 3),
+        analysed_frames=analysis.analysed_frames, decoded_frames=analysis.decoded_frames,
+        analysis_fps=opts.analysis_fps, truncated=analysis.truncated)
+    thresholds = Thresholds(low=fusion.low, high=fusion.high) if fusion is not None else Thresholds(low=0.5, high=0.5)
+    return Report(detector_version=__version__, verdict=verdict, probability=None if prob is None else round(prob, 4),
+                  thresholds=thresholds, summary=summarize(verdict, prob, tracks, segments), video=video,
+                  tracks=tracks, segments=segments, evidence=evidence, settings=opts.to_dict(),
+                  timings_s={k: round(v, 3) for k, v in analysis.timings.items()})

@@ -1,0 +1,138 @@
+"""The one result type every output is rendered from.
+
+JSON files, the CLI summary, the HTML report, batch rows and the web page
+all read a :class:`Report`. Bump :data:`SCHEMA_VERSION` on any change that
+breaks readers; add optional fields for compatible changes.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+from enum import Enum
+from typing import Any, Optional
+
+from pydantic import BaseModel, Field
+
+SCHEMA_VERSION = "1.0"
+
+
+class Verdict(str, Enum):
+    likely_genuine = "likely_genuine"
+    inconclusive = "inconclusive"
+    likely_face_swapped = "likely_face_swapped"
+    no_face = "no_face"
+    insufficient_evidence = "insufficient_evidence"
+    failed = "failed"
+
+    @property
+    def label(self) -> str:
+        return {
+            "likely_genuine": "Likely genuine",
+            "inconclusive": "Inconclusive",
+            "likely_face_swapped": "Likely face-swapped",
+            "no_face": "No face found",
+            "insufficient_evidence": "Insufficient evidence",
+            "failed": "Analysis failed",
+        }[self.value]
+
+
+class Thresholds(BaseModel):
+    """Probability bands of the verdict: [0, low) genuine, [low, high) inconclusive, [high, 1] swapped."""
+
+    low: float
+    high: float
+
+
+class VideoMeta(BaseModel):
+    path: str
+    file_name: str
+    sha256: Optional[str] = None
+    size_bytes: int
+    container: str
+    codec: str
+    width: int
+    height: int
+    rotation: int = 0
+    duration_s: Optional[float] = None
+    average_fps: Optional[float] = None
+    analysed_frames: int = 0
+    decoded_frames: int = 0
+    analysis_fps: float
+    truncated: bool = False
+
+
+class CheckResult(BaseModel):
+    """One check's verdict-relevant summary for one track."""
+
+    name: str
+    title: str
+    explanation: str
+    # how unusual this track is on this check compared with genuine footage,
+    # 0 (typical of genuine) .. 1 (far outside); None when not measurable
+    suspicion: Optional[float] = None
+    features: dict[str, Optional[float]] = Field(default_factory=dict)
+
+
+class TimelinePoint(BaseModel):
+    start_s: float
+    end_s: float
+    probability: Optional[float]
+
+
+class TrackReport(BaseModel):
+    track_id: int
+    first_seen_s: float
+    last_seen_s: float
+    observed_frames: int
+    median_face_px: float
+    verdict: Verdict
+    probability: Optional[float] = None
+    checks: list[CheckResult] = Field(default_factory=list)
+    timeline: list[TimelinePoint] = Field(default_factory=list)
+    note: Optional[str] = None
+
+
+class Segment(BaseModel):
+    """A stretch of the call the fused model finds suspicious."""
+
+    track_id: int
+    start_s: float
+    end_s: float
+    probability: float
+    top_check: Optional[str] = None
+    explanation: str
+
+
+class Evidence(BaseModel):
+    """One moment that shows why: a face crop and what was seen there."""
+
+    track_id: int
+    time_s: float
+    probability: Optional[float] = None
+    check: Optional[str] = None
+    explanation: str
+    bbox: tuple[float, float, float, float]
+    thumbnail_jpeg_b64: Optional[str] = None
+
+
+class Report(BaseModel):
+    schema_version: str = SCHEMA_VERSION
+    detector_version: str
+    created_at: str = Field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    verdict: Verdict
+    probability: Optional[float] = None  # calibrated P(face swap) for the call
+    thresholds: Thresholds
+    summary: str
+    video: VideoMeta
+    tracks: list[TrackReport] = Field(default_factory=list)
+    segments: list[Segment] = Field(default_factory=list)
+    evidence: list[Evidence] = Field(default_factory=list)
+    settings: dict[str, Any] = Field(default_factory=dict)
+    timings_s: dict[str, float] = Field(default_factory=dict)
+    error: Optional[str] = None
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return self.model_dump_json(indent=indent)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> "Report":
+        return cls.model_validate_json(text)

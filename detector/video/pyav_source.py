@@ -1,0 +1,214 @@
+"""PyAV (FFmpeg) implementation of :class:`VideoSource`.
+
+PyAV is used rather than ``cv2.VideoCapture`` because it exposes the true
+presentation timestamps, the stream time base and the display-matrix rotation,
+and fails with typed errors on broken input instead of silently returning
+empty frames.
+"""
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+from typing import Iterator
+
+import av
+import numpy as np
+
+from detector.errors import CorruptVideoError, InputError, NotAVideoError
+from detector.video.source import Frame, RateSampler, VideoInfo, VideoSource
+
+# How many consecutive undecodable packets we tolerate before calling the
+# rest of the file truncated. Real recordings have the odd broken packet.
+_MAX_DECODE_ERRORS = 25
+
+
+def _rotation_of(stream, first_frame=None) -> int:
+    """Degrees counter-clockwise to turn a decoded frame for display."""
+    angle = None
+    if first_frame is not None:
+        try:
+            angle = first_frame.rotation
+        except Exception:  # older PyAV: no display-matrix accessor
+            angle = None
+    if not angle:
+        tag = stream.metadata.get("rotate") if stream.metadata else None
+        if tag:
+            # the legacy 'rotate' tag is clockwise
+            angle = -int(float(tag))
+    angle = int(round((angle or 0) / 90.0)) * 90 % 360
+    return angle
+
+
+def _apply_rotation(img: np.ndarray, angle_ccw: int) -> np.ndarray:
+    if angle_ccw == 0:
+        return img
+    if angle_ccw == 90:
+        return np.ascontiguousarray(np.rot90(img, 1))
+    if angle_ccw == 180:
+        return np.ascontiguousarray(img[::-1, ::-1])
+    return np.ascontiguousarray(np.rot90(img, -1))
+
+
+class PyAVSource(VideoSource):
+    """Streams RGB frames with exact timestamps from any FFmpeg-readable file.
+
+    ``max_side`` downscales frames whose longer side exceeds it (faces in a
+    1080p call are still far above the landmark model's input size), which
+    keeps colour conversion and per-frame checks cheap.
+    """
+
+    def __init__(self, path: str | os.PathLike, max_side: int | None = 1280, threads: int = 0):
+        self.path = os.fspath(path)
+        self.max_side = max_side
+        if not os.path.exists(self.path):
+            raise InputError(f"no such file: {self.path}")
+        if os.path.isdir(self.path):
+            raise InputError(f"is a directory, not a recording: {self.path}")
+        try:
+            self._container = av.open(self.path, mode="r")
+        except (av.error.InvalidDataError, av.error.ValueError) as exc:
+            raise NotAVideoError(f"not a video file FFmpeg can read: {self.path} ({exc})") from exc
+        except av.error.FFmpegError as exc:
+            raise NotAVideoError(f"cannot open {self.path}: {exc}") from exc
+        if not self._container.streams.video:
+            self._container.close()
+            raise NotAVideoError(f"no video stream in {self.path}")
+        self._stream = self._container.streams.video[0]
+        # FFmpeg frame threading: decoding is the one stage that scales with
+        # cores for free. threads=0 lets FFmpeg choose.
+        self._stream.thread_type = "AUTO"
+        if threads:
+            self._stream.codec_context.thread_count = threads
+        self._rotation: int | None = None
+        self._info: VideoInfo | None = None
+        self.truncated = False  # set when decoding stopped early on errors
+        self.decode_errors = 0
+        self.decoded_frames = 0  # every frame decoded by the last frames() pass, kept or not
+
+    # -- probing -----------------------------------------------------------
+    def _probe_rotation(self) -> int:
+        if self._rotation is None:
+            first = None
+            try:
+                with av.open(self.path) as c:
+                    for first in c.decode(video=0):
+                        break
+            except av.error.FFmpegError:
+                first = None
+            self._rotation = _rotation_of(self._stream, first)
+        return self._rotation
+
+    @property
+    def info(self) -> VideoInfo:
+        if self._info is None:
+            s = self._stream
+            cc = s.codec_context
+            rot = self._probe_rotation()
+            w, h = int(cc.width or 0), int(cc.height or 0)
+            if rot in (90, 270):
+                w, h = h, w
+            duration = None
+            if s.duration is not None and s.time_base is not None:
+                duration = Fraction(s.duration) * s.time_base
+            elif self._container.duration is not None:
+                duration = Fraction(self._container.duration, av.time_base)
+            if w == 0 or h == 0:
+                raise NotAVideoError(f"video stream has no picture size: {self.path}")
+            self._info = VideoInfo(
+                path=self.path,
+                container=self._container.format.name,
+                codec=cc.name,
+                width=w,
+                height=h,
+                rotation=rot,
+                duration=duration,
+                average_rate=s.average_rate,
+                frame_count=s.frames or None,
+                size_bytes=os.path.getsize(self.path),
+            )
+        return self._info
+
+    def _target_size(self) -> tuple[int, int] | None:
+        cc = self._stream.codec_context
+        w, h = cc.width, cc.height
+        if not self.max_side or max(w, h) <= self.max_side:
+            return None
+        scale = self.max_side / max(w, h)
+        # even sizes keep swscale on its fast path
+        return max(2, int(w * scale) // 2 * 2), max(2, int(h * scale) // 2 * 2)
+
+    # -- decoding ----------------------------------------------------------
+    def _decoded(self) -> Iterator[av.VideoFrame]:
+        """Decode every frame, tolerating a few broken packets."""
+        errors_in_row = 0
+        for packet in self._container.demux(self._stream):
+            try:
+                frames = packet.decode()
+            except av.error.FFmpegError:
+                self.decode_errors += 1
+                errors_in_row += 1
+                if errors_in_row > _MAX_DECODE_ERRORS:
+                    self.truncated = True
+                    return
+                continue
+            errors_in_row = 0
+            yield from frames
+
+    def timestamps(self) -> Iterator[Fraction]:
+        """Decode-only pass yielding timestamps; used by ``bench`` as the baseline."""
+        for vf in self._decoded():
+            if vf.pts is not None:
+                yield Fraction(vf.pts) * vf.time_base
+
+    def frames(self, rate: Fraction | float | None = None) -> Iterator[Frame]:
+        sampler = RateSampler(rate)
+        rot = self._probe_rotation()
+        size = self._target_size()
+        tb = self._stream.time_base
+        index = -1
+        last_pts: Fraction | None = None
+        produced = 0
+        try:
+            for vf in self._decoded():
+                index += 1
+                self.decoded_frames = index + 1
+                if vf.pts is None:
+                    # no timestamp: extrapolate from the previous one at the declared rate
+                    step = 1 / (self._stream.average_rate or Fraction(30))
+                    pts = (last_pts + step) if last_pts is not None else Fraction(0)
+                else:
+                    pts = Fraction(vf.pts) * (vf.time_base or tb)
+                if last_pts is not None and pts <= last_pts:
+                    # B-frame reordering glitches or duplicated stamps: keep order monotone
+                    continue
+                last_pts = pts
+                if not sampler.keep(pts):
+                    continue
+                if size is not None:
+                    img = vf.to_ndarray(format="rgb24", width=size[0], height=size[1])
+                else:
+                    img = vf.to_ndarray(format="rgb24")
+                produced += 1
+                yield Frame(index=index, pts=pts, image=_apply_rotation(img, rot))
+        except av.error.FFmpegError as exc:  # demuxer failure mid-file
+            self.truncated = True
+            if produced == 0:
+                raise CorruptVideoError(f"could not decode {self.path}: {exc}") from exc
+        if produced == 0 and index < 0:
+            raise CorruptVideoError(f"no decodable video frame in {self.path}")
+
+    def close(self) -> None:
+        c, self._container = getattr(self, "_container", None), None
+        if c is not None:
+            c.close()
+
+
+def open_video(path: str | os.PathLike, max_side: int | None = 1280) -> PyAVSource:
+    """Open a recording with the default backend."""
+    return PyAVSource(path, max_side=max_side)
+
+
+def probe(path: str | os.PathLike) -> VideoInfo:
+    """Probe a file's content (not its extension); raises InputError subclasses."""
+    with PyAVSource(path) as src:
+        return src.info
