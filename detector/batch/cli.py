@@ -1,0 +1,178 @@
+"""``detector batch``: score a call archive, resumably, locally or on Dask.
+
+Exit codes follow ``detector scan``: 0 every recording analysed, 3 some
+recordings failed (their rows are in the output), 4 workers cannot load the
+models, 5 bad options or the output is in use by another batch, 2 usage,
+130 interrupted (everything finished so far is kept; re-run to resume).
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+EXIT_FAILURES = 3
+EXIT_INTERRUPTED = 130
+
+
+def _err(msg: str, code: int) -> None:
+    typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def _sigterm_as_interrupt() -> None:
+    # `kill` (and a cluster scheduler's preemption) gets the same clean stop as Ctrl-C
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (e.g. called from a test runner thread)
+        pass
+
+
+class _Progress:
+    """Progress bar with ETA on stderr (rich), fed by the runner's callback."""
+
+    def __init__(self, enabled: bool):
+        self.bar = None
+        if not enabled:
+            return
+        from rich.console import Console
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                   TimeRemainingColumn)
+
+        self.bar = Progress(TextColumn("[bold]batch"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("ok {task.fields[ok]} failed {task.fields[failed]} "
+                                       "skipped {task.fields[skipped]}"),
+                            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                            console=Console(stderr=True), transient=False)
+        self.task = None
+
+    def __enter__(self):
+        if self.bar is not None:
+            self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+    def update(self, stats, outcome) -> None:
+        if self.bar is None:
+            return
+        if self.task is None:
+            self.task = self.bar.add_task("batch", total=stats.candidates, ok=0, failed=0, skipped=0)
+        self.bar.update(self.task, completed=stats.finished, ok=stats.ok, failed=stats.failed,
+                        skipped=stats.already_done + stats.not_recordings)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("batch")
+    def batch(paths: Optional[List[Path]] = typer.Argument(None, help="Files or folders (walked recursively)."),
+              out: Path = typer.Option(..., "--out", help="Output JSONL; appended to and resumed from."),
+              workers: int = typer.Option(2, "--workers", "-j", help="Local worker processes."),
+              csv_path: Optional[Path] = typer.Option(None, "--csv", help="Also write a ranked CSV."),
+              html_dir: Optional[Path] = typer.Option(None, "--html-dir", help="Write one HTML report per recording."),
+              from_list: Optional[Path] = typer.Option(None, "--from-list",
+                                                       help="File with one path or file:// URL per line."),
+              scheduler: Optional[str] = typer.Option(None, "--scheduler",
+                                                      help="Run on a Dask cluster, e.g. tcp://host:8786."),
+              dask: Optional[str] = typer.Option(None, "--dask",
+                                                 help="'local': run on a Dask LocalCluster of --workers processes."),
+              fps: float = typer.Option(10.0, help="Frames analysed per second of video."),
+              max_faces: int = typer.Option(4, help="Most faces tracked per frame."),
+              retry_failed: bool = typer.Option(False, "--retry-failed",
+                                                help="Retry recordings that failed as corrupt/undecodable before."),
+              top: int = typer.Option(10, help="How many of the most suspicious calls the summary lists."),
+              progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on stderr."),
+              quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary on stdout."),
+              analyzer: str = typer.Option("detector.api:Analyzer", "--analyzer", hidden=True,
+                                           help="module:callable building the analyzer (testing)."),
+              ) -> None:
+        """Scan a whole archive of recordings into one resumable JSONL file."""
+        os.environ.setdefault("GLOG_minloglevel", "2")
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        from detector.batch.discover import WalkStats, read_path_list, walk
+        from detector.batch.resume import ResultStore, read_output
+        from detector.batch.runner import BatchAbortedError, BatchStats, LocalBackend, run_batch
+        from detector.batch.summary import render_summary, summarize, write_csv, write_html, write_missing_html
+        from detector.errors import ConfigError, DetectorError
+        from detector.options import ScanOptions
+
+        if not paths and from_list is None:
+            _err("give folders/files to scan, or --from-list FILE", 2)
+        if dask not in (None, "local"):
+            _err("--dask takes 'local' (use --scheduler ADDRESS for a running cluster)", 2)
+        if dask and scheduler:
+            _err("use either --dask local or --scheduler, not both", 2)
+        try:
+            options = ScanOptions(analysis_fps=fps, max_faces=max_faces).validate()
+            walk_stats = WalkStats()
+            candidates = list(walk(paths or [], walk_stats))
+            if from_list is not None:
+                listed = read_path_list(from_list)
+                if scheduler:
+                    # remote workers may see a filesystem this client does not: they decide
+                    candidates.extend(listed)
+                else:
+                    candidates.extend(p for p in listed if not os.path.exists(p))  # -> "not found" rows
+                    candidates.extend(walk([p for p in listed if os.path.exists(p)], walk_stats))
+            if scheduler or dask:
+                from detector.batch.dask_runner import DaskBackend
+
+                backend = DaskBackend(scheduler=scheduler, local_workers=workers)
+            else:
+                backend = LocalBackend(workers)
+        except DetectorError as exc:
+            _err(str(exc), 5)
+
+        stats = BatchStats(skipped_reasons=dict(walk_stats.skipped))
+        html_ok = [html_dir is not None]
+
+        def on_record(o) -> None:
+            if not html_ok[0] or o.status != "ok":
+                return
+            try:
+                write_html(json.loads(o.line), html_dir)
+            except ImportError as exc:
+                html_ok[0] = False
+                typer.secho(f"warning: HTML reports unavailable ({exc}); JSONL/CSV still written",
+                            fg=typer.colors.YELLOW, err=True)
+            except Exception as exc:  # one report failing to render must not stop the batch
+                typer.secho(f"warning: HTML for {o.path} failed: {exc}", fg=typer.colors.YELLOW, err=True)
+
+        _sigterm_as_interrupt()
+        try:
+            with ResultStore(out) as store, _Progress(progress) as bar:
+                stats = run_batch(candidates, store, options, backend, factory=analyzer,
+                                  retry_failed=retry_failed, stats=stats, on_progress=bar.update,
+                                  on_record=on_record)
+        except BatchAbortedError as exc:
+            _err(str(exc), 4 if exc.code == "model_error" else 1)
+        except ConfigError as exc:
+            _err(str(exc), 5)
+        except DetectorError as exc:
+            _err(str(exc), 1)
+
+        rows = read_output(out).rows
+        score_key = options.score_key()
+        if csv_path is not None:
+            write_csv(rows, csv_path, score_key)
+        if html_dir is not None and html_ok[0]:
+            try:
+                write_missing_html(rows, html_dir, score_key)
+            except ImportError:
+                pass  # already warned
+        if not quiet:
+            typer.echo(render_summary(stats, summarize(rows, score_key, top), str(out), top))
+        if stats.interrupted:
+            typer.secho("interrupted: finished work is saved; run the same command again to resume",
+                        fg=typer.colors.YELLOW, err=True)
+            raise typer.Exit(EXIT_INTERRUPTED)
+        if stats.failed:
+            raise typer.Exit(EXIT_FAILURES)
