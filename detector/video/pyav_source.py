@@ -66,10 +66,10 @@ class PyAVSource(VideoSource):
             raise InputError(f"is a directory, not a recording: {self.path}")
         try:
             self._container = av.open(self.path, mode="r")
-        except (av.error.InvalidDataError, av.error.ValueError) as exc:
-            raise NotAVideoError(f"not a video file FFmpeg can read: {self.path} ({exc})") from exc
-        except av.error.FFmpegError as exc:
-            raise NotAVideoError(f"cannot open {self.path}: {exc}") from exc
+        except (av.error.FFmpegError, ValueError, OSError) as exc:
+            # a missing index (moov atom) looks the same as a non-video to FFmpeg
+            raise NotAVideoError(f"cannot read {self.path} as a video (not a video, or truncated/corrupt): "
+                                 f"{getattr(exc, 'strerror', None) or exc}") from exc
         if not self._container.streams.video:
             self._container.close()
             raise NotAVideoError(f"no video stream in {self.path}")

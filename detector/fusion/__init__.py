@@ -1,0 +1,1 @@
+"""Fusion of check features into one calibrated probability."""

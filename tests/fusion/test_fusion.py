@@ -1,0 +1,68 @@
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from detector.errors import ModelError
+from detector.evaluation import group_folds, threshold_for_fpr
+from detector.fusion.logistic import fit_logistic, roc_auc, to_onnx
+from detector.fusion.model import FusionModel, FusionOptions
+
+
+def test_auc_known_values():
+    assert roc_auc([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9]) == 1.0
+    assert roc_auc([0, 0, 1, 1], [0.9, 0.8, 0.2, 0.1]) == 0.0
+    assert roc_auc([0, 1], [0.5, 0.5]) == 0.5
+    assert np.isnan(roc_auc([1, 1], [0.1, 0.2]))
+
+
+def test_logistic_learns_a_separable_signal_and_onnx_matches_numpy(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 3))
+    y = (x[:, 0] - 0.5 * x[:, 2] + rng.normal(0, 0.3, 200) > 0).astype(int)
+    x[5, 1] = np.nan  # NaNs are imputed, not propagated
+    m = fit_logistic(x, y, l2=1.0)
+    assert roc_auc(y, m.predict_proba(x)) > 0.95
+    assert m.coef[0] > 0 > m.coef[2]
+    import onnx
+
+    path = tmp_path / "f.onnx"
+    onnx.save(to_onnx(m, 3), str(path))
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"features": x.astype(np.float32)})[0][:, 0]
+    np.testing.assert_allclose(got, m.predict_proba(x), atol=1e-5)
+
+
+def test_group_folds_never_split_a_group():
+    groups = [f"g{i % 7}" for i in range(40)]
+    folds = group_folds(groups, 4)
+    assert np.sum(folds, axis=0).tolist() == [1] * 40  # each clip in exactly one fold
+    for f in folds:
+        inside = {g for g, sel in zip(groups, f) if sel}
+        outside = {g for g, sel in zip(groups, f) if not sel}
+        assert not inside & outside
+
+
+def test_threshold_for_fpr_bounds_false_positives():
+    genuine = np.linspace(0, 1, 50)
+    t = threshold_for_fpr(genuine, 0.1)
+    assert (genuine >= t).mean() <= 0.1
+
+
+def test_shipped_fusion_model_loads_and_scores():
+    with FusionModel() as fm:
+        assert 0 < fm.low <= fm.high < 1
+        p = fm.predict([{}, {n: 0.0 for n in fm.feature_names}])
+        assert p.shape == (2,) and ((p > 0) & (p < 1)).all()
+        assert fm.band(fm.high) == "likely_face_swapped"
+        assert fm.band(fm.low - 1e-6) == "likely_genuine"
+
+
+def test_missing_or_malformed_fusion_model_is_a_model_error(tmp_path):
+    with pytest.raises(ModelError):
+        FusionModel(FusionOptions(model_path=tmp_path / "none.onnx"))
+    (tmp_path / "bad.onnx").write_bytes(b"not onnx")
+    (tmp_path / "bad.json").write_text(json.dumps({"feature_names": ["a"], "thresholds": {"low": 0.2, "high": 0.7}}))
+    with pytest.raises(ModelError):
+        FusionModel(FusionOptions(model_path=tmp_path / "bad.onnx"))

@@ -1,0 +1,30 @@
+"""Accuracy on the labelled dev set (../shared/data/dev), by grouped cross-validation.
+
+Slow (a few minutes): marked ``accuracy``. Deselect with ``-m 'not accuracy'``.
+The floors sit just under what was measured when the models were committed
+(see models/fusion.md); a drop below them means a regression.
+"""
+import json
+from pathlib import Path
+
+import pytest
+
+DEV_MANIFEST = Path(__file__).resolve().parents[2] / "shared" / "data" / "dev" / "manifest.csv"
+
+pytestmark = [pytest.mark.accuracy,
+              pytest.mark.skipif(not DEV_MANIFEST.is_file(), reason="../shared/data/dev not present")]
+
+AUC_FLOOR = 0.55
+DFL_AUC_FLOOR = 0.55
+MAX_FPR = 0.15
+
+
+def test_grouped_cv_auc_on_dev_set(tmp_path):
+    from detector.eval_cli import run_eval
+
+    run_eval(DEV_MANIFEST, tmp_path, workers=2, cv=True)
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert m["scored"] >= m["clips"] - 2
+    assert m["auc"] >= AUC_FLOOR, m
+    assert m["auc_by_source"]["DeepFaceLive"] >= DFL_AUC_FLOOR, m
+    assert m["fpr_at_high"] <= MAX_FPR, m

@@ -1,0 +1,87 @@
+"""End to end through the library API on synthetic recordings, and bad input."""
+import json
+
+import pytest
+
+from detector import Analyzer, InputError, NotAVideoError, Report, ScanOptions, Verdict, scan
+from detector.errors import ConfigError
+
+
+@pytest.fixture(scope="module")
+def analyzer():
+    with Analyzer(ScanOptions()) as a:
+        yield a
+
+
+def test_scan_returns_a_full_report(analyzer, swap_clip):
+    progress = []
+    r = analyzer.scan(swap_clip, progress=lambda f, m: progress.append(f))
+    assert r.verdict in (Verdict.likely_genuine, Verdict.inconclusive, Verdict.likely_face_swapped)
+    assert 0.0 <= r.probability <= 1.0
+    assert len(r.tracks) == 1
+    t = r.tracks[0]
+    assert t.probability is not None and t.timeline
+    assert {c.name for c in t.checks} >= {"sharpness", "boundary", "jitter", "pose", "identity"}
+    assert r.video.analysed_frames == pytest.approx(30, abs=2)
+    assert r.video.sha256 and len(r.video.sha256) == 64
+    assert r.evidence and r.evidence[0].thumbnail_jpeg_b64
+    assert progress[-1] == 1.0 and progress == sorted(progress)
+    # the report round-trips through JSON unchanged
+    assert Report.from_json(r.to_json()) == r
+    assert json.loads(r.to_json())["schema_version"] == "1.0"
+
+
+def test_call_probability_is_its_most_suspicious_participant(analyzer, genuine_clip):
+    r = analyzer.scan(genuine_clip)
+    assert r.probability == max(t.probability for t in r.tracks if t.probability is not None)
+
+
+def test_no_face_gives_explicit_verdict_and_no_score(analyzer, no_face_clip):
+    r = analyzer.scan(no_face_clip)
+    assert r.verdict == Verdict.no_face
+    assert r.probability is None and r.tracks == []
+
+
+def test_face_for_one_second_is_insufficient_evidence(tmp_path):
+    from detector.synth import render_call
+
+    p = render_call(tmp_path / "short.mp4", seconds=1.0, fps=15, size=(480, 360), seed=5)
+    r = scan(p)
+    assert r.verdict == Verdict.insufficient_evidence
+    assert r.probability is None
+
+
+def test_bad_inputs_raise_typed_errors(tmp_path, analyzer):
+    with pytest.raises(InputError):
+        analyzer.scan(tmp_path / "missing.mp4")
+    junk = tmp_path / "junk.webm"
+    junk.write_bytes(b"\x00\x01garbage" * 1000)
+    with pytest.raises(NotAVideoError):
+        analyzer.scan(junk)
+    audio_only = tmp_path / "audio.mp4"
+    import av
+    import numpy as np
+
+    with av.open(str(audio_only), "w") as c:
+        s = c.add_stream("aac", rate=16000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        frame.sample_rate = 16000
+        for p in s.encode(frame):
+            c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    with pytest.raises(NotAVideoError, match="no video stream"):
+        analyzer.scan(audio_only)
+
+
+def test_invalid_options_are_config_errors():
+    with pytest.raises(ConfigError):
+        Analyzer(ScanOptions(analysis_fps=0))
+    with pytest.raises(ConfigError):
+        Analyzer(ScanOptions(checks=("nonexistent",)))
+
+
+def test_score_key_ignores_performance_knobs():
+    a, b = ScanOptions(), ScanOptions(queue_size=2, onnx_threads=2, hash_file=False)
+    assert a.score_key() == b.score_key()
+    assert a.score_key() != ScanOptions(analysis_fps=5).score_key()

@@ -1,0 +1,68 @@
+"""The CLI is thin: exit codes and outputs for scan, eval and bench."""
+import csv
+import json
+
+from typer.testing import CliRunner
+
+from detector.cli import app
+
+runner = CliRunner()
+
+
+def test_scan_prints_summary_and_writes_json_and_html(genuine_clip, tmp_path):
+    out_json, out_html = tmp_path / "r.json", tmp_path / "r.html"
+    res = runner.invoke(app, ["scan", str(genuine_clip), "--json", str(out_json), "--html", str(out_html)])
+    assert res.exit_code == 0, res.output
+    assert "P(face swap)" in res.output and "participant 1" in res.output
+    data = json.loads(out_json.read_text())
+    assert data["verdict"] in ("likely_genuine", "inconclusive", "likely_face_swapped")
+    assert out_html.read_text().lstrip().lower().startswith("<!doctype html")
+
+
+def test_scan_bad_input_exit_code_and_message(tmp_path):
+    bad = tmp_path / "x.mp4"
+    bad.write_text("hello")
+    res = runner.invoke(app, ["scan", str(bad)])
+    assert res.exit_code == 3
+    assert "cannot read" in res.output
+
+
+def test_scan_several_files_keeps_going_past_a_bad_one(genuine_clip, tmp_path):
+    bad = tmp_path / "x.mp4"
+    bad.write_text("hello")
+    out = tmp_path / "all.json"
+    res = runner.invoke(app, ["scan", str(bad), str(genuine_clip), "--json", str(out), "-q"])
+    assert res.exit_code == 3
+    assert len(json.loads(out.read_text())) == 1
+
+
+def test_eval_writes_scores_and_metrics(genuine_clip, swap_clip, no_face_clip, tmp_path):
+    man = tmp_path / "m.csv"
+    with open(man, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "label", "source", "method", "group", "note"])
+        w.writerow([str(genuine_clip), "real", "synth", "original", "a", ""])
+        w.writerow([str(swap_clip), "fake", "synth", "synth-swap", "a", ""])
+        w.writerow([str(no_face_clip), "real", "synth", "original", "b", ""])
+    res = runner.invoke(app, ["eval", str(man), "--out", str(tmp_path / "ev"), "--workers", "1", "--no-cv"])
+    assert res.exit_code == 0, res.output
+    assert "ROC AUC" in res.output
+    rows = list(csv.DictReader(open(tmp_path / "ev" / "scores.csv")))
+    assert [r["label"] for r in rows] == ["real", "fake", "real"]
+    assert rows[0]["score"] and rows[1]["score"] and rows[2]["score"] == ""  # no face: not scored
+    m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert m["clips"] == 3 and m["scored"] == 2
+
+
+def test_eval_rejects_bad_manifest(tmp_path):
+    man = tmp_path / "m.csv"
+    man.write_text("file,label\nx.mp4,real\n")
+    res = runner.invoke(app, ["eval", str(man), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 5
+
+
+def test_bench_reports_ratios(genuine_clip):
+    res = runner.invoke(app, ["bench", str(genuine_clip)])
+    assert res.exit_code == 0, res.output
+    for key in ("decode only", "real-time factor", "scan / decode-only", "peak RSS"):
+        assert key in res.output
