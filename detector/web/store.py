@@ -1,0 +1,234 @@
+"""SQLite job store: one row per uploaded recording, the queue lives here too.
+
+The database is the queue on purpose: a job is queued by committing its row,
+so an upload acknowledged to the browser survives a crash of the server, and
+workers claim jobs with one atomic UPDATE, so two workers never take the
+same job. The finished report is kept in the row (a few hundred kB at most,
+thumbnails included), which makes deleting a recording one DELETE plus one
+file removal, with nothing left behind.
+"""
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id              TEXT PRIMARY KEY,          -- random hex id; also names the stored file
+    original_name   TEXT NOT NULL,             -- client's file name, for display only
+    size_bytes      INTEGER NOT NULL,
+    duration_s      REAL,                      -- from probing at upload time
+    state           TEXT NOT NULL CHECK (state IN ('queued', 'running', 'done', 'failed')),
+    progress        REAL NOT NULL DEFAULT 0,   -- 0..1 while running
+    message         TEXT NOT NULL DEFAULT '',
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    created_at      REAL NOT NULL,             -- unix seconds
+    started_at      REAL,
+    finished_at     REAL,
+    verdict         TEXT,
+    probability     REAL,
+    error_code      TEXT,
+    error_message   TEXT,
+    report_json     TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_state_created ON jobs (state, created_at);
+"""
+
+# Every column except the report, which only the report pages read.
+_SUMMARY_COLUMNS = ("id, original_name, size_bytes, duration_s, state, progress, message, attempts, created_at, "
+                    "started_at, finished_at, verdict, probability, error_code, error_message")
+
+ACTIVE_STATES = ("queued", "running")
+
+
+@dataclass
+class Job:
+    id: str
+    original_name: str
+    size_bytes: int
+    duration_s: Optional[float]
+    state: str
+    progress: float
+    message: str
+    attempts: int
+    created_at: float
+    started_at: Optional[float]
+    finished_at: Optional[float]
+    verdict: Optional[str]
+    probability: Optional[float]
+    error_code: Optional[str]
+    error_message: Optional[str]
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+    def eta_seconds(self, now: float | None = None) -> Optional[float]:
+        """Remaining seconds, extrapolated from the pace so far (None until measurable)."""
+        if self.state != "running" or self.started_at is None or self.progress < 0.02:
+            return None
+        elapsed = (now or time.time()) - self.started_at
+        return max(0.0, elapsed * (1.0 - self.progress) / self.progress)
+
+
+class JobStore:
+    """Thread-safe access to the jobs table.
+
+    One connection per call keeps threads independent; WAL mode lets the
+    pages read while a worker writes progress, and the process-wide lock
+    serialises writers so claims stay atomic without retry loops.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = str(path)
+        self._write_lock = threading.Lock()
+        with self._connect() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(SCHEMA)
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version == 0:
+                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            elif version != SCHEMA_VERSION:
+                raise RuntimeError(f"job database {self.path} has schema {version}, expected {SCHEMA_VERSION}")
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            db.execute("PRAGMA busy_timeout=30000")
+            yield db
+        finally:
+            db.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._write_lock, self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    # -- writes ---------------------------------------------------------------
+
+    def add(self, job_id: str, original_name: str, size_bytes: int, duration_s: float | None) -> Job:
+        now = time.time()
+        with self._write() as db:
+            db.execute("INSERT INTO jobs (id, original_name, size_bytes, duration_s, state, message, created_at) "
+                       "VALUES (?, ?, ?, ?, 'queued', 'waiting for a worker', ?)",
+                       (job_id, original_name, size_bytes, duration_s, now))
+        return self.get(job_id)
+
+    def claim_next(self) -> Optional[Job]:
+        """Atomically move the oldest queued job to running and return it."""
+        now = time.time()
+        with self._write() as db:
+            row = db.execute("SELECT id FROM jobs WHERE state = 'queued' ORDER BY created_at, id LIMIT 1").fetchone()
+            if row is None:
+                return None
+            db.execute("UPDATE jobs SET state = 'running', progress = 0, message = 'starting', "
+                       "attempts = attempts + 1, started_at = ?, finished_at = NULL WHERE id = ?", (now, row[0]))
+        return self.get(row[0])
+
+    def set_progress(self, job_id: str, fraction: float, message: str) -> None:
+        fraction = min(max(float(fraction), 0.0), 1.0)
+        with self._write() as db:
+            db.execute("UPDATE jobs SET progress = ?, message = ? WHERE id = ? AND state = 'running'",
+                       (fraction, message, job_id))
+
+    def finish(self, job_id: str, verdict: str, probability: float | None, report_json: str) -> bool:
+        with self._write() as db:
+            cur = db.execute("UPDATE jobs SET state = 'done', progress = 1, message = 'done', finished_at = ?, "
+                             "verdict = ?, probability = ?, report_json = ?, error_code = NULL, error_message = NULL "
+                             "WHERE id = ? AND state = 'running'",
+                             (time.time(), verdict, probability, report_json, job_id))
+            return cur.rowcount == 1
+
+    def fail(self, job_id: str, code: str, message: str) -> bool:
+        with self._write() as db:
+            cur = db.execute("UPDATE jobs SET state = 'failed', message = 'failed', finished_at = ?, "
+                             "error_code = ?, error_message = ? WHERE id = ? AND state IN ('queued', 'running')",
+                             (time.time(), code, message, job_id))
+            return cur.rowcount == 1
+
+    def requeue(self, job_id: str, message: str = "waiting for a worker") -> bool:
+        with self._write() as db:
+            cur = db.execute("UPDATE jobs SET state = 'queued', progress = 0, message = ?, started_at = NULL "
+                             "WHERE id = ? AND state IN ('running', 'failed')", (message, job_id))
+            return cur.rowcount == 1
+
+    def reset_attempts(self, job_id: str) -> None:
+        with self._write() as db:
+            db.execute("UPDATE jobs SET attempts = 0, error_code = NULL, error_message = NULL WHERE id = ?", (job_id,))
+
+    def delete(self, job_id: str) -> bool:
+        with self._write() as db:
+            return db.execute("DELETE FROM jobs WHERE id = ?", (job_id,)).rowcount == 1
+
+    def recover_interrupted(self, max_attempts: int) -> tuple[list[str], list[str]]:
+        """After a restart, 'running' rows belong to a dead process.
+
+        Re-queue them, unless they were already tried ``max_attempts`` times:
+        a file that keeps killing the worker must not crash-loop the server.
+        Returns (requeued ids, failed ids).
+        """
+        requeued, failed = [], []
+        with self._write() as db:
+            rows = db.execute("SELECT id, attempts FROM jobs WHERE state = 'running'").fetchall()
+            for job_id, attempts in rows:
+                if attempts >= max_attempts:
+                    db.execute("UPDATE jobs SET state = 'failed', message = 'failed', finished_at = ?, "
+                               "error_code = 'interrupted', error_message = ? WHERE id = ?",
+                               (time.time(), f"analysis was interrupted {attempts} times (the server or worker "
+                                             f"stopped mid-job); use Retry to try again", job_id))
+                    failed.append(job_id)
+                else:
+                    db.execute("UPDATE jobs SET state = 'queued', progress = 0, started_at = NULL, "
+                               "message = 'resumed after a restart' WHERE id = ?", (job_id,))
+                    requeued.append(job_id)
+        return requeued, failed
+
+    # -- reads ----------------------------------------------------------------
+
+    def get(self, job_id: str) -> Optional[Job]:
+        with self._connect() as db:
+            row = db.execute(f"SELECT {_SUMMARY_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return Job(*row) if row else None
+
+    def report_json(self, job_id: str) -> Optional[str]:
+        with self._connect() as db:
+            row = db.execute("SELECT report_json FROM jobs WHERE id = ? AND state = 'done'", (job_id,)).fetchone()
+        return row[0] if row else None
+
+    def list(self, limit: int = 500, active_only: bool = False) -> list[Job]:
+        where = "WHERE state IN ('queued', 'running')" if active_only else ""
+        with self._connect() as db:
+            rows = db.execute(f"SELECT {_SUMMARY_COLUMNS} FROM jobs {where} ORDER BY created_at DESC, id LIMIT ?",
+                              (limit,)).fetchall()
+        return [Job(*r) for r in rows]
+
+    def ids(self) -> set[str]:
+        with self._connect() as db:
+            return {r[0] for r in db.execute("SELECT id FROM jobs")}
+
+    def count_queued(self) -> int:
+        with self._connect() as db:
+            return db.execute("SELECT COUNT(*) FROM jobs WHERE state = 'queued'").fetchone()[0]
+
+    def queue_position(self, job: Job) -> Optional[int]:
+        """1-based place among queued jobs (1 = next to start)."""
+        if job.state != "queued":
+            return None
+        with self._connect() as db:
+            ahead = db.execute("SELECT COUNT(*) FROM jobs WHERE state = 'queued' AND (created_at < ? OR "
+                               "(created_at = ? AND id < ?))", (job.created_at, job.created_at, job.id)).fetchone()[0]
+        return ahead + 1

@@ -1,0 +1,106 @@
+"""The self-contained HTML report: one template for the CLI and the web app."""
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from detector.report.html import WebLinks, build_timeline, render_html
+from detector.report.model import Report, Verdict
+
+
+def _web_fakes():
+    # the web tests' fake report and tiny video, loaded by path (test dirs are not packages)
+    spec = importlib.util.spec_from_file_location(
+        "_web_fakes_for_report", Path(__file__).resolve().parents[1] / "web" / "web_fakes.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+FAKES = _web_fakes()
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> Report:
+    video = FAKES.write_tiny_video(tmp_path_factory.mktemp("media") / "call.mp4")
+    return FAKES.fake_report(str(video))
+
+
+def test_self_contained_and_complete(report):
+    html = render_html(report)
+    assert html.startswith("<!doctype html>")
+    # nothing fetched from anywhere: no external src/href, no scripts, no stylesheet links
+    assert not re.search(r'(src|href)="(https?:)?//', html)
+    assert "<script" not in html and "<link" not in html
+    assert "Likely face-swapped" in html and "82%" in html
+    assert html.count('class="segment"') == 1
+    assert html.count("data:image/jpeg;base64,") == 1
+    assert 'id="evidence-1"' in html and 'href="#evidence-1"' in html
+    assert "blending edges around the face" in html
+    assert "Participant 1" in html and "Blending artefacts" in html and "not measurable" in html
+
+
+def test_web_links_only_in_web_mode(report):
+    html = render_html(report, web=WebLinks(home_url="/", json_url="/j.json", html_url="/h.html",
+                                            delete_url="/api/jobs/x", original_name="Interview <A&B>.mp4"))
+    assert 'href="/j.json"' in html and 'href="/h.html"' in html and "/static/app.js" in html
+    assert "Interview &lt;A&amp;B&gt;.mp4" in html and "<A&B>" not in html
+
+
+def test_timeline_geometry(report):
+    tl = build_timeline(report)
+    assert len(tl.lines) == 1 and len(tl.segments) == 1 and len(tl.markers) == 1
+    xs = [float(p.split(",")[0]) for p in tl.lines[0].points.split()]
+    ys = [float(p.split(",")[1]) for p in tl.lines[0].points.split()]
+    assert xs == sorted(xs) and all(tl.left <= x <= tl.right for x in xs)
+    # higher probability is drawn higher (smaller y)
+    assert ys[0] > ys[-1] and all(tl.plot_top <= y <= tl.plot_bottom for y in ys)
+    seg = tl.segments[0]
+    assert seg.x + seg.w <= tl.right + 0.5 and seg.x >= xs[0]
+
+
+def test_reports_without_scores_render(report):
+    empty = report.model_copy(update={"verdict": Verdict.no_face, "probability": None, "tracks": [], "segments": [],
+                                      "evidence": [], "summary": "No face was found."})
+    html = render_html(empty)
+    assert "No face found" in html and "n/a" in html and "No face was tracked" in html
+    assert "No participant was seen long enough" in html
+    brief = report.model_copy(deep=True)
+    brief.tracks[0].timeline = []
+    brief.tracks[0].probability = None
+    brief.tracks[0].note = "face seen for 1.0 s"
+    brief.segments, brief.evidence = [], []
+    assert "face seen for 1.0 s" in render_html(brief)
+    assert "<svg" in render_html(Report.from_json(report.to_json()))
+
+
+def test_scan_html_from_the_cli(tmp_path, monkeypatch, report):
+    import detector.api
+    from detector.cli import app
+
+    class StandInAnalyzer:
+        def __init__(self, options=None):
+            pass
+
+        def scan(self, path, progress=None, should_stop=None):
+            return FAKES.fake_report(str(path))
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            pass
+
+    monkeypatch.setattr(detector.api, "Analyzer", StandInAnalyzer)
+    video = FAKES.write_tiny_video(tmp_path / "cand.mp4")
+    out, js = tmp_path / "report.html", tmp_path / "report.json"
+    result = CliRunner().invoke(app, ["scan", str(video), "--html", str(out), "--json", str(js), "--quiet"])
+    assert result.exit_code == 0, result.output
+    text = out.read_text(encoding="utf-8")
+    assert "<svg" in text and "Likely face-swapped" in text and "<script" not in text
+    # one model, one template: the HTML is exactly the rendering of the JSON report
+    assert text == render_html(Report.from_json(js.read_text()))

@@ -1,0 +1,327 @@
+"""API tests of the web app with a fake analyzer (no models needed)."""
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+from web_fakes import FakeAnalyzer, wait_for
+from detector.errors import ModelError
+from detector.report.model import Report
+from detector.web.app import create_app
+from detector.web.settings import WebSettings
+from detector.web.store import JobStore
+
+
+def make_client(tmp_path: Path, analyzer=None, **settings) -> TestClient:
+    analyzer = analyzer or FakeAnalyzer()
+    app = create_app(WebSettings(data_dir=tmp_path / "data", **settings), analyzer_factory=lambda: analyzer)
+    return TestClient(app)
+
+
+def upload(client: TestClient, path: Path, name: str | None = None, **kw):
+    with open(path, "rb") as f:
+        return client.post("/api/jobs", content=f.read(),
+                           headers={"Content-Type": "application/octet-stream", "X-File-Name": name or path.name}, **kw)
+
+
+def wait_done(client: TestClient, job_id: str, timeout: float = 10.0) -> dict:
+    return wait_for(lambda: (lambda j: j if j["state"] in ("done", "failed") else None)(
+        client.get(f"/api/jobs/{job_id}").json()), timeout)
+
+
+def stored_files(tmp_path: Path) -> list[str]:
+    return sorted(p.name for p in (tmp_path / "data" / "uploads").iterdir())
+
+
+def test_upload_analyse_report_and_downloads(tmp_path, tiny_video):
+    with make_client(tmp_path) as client:
+        r = upload(client, tiny_video, name="Candidate Smith.mp4")
+        assert r.status_code == 201, r.text
+        job = r.json()
+        assert job["name"] == "Candidate Smith.mp4" and job["state"] in ("queued", "running")
+        # stored under the random id, never the client's name
+        assert stored_files(tmp_path) == [job["id"]]
+        done = wait_done(client, job["id"])
+        assert done["state"] == "done" and done["percent"] == 100
+        assert done["verdict"] == "likely_face_swapped" and done["verdict_label"] == "Likely face-swapped"
+        report = Report.from_json(client.get(f"/api/jobs/{job['id']}/report").content)
+        assert report.video.file_name == "Candidate Smith.mp4"
+        assert str(tmp_path) not in report.to_json()  # no server paths leak into the report
+
+        page = client.get(f"/jobs/{job['id']}", headers={"Accept": "text/html"})
+        assert page.status_code == 200
+        assert "Likely face-swapped" in page.text and "<svg" in page.text and 'class="segment"' in page.text
+        assert "data:image/jpeg;base64," in page.text and "Download JSON" in page.text
+
+        js = client.get(f"/jobs/{job['id']}/report.json")
+        assert js.status_code == 200 and "attachment" in js.headers["content-disposition"]
+        assert Report.from_json(js.content).verdict.value == "likely_face_swapped"
+        html = client.get(f"/jobs/{job['id']}/report.html")
+        assert "attachment" in html.headers["content-disposition"] and "Candidate_Smith.report.html" in \
+            html.headers["content-disposition"]
+        assert "<svg" in html.text and "app.js" not in html.text  # standalone: no app chrome or scripts
+
+        listing = client.get("/api/jobs").json()["jobs"]
+        assert [j["id"] for j in listing] == [job["id"]]
+        home = client.get("/", headers={"Accept": "text/html"})
+        assert "Candidate Smith.mp4" in home.text and "Likely face-swapped" in home.text
+
+
+def test_multipart_upload_like_curl(tmp_path, tiny_video):
+    with make_client(tmp_path) as client:
+        r = client.post("/api/jobs", files={"file": ("call.mov", tiny_video.read_bytes(), "video/quicktime")},
+                        data={"note": "ignored"})
+        assert r.status_code == 201, r.text
+        assert r.json()["name"] == "call.mov" and r.json()["size_bytes"] == tiny_video.stat().st_size
+        assert wait_done(client, r.json()["id"])["state"] == "done"
+
+
+def test_non_video_is_rejected_by_content_and_leaves_nothing(tmp_path):
+    fake = tmp_path / "notes.mp4"  # the extension lies; the content decides
+    fake.write_bytes(b"this is not a video, just text " * 100)
+    with make_client(tmp_path) as client:
+        r = upload(client, fake)
+        assert r.status_code == 415
+        assert r.json()["error"] == "not_a_video" and "not a recording" in r.json()["detail"]
+        assert str(tmp_path) not in r.text
+        assert client.get("/api/jobs").json()["jobs"] == []
+        assert stored_files(tmp_path) == []
+        assert list((tmp_path / "data" / "incoming").iterdir()) == []
+
+
+def test_empty_upload_is_rejected(tmp_path):
+    with make_client(tmp_path) as client:
+        r = client.post("/api/jobs", content=b"", headers={"Content-Type": "application/octet-stream"})
+        assert r.status_code == 400 and r.json()["error"] == "empty_file"
+
+
+def test_size_limit_enforced_while_streaming(tmp_path, tiny_video):
+    size = tiny_video.stat().st_size
+    with make_client(tmp_path, max_upload_bytes=size - 1) as client:
+        # declared length over the cap: refused before reading
+        assert upload(client, tiny_video).status_code == 413
+
+        # no declared length (chunked): refused once the streamed bytes cross the cap
+        def chunks():
+            data = tiny_video.read_bytes()
+            for i in range(0, len(data), 1000):
+                yield data[i:i + 1000]
+
+        r = client.post("/api/jobs", content=chunks(), headers={"Content-Type": "application/octet-stream"})
+        assert r.status_code == 413 and r.json()["error"] == "too_large"
+        assert stored_files(tmp_path) == [] and list((tmp_path / "data" / "incoming").iterdir()) == []
+    with make_client(tmp_path, max_upload_bytes=size) as client:  # exactly at the cap is fine
+        assert upload(client, tiny_video).status_code == 201
+
+
+def test_malicious_names_and_ids(tmp_path, tiny_video):
+    with make_client(tmp_path) as client:
+        r = upload(client, tiny_video, name="..%2F..%2Fetc%2Fpasswd%00.mp4")
+        assert r.status_code == 201
+        assert r.json()["name"] == "passwd.mp4"
+        assert stored_files(tmp_path) == [r.json()["id"]]
+        r = upload(client, tiny_video, name="%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E.mp4")
+        wait_done(client, r.json()["id"])
+        for url in (f"/jobs/{r.json()['id']}", "/", f"/jobs/{r.json()['id']}/report.html"):
+            page = client.get(url, headers={"Accept": "text/html"}).text
+            assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;.mp4" in page, url
+        for bad in ("../../etc/passwd", "..%2F..%2Fdetector.sqlite3", "ABC", "0" * 23, "%2e%2e"):
+            resp = client.get(f"/api/jobs/{bad}")
+            assert resp.status_code == 404, bad
+            assert client.delete(f"/api/jobs/{bad}").status_code in (404, 405)
+
+
+def test_delete_removes_file_and_data(tmp_path, tiny_video):
+    with make_client(tmp_path) as client:
+        job = upload(client, tiny_video).json()
+        wait_done(client, job["id"])
+        assert client.delete(f"/api/jobs/{job['id']}").status_code == 204
+        assert client.get(f"/api/jobs/{job['id']}").status_code == 404
+        assert client.get(f"/jobs/{job['id']}/report.json").status_code == 404
+        assert stored_files(tmp_path) == []
+        assert JobStore(tmp_path / "data" / "detector.sqlite3").ids() == set()
+
+
+def test_delete_while_running_cancels_the_analysis(tmp_path, tiny_video):
+    gate = threading.Event()
+    with make_client(tmp_path, analyzer=FakeAnalyzer(gate=gate)) as client:
+        job = upload(client, tiny_video).json()
+        wait_for(lambda: client.get(f"/api/jobs/{job['id']}").json()["state"] == "running")
+        assert client.delete(f"/api/jobs/{job['id']}").status_code == 204
+        assert client.get(f"/api/jobs/{job['id']}").status_code == 404
+        assert stored_files(tmp_path) == []
+
+
+def test_progress_percent_eta_and_queue_position(tmp_path, tiny_video):
+    gate = threading.Event()
+    with make_client(tmp_path, analyzer=FakeAnalyzer(gate=gate)) as client:
+        first = upload(client, tiny_video).json()
+        second = upload(client, tiny_video).json()
+        running = wait_for(lambda: (lambda j: j if j["state"] == "running" and j["percent"] >= 50 else None)(
+            client.get(f"/api/jobs/{first['id']}").json()))
+        assert running["eta_s"] is not None and running["eta_s"] >= 0
+        waiting = client.get(f"/api/jobs/{second['id']}").json()
+        assert waiting["state"] == "queued" and waiting["queue_position"] == 1
+        assert {j["id"] for j in client.get("/api/jobs?active=1").json()["jobs"]} == {first["id"], second["id"]}
+        gate.set()
+        assert wait_done(client, first["id"])["state"] == "done"
+        assert wait_done(client, second["id"])["state"] == "done"
+
+
+def test_report_not_ready_yet(tmp_path, tiny_video):
+    gate = threading.Event()
+    with make_client(tmp_path, analyzer=FakeAnalyzer(gate=gate)) as client:
+        job = upload(client, tiny_video).json()
+        assert client.get(f"/api/jobs/{job['id']}/report").status_code == 409
+        page = client.get(f"/jobs/{job['id']}", headers={"Accept": "text/html"})
+        assert page.status_code == 200 and 'id="job-bar"' in page.text
+        gate.set()
+
+
+def test_analysis_error_fails_job_with_clear_message_and_retry(tmp_path, tiny_video):
+    analyzer = FakeAnalyzer(fail_with=RuntimeError("boom"))
+    with make_client(tmp_path, analyzer=analyzer) as client:
+        job = upload(client, tiny_video).json()
+        failed = wait_done(client, job["id"])
+        assert failed["state"] == "failed" and failed["error"]["code"] == "internal_error"
+        assert "boom" in failed["error"]["message"]
+        assert stored_files(tmp_path) == [job["id"]]  # the upload is kept for a retry
+        analyzer.fail_with = None
+        assert client.post(f"/api/jobs/{job['id']}/retry").status_code == 200
+        assert wait_done(client, job["id"])["state"] == "done"
+        assert client.post(f"/api/jobs/{job['id']}/retry").status_code == 409
+
+
+def test_missing_model_keeps_uploads_queued_and_says_why(tmp_path, tiny_video):
+    def broken():
+        raise ModelError("fusion model not found: models/fusion.onnx")
+
+    app = create_app(WebSettings(data_dir=tmp_path / "data"), analyzer_factory=broken)
+    with TestClient(app) as client:
+        wait_for(lambda: client.get("/api/health").json()["analysis_error"])
+        health = client.get("/api/health").json()
+        assert health["ok"] is False and "fusion.onnx" in health["analysis_error"]
+        job = upload(client, tiny_video).json()
+        time.sleep(0.2)
+        assert client.get(f"/api/jobs/{job['id']}").json()["state"] == "queued"
+        assert "Analysis is unavailable" in client.get("/", headers={"Accept": "text/html"}).text
+    # restarted with working models: the kept upload is analysed
+    with make_client(tmp_path) as client:
+        assert wait_done(client, job["id"])["state"] == "done"
+
+
+def test_restart_resumes_interrupted_job_and_fails_repeat_offenders(tmp_path, tiny_video):
+    with make_client(tmp_path) as client:
+        job = upload(client, tiny_video).json()
+        wait_done(client, job["id"])
+    store = JobStore(tmp_path / "data" / "detector.sqlite3")
+    # simulate a crash mid-analysis: the row says running, nothing is working on it
+    with store._write() as db:
+        db.execute("UPDATE jobs SET state='running', progress=0.4, attempts=1, report_json=NULL WHERE id=?",
+                   (job["id"],))
+    (tmp_path / "data" / "incoming" / "deadbeef.part").write_bytes(b"half an upload")
+    with make_client(tmp_path) as client:
+        assert wait_done(client, job["id"])["state"] == "done"
+        assert list((tmp_path / "data" / "incoming").iterdir()) == []  # partial upload cleaned
+    with store._write() as db:
+        db.execute("UPDATE jobs SET state='running', attempts=2 WHERE id=?", (job["id"],))
+    with make_client(tmp_path) as client:
+        j = client.get(f"/api/jobs/{job['id']}").json()
+        assert j["state"] == "failed" and j["error"]["code"] == "interrupted"
+        assert stored_files(tmp_path) == [job["id"]]  # still there to retry
+
+
+def test_server_stop_requeues_running_job(tmp_path, tiny_video):
+    gate = threading.Event()
+    with make_client(tmp_path, analyzer=FakeAnalyzer(gate=gate)) as client:
+        job = upload(client, tiny_video).json()
+        wait_for(lambda: client.get(f"/api/jobs/{job['id']}").json()["state"] == "running")
+    # lifespan exit stopped the worker mid-job: the job goes back to the queue
+    assert JobStore(tmp_path / "data" / "detector.sqlite3").get(job["id"]).state == "queued"
+    with make_client(tmp_path) as client:
+        assert wait_done(client, job["id"])["state"] == "done"
+
+
+def test_concurrent_uploads_with_two_workers(tmp_path, tiny_video):
+    factory_calls = []
+
+    def factory():
+        a = FakeAnalyzer()
+        factory_calls.append(a)
+        return a
+
+    app = create_app(WebSettings(data_dir=tmp_path / "data", workers=2), analyzer_factory=factory)
+    with TestClient(app) as client:
+        results = []
+
+        def send():
+            results.append(upload(client, tiny_video).status_code)
+
+        threads = [threading.Thread(target=send) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert results == [201] * 6
+        jobs = client.get("/api/jobs").json()["jobs"]
+        assert len({j["id"] for j in jobs}) == 6
+        for j in jobs:
+            assert wait_done(client, j["id"])["state"] == "done"
+    assert len(factory_calls) == 2  # one analyzer per worker, reused across jobs
+    assert sum(len(a.scanned) for a in factory_calls) == 6
+    assert all(a.closed for a in factory_calls)
+
+
+def test_queue_limit_returns_503(tmp_path, tiny_video):
+    gate = threading.Event()
+    with make_client(tmp_path, analyzer=FakeAnalyzer(gate=gate), max_queued=1) as client:
+        upload(client, tiny_video)
+        wait_for(lambda: client.get("/api/jobs?active=1").json()["jobs"][0]["state"] == "running")
+        assert upload(client, tiny_video).status_code == 201  # queued: 1 waiting
+        r = upload(client, tiny_video)
+        assert r.status_code == 503 and r.json()["error"] == "queue_full"
+        gate.set()
+
+
+def test_token_protects_api_and_pages(tmp_path, tiny_video, monkeypatch):
+    token = "s3cret-token-value"
+    with make_client(tmp_path, token=token) as client:
+        assert client.get("/api/jobs").status_code == 401
+        assert upload(client, tiny_video).status_code == 401
+        login = client.get("/", headers={"Accept": "text/html"})
+        assert login.status_code == 401 and "Access token required" in login.text
+        assert client.get("/api/jobs", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+        assert client.get("/api/jobs", headers={"X-Detector-Token": token}).status_code == 200
+        assert client.get("/api/jobs", headers={"X-Detector-Token": "wrong-token!"}).status_code == 401
+        assert client.get("/api/health").status_code == 200  # liveness probe stays open, reveals no data
+        # a shared link logs the browser in and strips the token from the address
+        r = client.get(f"/?token={token}", follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == "/" and "detector_token" in r.headers["set-cookie"]
+        assert "httponly" in r.headers["set-cookie"].lower()
+        client.cookies.set("detector_token", token)
+        assert upload(client, tiny_video).status_code == 201
+        client.cookies.clear()
+        r = client.post("/login", data={"token": token, "next": "//evil.example/"}, follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == "/"
+        assert client.post("/login", data={"token": "nope-nope", "next": "/"}).status_code == 401
+
+
+def test_cross_origin_writes_refused(tmp_path, tiny_video):
+    with make_client(tmp_path) as client:
+        r = upload(client, tiny_video, )
+        job_id = r.json()["id"]
+        bad = client.delete(f"/api/jobs/{job_id}", headers={"Origin": "http://evil.example"})
+        assert bad.status_code == 403
+        assert client.delete(f"/api/jobs/{job_id}", headers={"Origin": "http://testserver"}).status_code == 204
+
+
+def test_security_headers(tmp_path):
+    with make_client(tmp_path) as client:
+        r = client.get("/", headers={"Accept": "text/html"})
+        assert "script-src 'self'" in r.headers["content-security-policy"]
+        assert r.headers["x-content-type-options"] == "nosniff"
+        assert client.get("/static/app.js").status_code == 200
+        assert client.get("/static/../app.py").status_code == 404
