@@ -170,6 +170,77 @@ def selected_checks(options: ScanOptions) -> dict[str, type[TrackCheck]]:
     return {n: CHECKS[n] for n in names}
 
 
+class _CheckStage:
+    """Runs alignment, checks and thumbnails in a worker thread.
+
+    Landmark inference (main thread), decoding (decode thread) and the checks
+    (this thread) overlap: OpenCV, NumPy, onnxruntime and MediaPipe release
+    the GIL in their native code. The queue is bounded, so a slow check
+    slows the pipeline down instead of growing memory.
+    """
+
+    def __init__(self, check_classes: dict[str, type[TrackCheck]], context: CheckContext, queue_size: int):
+        self.check_classes = check_classes
+        self.context = context
+        self.tracks: dict[int, TrackData] = {}
+        self.busy = 0.0
+        self._q: queue.Queue = queue.Queue(maxsize=queue_size)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="detector-checks", daemon=True)
+        self._thread.start()
+
+    def submit(self, frame: Frame, assigned: list) -> None:
+        if self._error is not None:
+            raise self._error
+        self._q.put((frame, assigned))
+
+    def _run(self) -> None:
+        while True:
+            item = self._q.get()
+            if item is _END:
+                return
+            if self._error is not None:
+                continue  # drain without work after a failure
+            try:
+                t0 = time.perf_counter()
+                self._process(*item)
+                self.busy += time.perf_counter() - t0
+            except BaseException as exc:  # re-raised in the caller's thread
+                self._error = exc
+
+    def _process(self, frame: Frame, assigned: list) -> None:
+        for track_id, face in assigned:
+            td = self.tracks.get(track_id)
+            if td is None:
+                td = TrackData(track_id, {n: c(self.context) for n, c in self.check_classes.items()}, ThumbnailStore())
+                self.tracks[track_id] = td
+            crop, m = align_face(frame.image, face.points)
+            obs = FaceObservation(track_id, frame.pts, frame.image, face, crop, m)
+            td.times.append(frame.seconds)
+            td.face_heights.append(face.height)
+            for check in td.checks.values():
+                check.update(obs)
+            td.thumbnails.offer(frame.seconds, crop, face.bbox)
+
+    def close(self) -> dict[int, TrackData]:
+        """Finish queued work, finalize every check and return the tracks."""
+        self._q.put(_END)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        for td in self.tracks.values():
+            td.signals = {n: c.finalize() for n, c in td.checks.items()}
+            td.checks = {}
+        return self.tracks
+
+    def abort(self) -> None:
+        self._error = self._error or Cancelled("aborted")
+        try:
+            self._q.put_nowait(_END)
+        except queue.Full:
+            pass
+
+
 def analyse_video(path: str, options: ScanOptions, context: CheckContext,
                   progress: ProgressCallback | None = None,
                   should_stop: Callable[[], bool] | None = None) -> CallAnalysis:
@@ -181,42 +252,33 @@ def analyse_video(path: str, options: ScanOptions, context: CheckContext,
         info = source.info
         duration = float(info.duration) if info.duration else None
         tracker = FaceTracker()
-        tracks: dict[int, TrackData] = {}
         analysed = 0
-        busy = {"landmarks": 0.0, "checks": 0.0}
+        t_landmarks = 0.0
         last_progress = -1.0
-        with create_landmark_detector(LandmarkOptions(max_faces=options.max_faces)) as detector:
-            for frame in _iter_frames(source, options):
-                if should_stop is not None and should_stop():
-                    raise Cancelled("analysis cancelled")
-                analysed += 1
-                ta = time.perf_counter()
-                faces = detector.detect(frame.image)
-                tb = time.perf_counter()
-                busy["landmarks"] += tb - ta
-                for track_id, face in tracker.update(frame.seconds, faces):
-                    td = tracks.get(track_id)
-                    if td is None:
-                        td = TrackData(track_id, {n: c(context) for n, c in check_classes.items()}, ThumbnailStore())
-                        tracks[track_id] = td
-                    crop, m = align_face(frame.image, face.points)
-                    obs = FaceObservation(track_id, frame.pts, frame.image, face, crop, m)
-                    td.times.append(frame.seconds)
-                    td.face_heights.append(face.height)
-                    for check in td.checks.values():
-                        check.update(obs)
-                    td.thumbnails.offer(frame.seconds, crop, face.bbox)
-                busy["checks"] += time.perf_counter() - tb
-                if progress is not None and duration:
-                    frac = min(frame.seconds / duration, 1.0)
-                    if frac - last_progress >= 0.01:
-                        last_progress = frac
-                        progress(frac, "analysing")
+        stage = _CheckStage(check_classes, context, options.queue_size)
+        try:
+            with create_landmark_detector(LandmarkOptions(max_faces=options.max_faces)) as detector:
+                for frame in _iter_frames(source, options):
+                    if should_stop is not None and should_stop():
+                        raise Cancelled("analysis cancelled")
+                    analysed += 1
+                    ta = time.perf_counter()
+                    faces = detector.detect(frame.image)
+                    t_landmarks += time.perf_counter() - ta
+                    assigned = tracker.update(frame.seconds, faces)
+                    if assigned:
+                        stage.submit(frame, assigned)
+                    if progress is not None and duration:
+                        frac = min(frame.seconds / duration, 1.0)
+                        if frac - last_progress >= 0.01:
+                            last_progress = frac
+                            progress(frac, "analysing")
+            tracks = stage.close()
+        except BaseException:
+            stage.abort()
+            raise
         decoded = source.decoded_frames
         truncated = source.truncated
-    for td in tracks.values():
-        td.signals = {n: c.finalize() for n, c in td.checks.items()}
-        td.checks = {}
-    timings = {"analysis": time.perf_counter() - t0, **busy}
+    timings = {"analysis": time.perf_counter() - t0, "landmarks": t_landmarks, "checks": stage.busy}
     return CallAnalysis(info=info, options=options, tracks=sorted(tracks.values(), key=lambda t: t.track_id),
                         analysed_frames=analysed, decoded_frames=decoded, truncated=truncated, timings=timings)
