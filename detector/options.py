@@ -8,6 +8,10 @@ from dataclasses import asdict, dataclass, field
 
 from detector.errors import ConfigError
 
+# Bump when a check's arithmetic changes: cached features and batch results
+# computed by an older analysis are then recomputed, not reused.
+ANALYSIS_VERSION = "2"
+
 
 @dataclass
 class ScanOptions:
@@ -41,6 +45,10 @@ class ScanOptions:
         d = asdict(self)
         for k in ("hash_file", "queue_size", "onnx_threads", "evidence_count"):
             d.pop(k)
+        from detector.checks import CHECKS  # late import: checks import options indirectly
+
+        d["checks"] = sorted(CHECKS) if self.checks is None else sorted(self.checks)
+        d["analysis_version"] = ANALYSIS_VERSION
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict:

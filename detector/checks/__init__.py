@@ -1,7 +1,7 @@
 """Temporal-consistency checks, listed in one explicit registry."""
 from detector.checks.appearance import AppearanceJumpCheck, HardPoseCheck
 from detector.checks.base import CheckContext, CheckFactory, CheckSignal, FaceObservation, TrackCheck
-from detector.checks.geometry import LandmarkJitterCheck, PoseConsistencyCheck
+from detector.checks.geometry import ExpressionDynamicsCheck, LandmarkJitterCheck, PoseConsistencyCheck
 from detector.checks.texture import BoundaryCheck, SharpnessMismatchCheck, TemporalTextureCheck
 
 #: name -> check class. Order is the order of report rows.
@@ -11,6 +11,7 @@ CHECKS: dict[str, type[TrackCheck]] = {
     TemporalTextureCheck.name: TemporalTextureCheck,
     LandmarkJitterCheck.name: LandmarkJitterCheck,
     PoseConsistencyCheck.name: PoseConsistencyCheck,
+    ExpressionDynamicsCheck.name: ExpressionDynamicsCheck,
     AppearanceJumpCheck.name: AppearanceJumpCheck,
     HardPoseCheck.name: HardPoseCheck,
 }

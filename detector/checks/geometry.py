@@ -120,3 +120,63 @@ class PoseConsistencyCheck(TrackCheck):
         if v.size < 3:
             return {"pose.median": np.nan, "pose.flicker": np.nan}
         return {"pose.median": float(np.median(v)), "pose.flicker": float(np.median(np.abs(np.diff(v))))}
+
+
+def _eye_aspect(p: np.ndarray, a: int, b: int, c: int, d: int, e: int, f: int) -> float:
+    """Eye openness: mean lid distance over eye width (Soukupova and Cech 2016)."""
+    return float((np.linalg.norm(p[b] - p[f]) + np.linalg.norm(p[c] - p[e])) / (2 * np.linalg.norm(p[a] - p[d]) + 1e-6))
+
+
+class ExpressionDynamicsCheck(TrackCheck):
+    """How eyes, mouth and gaze move: swapped faces show damped, symmetric expressions.
+
+    A face-swap decoder re-synthesises the eyes and mouth from a compressed
+    code and the swapper smooths it over time: the two eyes blink and squint
+    more alike than real eyes do, mouth motion loses its quick changes, and
+    the irises move less. Measured per frame from the landmarks: left/right
+    eye-openness asymmetry, mouth opening and horizontal iris position.
+    """
+
+    name = "expression"
+    title = "Expression dynamics"
+    explanation = "eyes, mouth and gaze move in a damped, overly symmetric way, as a re-synthesised face does"
+    direction = -1
+
+    def __init__(self, context):
+        super().__init__(context)
+        self._mouth: list[float] = []
+        self._iris: list[float] = []
+
+    def update(self, obs: FaceObservation) -> None:
+        p = obs.face.points[:, :2].astype(np.float64)
+        left = _eye_aspect(p, 33, 160, 158, 133, 153, 144)
+        right = _eye_aspect(p, 362, 385, 387, 263, 373, 380)
+        self._mouth.append(float(np.linalg.norm(p[13] - p[14]) / (np.linalg.norm(p[61] - p[291]) + 1e-6)))
+        if len(p) >= 478:  # iris centre relative to the eye corners, in eye widths
+            w = np.linalg.norm(p[33] - p[133]) + 1e-6
+            self._iris.append(float((p[468, 0] - (p[33, 0] + p[133, 0]) / 2) / w))
+        else:
+            self._iris.append(np.nan)
+        self.emit(obs.seconds, abs(left - right))
+
+    def finalize(self) -> CheckSignal:
+        sig = super().finalize()
+        sig.extra["mouth"] = np.asarray(self._mouth, dtype=np.float64)
+        sig.extra["iris"] = np.asarray(self._iris, dtype=np.float64)
+        return sig
+
+    @classmethod
+    def summarize(cls, signal: CheckSignal) -> dict[str, float]:
+        v = signal.values[np.isfinite(signal.values)]
+        mouth = signal.extra.get("mouth", np.zeros(0))
+        iris = signal.extra.get("iris", np.zeros(0))
+        iris = iris[np.isfinite(iris)]
+        out = {"expression.eye_asymmetry": np.nan, "expression.mouth_jerk": np.nan, "expression.iris_spread": np.nan}
+        if v.size >= 5:
+            out["expression.eye_asymmetry"] = float(np.median(v))
+        if mouth.size >= 6:
+            vel = np.median(np.abs(np.diff(mouth)))
+            out["expression.mouth_jerk"] = float(np.median(np.abs(np.diff(mouth, 2))) / (vel + 1e-4))
+        if iris.size >= 5:
+            out["expression.iris_spread"] = float(np.std(iris))
+        return out

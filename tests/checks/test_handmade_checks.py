@@ -120,3 +120,19 @@ def test_summaries_are_nan_on_too_little_data():
     for name, cls in CHECKS.items():
         feats = cls.summarize(CheckSignal(name, np.array([0.0]), np.array([1.0])))
         assert all(not np.isfinite(v) for v in feats.values())
+
+
+def test_expression_asymmetry_rises_when_one_eye_closes_alone(observations):
+    upper, lower = [160, 158], [153, 144]  # left-eye lids
+
+    def squint(pts, crop, rng, state={"i": 0}):
+        state["i"] += 1
+        k = 0.5 * (1 + np.sin(state["i"] / 2))
+        mid = (pts[upper, 1] + pts[lower, 1]) / 2
+        pts[upper, 1] = mid + (pts[upper, 1] - mid) * (1 - 0.8 * k)
+        pts[lower, 1] = mid + (pts[lower, 1] - mid) * (1 - 0.8 * k)
+        return pts, crop
+
+    base = _run("expression", observations)[1]["expression.eye_asymmetry"]
+    winks = _run("expression", _perturbed(observations, squint))[1]["expression.eye_asymmetry"]
+    assert winks > base + 0.02
