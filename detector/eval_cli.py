@@ -18,6 +18,7 @@ import numpy as np
 
 from detector.evaluation import (ClipFeatures, cross_validated_scores, extract_features, feature_matrix, metrics,
                                  read_manifest)
+from detector.fusion.logistic import roc_auc
 from detector.fusion.model import FusionModel
 from detector.fusion.train import fusion_feature_names, thresholds_from_oof
 from detector.options import ScanOptions
@@ -57,9 +58,18 @@ def run_eval(manifest: Path, out: Path, workers: int = 2, fps: float = 10.0, cv:
             low, high = fusion.low, fusion.high
             mode = "shipped fusion model (in-sample if this manifest was used to train it)"
         per_check = {n: x[:, j] for j, n in enumerate(names)}
+        # each check's own AUC: its features alone, fused the same way under grouped CV
+        xs, _, usable_all = feature_matrix(clips, fusion_feature_names(clips))
+        all_names = fusion_feature_names(clips)
+        own: dict[str, float] = {}
+        for check in sorted({n.split(".")[0] for n in all_names}):
+            cols = [j for j, n in enumerate(all_names) if n.split(".")[0] == check]
+            oof = cross_validated_scores(xs[:, cols], y, [c.row.group for c in clips], usable_all)
+            own[check] = roc_auc(y, oof)
     finally:
         fusion.close()
     m = metrics(clips, scores, high, low, per_check=per_check)
+    m["check_own_auc"] = own
     m["mode"] = mode
     m["errors"] = {c.row.rel_path: c.error for c in clips if c.error}
     with open(out / "scores.csv", "w", newline="") as f:
@@ -74,6 +84,9 @@ def run_eval(manifest: Path, out: Path, workers: int = 2, fps: float = 10.0, cv:
     lines += [f"  method {k}: {_fmt(v)}" for k, v in m["auc_by_method"].items()]
     lines.append(f"at 'likely face-swapped' threshold {high:.3f}: accuracy {_fmt(m['accuracy_at_high'])}, "
                  f"FPR {_fmt(m['fpr_at_high'])}, TPR {_fmt(m['tpr_at_high'])}")
+    lines += [f"  FPR on genuine clips of {k}: {_fmt(v)}" for k, v in m["fpr_by_source"].items()]
+    lines.append("each check alone (its features fused under grouped CV):")
+    lines += [f"  {k}: {_fmt(v)}" for k, v in m["check_own_auc"].items()]
     lines.append("per-feature AUC (< 0.5: lower is more suspicious):")
     lines += [f"  {k}: {_fmt(v)}" for k, v in m["check_auc"].items()]
     if m["errors"]:

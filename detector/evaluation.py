@@ -223,6 +223,12 @@ def metrics(clips: list[ClipFeatures], scores: np.ndarray, high: float, low: flo
                 sel = sel | np.array([c.row.source in srcs and c.y == 0 for c in clips])
             out[f"auc_by_{key}"][v] = roc_auc(y[sel], scores[sel])
     pred = scores >= high
+    # sources with genuine clips only have no AUC: their false-positive rate is what matters
+    out["fpr_by_source"] = {}
+    for v in sorted({c.row.source for c in clips}):
+        sel = np.array([c.row.source == v and c.y == 0 for c in clips]) & ok
+        if sel.any():
+            out["fpr_by_source"][v] = float((pred & sel).sum() / sel.sum())
     gen = ok & (y == 0)
     fk = ok & (y == 1)
     out["threshold_high"] = high
