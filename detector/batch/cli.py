@@ -88,6 +88,8 @@ def register(app: typer.Typer) -> None:
               max_faces: int = typer.Option(4, help="Most faces tracked per frame."),
               retry_failed: bool = typer.Option(False, "--retry-failed",
                                                 help="Retry recordings that failed as corrupt/undecodable before."),
+              timeout: float = typer.Option(0.0, "--timeout",
+                                            help="Seconds per recording before it is given up (0: no limit)."),
               top: int = typer.Option(10, help="How many of the most suspicious calls the summary lists."),
               progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on stderr."),
               quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary on stdout."),
@@ -108,6 +110,8 @@ def register(app: typer.Typer) -> None:
             _err("give folders/files to scan, or --from-list FILE", 2)
         if dask not in (None, "local"):
             _err("--dask takes 'local' (use --scheduler ADDRESS for a running cluster)", 2)
+        if timeout < 0:
+            _err("--timeout must be >= 0", 2)
         if dask and scheduler:
             _err("use either --dask local or --scheduler, not both", 2)
         try:
@@ -151,7 +155,7 @@ def register(app: typer.Typer) -> None:
             with ResultStore(out) as store, _Progress(progress) as bar:
                 stats = run_batch(candidates, store, options, backend, factory=analyzer,
                                   retry_failed=retry_failed, stats=stats, on_progress=bar.update,
-                                  on_record=on_record)
+                                  on_record=on_record, timeout_s=timeout or None)
         except BatchAbortedError as exc:
             _err(str(exc), 4 if exc.code == "model_error" else 1)
         except ConfigError as exc:

@@ -25,8 +25,8 @@ from detector.errors import ConfigError
 from detector.options import ScanOptions
 
 
-def _dask_task(path: str, options: dict, factory: str, done: frozenset) -> Outcome:
-    return process_path(path, ScanOptions(**options), factory, done)
+def _dask_task(path: str, options: dict, factory: str, done: frozenset, timeout_s: float | None) -> Outcome:
+    return process_path(path, ScanOptions(**options), factory, done, timeout_s)
 
 
 def _plugin_class():
@@ -62,7 +62,7 @@ class DaskBackend(Backend):
         self.tasks_per_thread = tasks_per_thread
         self._futures: set = set()
 
-    def start(self, options: ScanOptions, factory: str, done: set[str]) -> None:
+    def start(self, options: ScanOptions, factory: str, done: set[str], timeout_s: float | None = None) -> None:
         try:
             from distributed import Client, LocalCluster
         except ImportError as exc:  # pragma: no cover - dask is a declared dependency
@@ -88,12 +88,15 @@ class DaskBackend(Backend):
         self.capacity = max(1, threads) * self.tasks_per_thread
         self._options = options.to_dict()
         self._factory = factory
+        # Dask cannot kill a running task without killing its worker: only the
+        # cooperative timeout applies here (can_kill stays False)
+        self._timeout_s = timeout_s
         # one copy of the finished-work set per worker, not one per task
         # (wrapped in a list: scatter treats a bare set as many items to scatter)
         self._done = self._client.scatter([frozenset(done)], broadcast=True, hash=False)[0]
 
     def submit(self, path: str, done: set[str]):
-        fut = self._client.submit(_dask_task, path, self._options, self._factory, self._done,
+        fut = self._client.submit(_dask_task, path, self._options, self._factory, self._done, self._timeout_s,
                                   key=f"detector-batch-{uuid.uuid4().hex}", pure=False)
         self._futures.add(fut)
         return fut

@@ -28,6 +28,10 @@ from detector.errors import ConfigError, DetectorError
 from detector.options import ScanOptions
 
 
+MAX_CRASHES_IN_A_ROW = 5  # solo crashes with nothing else finishing: the workers, not the files, are broken
+KILL_GRACE = 10.0  # seconds past the timeout before a worker that ignores it is killed
+
+
 class BatchAbortedError(DetectorError):
     """The batch cannot go on (e.g. a worker cannot load its models)."""
 
@@ -42,6 +46,10 @@ class WorkerCrashed(Exception):
     def __init__(self, message: str, definite: bool = False):
         super().__init__(message)
         self.definite = definite
+
+
+class Requeue(Exception):
+    """The task never ran (cancelled with a dead pool): run it again, no blame."""
 
 
 @dataclass
@@ -73,8 +81,13 @@ class Backend:
     """How tasks run. Subclasses: :class:`LocalBackend`, ``DaskBackend``."""
 
     capacity: int = 1
+    can_kill: bool = False  # abort() stops running tasks for real (hard timeouts)
 
-    def start(self, options: ScanOptions, factory: str, done: set[str]) -> None:
+    def start(self, options: ScanOptions, factory: str, done: set[str], timeout_s: float | None = None) -> None:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        """Kill every running task; the next submit starts fresh workers."""
         raise NotImplementedError
 
     def submit(self, path: str, done: set[str]) -> object:
@@ -92,15 +105,15 @@ class Backend:
 _W: dict = {}
 
 
-def _init_local_worker(options: dict, factory: str, done: frozenset) -> None:
+def _init_local_worker(options: dict, factory: str, done: frozenset, timeout_s: float | None) -> None:
     # the parent owns Ctrl-C: it stops scheduling and terminates us; a worker
     # dying of KeyboardInterrupt mid-file would look like a crash
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _W.update(options=ScanOptions(**options), factory=factory, done=done)
+    _W.update(options=ScanOptions(**options), factory=factory, done=done, timeout_s=timeout_s)
 
 
 def _local_task(path: str) -> Outcome:
-    return process_path(path, _W["options"], _W["factory"], _W["done"])
+    return process_path(path, _W["options"], _W["factory"], _W["done"], _W["timeout_s"])
 
 
 class LocalBackend(Backend):
@@ -117,22 +130,35 @@ class LocalBackend(Backend):
         self.capacity = workers  # no queued-but-not-running tasks: in flight means running
         self._pool: cf.ProcessPoolExecutor | None = None
         self._broken = False
+        self.can_kill = True
 
-    def start(self, options: ScanOptions, factory: str, done: set[str]) -> None:
+    def start(self, options: ScanOptions, factory: str, done: set[str], timeout_s: float | None = None) -> None:
         self._args = (options.to_dict(), factory)
+        self._timeout_s = timeout_s
         self._new_pool(done)
 
     def _new_pool(self, done: set[str]) -> None:
         self._pool = cf.ProcessPoolExecutor(max_workers=self.workers, mp_context=mp.get_context("spawn"),
                                             initializer=_init_local_worker,
-                                            initargs=(*self._args, frozenset(done)))
+                                            initargs=(*self._args, frozenset(done), self._timeout_s))
         self._broken = False
 
+    def abort(self) -> None:
+        self._kill_pool()
+        self._broken = True  # next submit builds a new pool
+
     def submit(self, path: str, done: set[str]) -> cf.Future:
-        if self._broken:
+        if self._broken or self._pool is None:
             self._kill_pool()
             self._new_pool(done)  # a fresh pool also learns what finished meanwhile
-        return self._pool.submit(_local_task, path)
+        try:
+            return self._pool.submit(_local_task, path)
+        except cf.process.BrokenProcessPool:
+            # the pool died after our last wait(); its running futures will
+            # still report the crash, this path just goes to a fresh pool
+            self._kill_pool()
+            self._new_pool(done)
+            return self._pool.submit(_local_task, path)
 
     def wait(self, handles: list, timeout: float) -> list:
         finished, _ = cf.wait(handles, timeout=timeout, return_when=cf.FIRST_COMPLETED)
@@ -143,6 +169,8 @@ class LocalBackend(Backend):
             except cf.process.BrokenProcessPool as exc:
                 self._broken = True
                 out.append((fut, WorkerCrashed(f"worker process died: {exc}")))
+            except cf.CancelledError:
+                out.append((fut, Requeue()))
             except BaseException as exc:  # an exception pickled back from the worker
                 out.append((fut, exc))
         return out
@@ -173,17 +201,28 @@ class LocalBackend(Backend):
 
 # -- the loop -------------------------------------------------------------------
 
-def _crash_row(path: str, score_key: str, message: str) -> Outcome:
-    sha = None
+def _parent_sha(path: str) -> str | None:
     try:
         from detector.api import file_sha256
 
-        sha = file_sha256(path)  # may be unreadable from here (remote workers): then no hash
-    except OSError:
-        pass
+        return file_sha256(path)
+    except OSError:  # may be unreadable from here (remote workers): then no hash
+        return None
+
+
+def _crash_row(path: str, score_key: str, message: str) -> Outcome:
+    sha = _parent_sha(path)
     rec = BatchRecord.failed(path, score_key, "worker_crashed", message, sha256=sha)
     return Outcome(path, "record", line=rec.to_line(), status="failed", verdict="failed",
                    key=record_key(sha, score_key), reason=message, code="worker_crashed")
+
+
+def _timeout_row(path: str, score_key: str, timeout_s: float) -> Outcome:
+    msg = f"analysis still running past the {timeout_s:g}s limit (plus grace); worker killed"
+    sha = _parent_sha(path)
+    rec = BatchRecord.failed(path, score_key, "timeout", msg, sha256=sha)
+    return Outcome(path, "record", line=rec.to_line(), status="failed", verdict="failed",
+                   key=record_key(sha, score_key), reason=msg, code="timeout")
 
 
 def _error_row(path: str, score_key: str, exc: BaseException) -> Outcome:
@@ -196,8 +235,14 @@ def _error_row(path: str, score_key: str, exc: BaseException) -> Outcome:
 def run_batch(paths: Iterable[str], store: ResultStore, options: ScanOptions, backend: Backend,
               factory: str = DEFAULT_FACTORY, retry_failed: bool = False, stats: BatchStats | None = None,
               on_progress: ProgressFn | None = None, on_record: RecordFn | None = None,
-              should_stop: Callable[[], bool] | None = None, poll_s: float = 0.25) -> BatchStats:
+              should_stop: Callable[[], bool] | None = None, poll_s: float = 0.25,
+              timeout_s: float | None = None) -> BatchStats:
     """Run every path through ``backend``, appending rows to the open ``store``.
+
+    ``timeout_s``: per-recording limit. Workers stop cooperatively at the
+    limit; where the backend can kill (local pool), a task still running
+    ``KILL_GRACE`` later is killed with its pool, gets a ``timeout`` row, and
+    the other tasks that were running are requeued without blame.
 
     Returns the stats; ``stats.interrupted`` is set when ``should_stop`` or
     Ctrl-C ended the run early (everything finished so far is on disk).
@@ -213,6 +258,8 @@ def run_batch(paths: Iterable[str], store: ResultStore, options: ScanOptions, ba
     stats.candidates = len(queue)
     suspects: collections.deque[str] = collections.deque()  # paths to retry alone after a crash
     inflight: dict[object, tuple[str, bool]] = {}
+    started: dict[object, float] = {}
+    crashes_in_a_row = [0]
     t0 = time.perf_counter()
 
     def emit(outcome: Outcome | None) -> None:
@@ -242,7 +289,29 @@ def run_batch(paths: Iterable[str], store: ResultStore, options: ScanOptions, ba
         stats.finished += 1
         emit(o)
 
-    backend.start(options, factory, done)
+    backend.start(options, factory, done, timeout_s)
+
+    def submit(p: str, solo: bool) -> None:
+        h = backend.submit(p, done)
+        inflight[h] = (p, solo)
+        started[h] = time.monotonic()
+
+    def kill_overdue() -> None:
+        now = time.monotonic()
+        limit = timeout_s + max(KILL_GRACE, 0.25 * timeout_s)  # first task also loads the models
+        overdue = [h for h in inflight if now - started[h] > limit]
+        if not overdue:
+            return
+        backend.abort()
+        for h, (p, solo) in list(inflight.items()):
+            if h in overdue:
+                record(_timeout_row(p, score_key, timeout_s))
+            elif solo:
+                suspects.appendleft(p)
+            else:
+                queue.appendleft(p)  # innocent bystander: run it again, no blame
+        inflight.clear()
+        started.clear()
     emit(None)
     clean = False
     try:
@@ -252,25 +321,35 @@ def run_batch(paths: Iterable[str], store: ResultStore, options: ScanOptions, ba
                 break
             if suspects:
                 if not inflight:
-                    p = suspects.popleft()
-                    inflight[backend.submit(p, done)] = (p, True)
+                    submit(suspects.popleft(), True)
             else:
                 while queue and len(inflight) < backend.capacity:
-                    p = queue.popleft()
-                    inflight[backend.submit(p, done)] = (p, False)
+                    submit(queue.popleft(), False)
             for handle, res in backend.wait(list(inflight), poll_s):
                 path, solo = inflight.pop(handle)
+                started.pop(handle, None)
+                if isinstance(res, Requeue):
+                    (suspects if solo else queue).appendleft(path)
+                    continue
                 if isinstance(res, WorkerCrashed):
                     if solo or res.definite:
+                        crashes_in_a_row[0] += 1
+                        if crashes_in_a_row[0] >= MAX_CRASHES_IN_A_ROW:
+                            raise BatchAbortedError(f"workers died on {crashes_in_a_row[0]} recordings in a row "
+                                                    f"(last: {res}); not blaming more files", "workers_dying")
                         record(_crash_row(path, score_key, str(res)))
                     else:
                         suspects.append(path)
-                elif isinstance(res, BaseException):
+                    continue
+                crashes_in_a_row[0] = 0
+                if isinstance(res, BaseException):
                     record(_error_row(path, score_key, res))
                 elif res.kind == "fatal":
                     raise BatchAbortedError(f"workers cannot analyse: {res.reason}", res.code or "batch_aborted")
                 else:
                     record(res)
+            if timeout_s and backend.can_kill and inflight:
+                kill_overdue()
         clean = not stats.interrupted
     except KeyboardInterrupt:
         stats.interrupted = True

@@ -115,8 +115,13 @@ def _failed(path: str, score_key: str, code: str, error: str, sha: str | None, s
 
 
 def process_path(path: str, options: ScanOptions, factory_spec: str = DEFAULT_FACTORY,
-                 done: Collection[str] = ()) -> Outcome:
-    """Classify, hash, skip-if-done, then scan one path. Never raises for a bad file."""
+                 done: Collection[str] = (), timeout_s: float | None = None) -> Outcome:
+    """Classify, hash, skip-if-done, then scan one path. Never raises for a bad file.
+
+    ``timeout_s`` asks the analyzer to give up (between frames) after that
+    long; the recording gets a ``timeout`` row. A hang inside native code does
+    not see the request: the local backend also kills overdue workers.
+    """
     t0 = time.perf_counter()
     score_key = options.score_key()
     c = classify(path)
@@ -137,11 +142,16 @@ def process_path(path: str, options: ScanOptions, factory_spec: str = DEFAULT_FA
         return Outcome(path, "fatal", reason=str(exc), code=exc.code)
     except Exception as exc:  # a broken install must stop the batch, not fail every file
         return Outcome(path, "fatal", reason=f"cannot build analyzer: {exc!r}", code="internal_error")
+    deadline = None if not timeout_s else time.monotonic() + timeout_s
+    should_stop = None if deadline is None else (lambda: time.monotonic() > deadline)
     try:
-        report = analyzer.scan(path)
+        report = analyzer.scan(path, should_stop=should_stop)
     except InputError as exc:
         return _failed(path, score_key, exc.code, str(exc), sha, c.size_bytes, t0)
     except DetectorError as exc:
+        if exc.code == "cancelled" and deadline is not None and time.monotonic() > deadline:
+            return _failed(path, score_key, "timeout", f"analysis took longer than {timeout_s:g}s",
+                           sha, c.size_bytes, t0)
         return _failed(path, score_key, exc.code, str(exc), sha, c.size_bytes, t0)
     except MemoryError:
         return _failed(path, score_key, "out_of_memory", "ran out of memory", sha, c.size_bytes, t0)

@@ -4,7 +4,7 @@ Imported by name ("batch_fakes:make_fake") in spawned and Dask worker processes;
 conftest puts this folder on PYTHONPATH for them. Behaviour is driven by the
 file name so a test arranges outcomes by naming files:
 ``crash`` kills the worker process, ``boom`` raises a bug, ``slow`` sleeps
-FAKE_SLOW_S seconds, ``p0.83`` sets the probability (default 0.1).
+FAKE_SLOW_S seconds (honouring should_stop), ``hang`` sleeps deaf to it, ``p0.83`` sets the probability (default 0.1).
 Every build and scan is appended to $FAKE_ANALYZER_LOG as "build|scan pid path".
 """
 from __future__ import annotations
@@ -42,8 +42,16 @@ class FakeAnalyzer:
             os._exit(7)
         if "boom" in name:
             raise RuntimeError("simulated analyser bug")
+        if "hang" in name:  # stuck in native code: deaf to should_stop
+            time.sleep(600)
         if "slow" in name:
-            time.sleep(float(os.environ.get("FAKE_SLOW_S", "2")))
+            end = time.monotonic() + float(os.environ.get("FAKE_SLOW_S", "2"))
+            while time.monotonic() < end:
+                if should_stop is not None and should_stop():
+                    from detector.analysis import Cancelled
+
+                    raise Cancelled("analysis cancelled")
+                time.sleep(0.02)
         info = probe(path)
         m = re.search(r"p(0\.\d+)", name)
         p = float(m.group(1)) if m else 0.1

@@ -79,3 +79,27 @@ def test_cli_on_scheduler_with_list_of_urls(video_src, tmp_path, cluster):
     assert rows["a_p0.85.mp4"]["status"] == "ok" and rows["b.mp4"]["status"] == "ok"
     assert rows["missing.mp4"]["status"] == "failed" and rows["missing.mp4"]["error_code"] == "bad_input"
     assert "likely_face_swapped" in res.output and "missing.mp4" in res.output
+
+
+def test_dask_worker_death_becomes_a_row(video_src, tmp_path, _fake_importable):
+    import dask
+
+    from detector.batch.dask_runner import DaskBackend
+
+    d = tmp_path / "calls"
+    d.mkdir()
+    shutil.copy(video_src / "base.mp4", d / "a_p0.8.mp4")
+    shutil.copy(video_src / "other.mp4", d / "b_crash.mp4")
+    out = tmp_path / "r.jsonl"
+    # one retry on another worker, then the scheduler gives up on the task (KilledWorker)
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+        with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None,
+                                      host="127.0.0.1", silence_logs=logging.ERROR) as c:
+            with distributed.Client(c) as client:
+                with ResultStore(out) as store:
+                    stats = run_batch(list(walk([d])), store, ScanOptions(), DaskBackend(client=client),
+                                      factory=FAKE)
+    rows = {r["path"].rsplit("/", 1)[1]: r for r in read_output(out).rows}
+    assert rows["b_crash.mp4"]["error_code"] == "worker_crashed"
+    assert rows["a_p0.8.mp4"]["status"] == "ok"
+    assert (stats.ok, stats.failed) == (1, 1)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import collections
+import time
 import shutil
 
 import pytest
@@ -142,3 +143,38 @@ def test_stop_midway_keeps_finished_rows_and_resumes(video_src, tmp_path, monkey
     assert not stats.interrupted and stats.already_done == 2 and stats.ok == 3
     paths = [r["path"] for r in read_output(out).rows]
     assert len(paths) == len(set(paths)) == 5
+
+
+def test_timeouts_cooperative_and_hard(video_src, tmp_path, monkeypatch):
+    import detector.batch.runner as runner
+
+    monkeypatch.setattr(runner, "KILL_GRACE", 1.0)
+    monkeypatch.setenv("FAKE_SLOW_S", "30")
+    d = tmp_path / "t"
+    d.mkdir()
+    shutil.copy(video_src / "base.mp4", d / "a_slow.mp4")  # stops itself at the limit
+    shutil.copy(video_src / "other.mp4", d / "b_hang.mp4")  # must be killed
+    shutil.copy(video_src / "third.mp4", d / "c_p0.8.mp4")  # a bystander
+    out = tmp_path / "r.jsonl"
+    t0 = time.monotonic()
+    stats = _run(walk([d]), out, workers=2, timeout_s=2.0)
+    assert time.monotonic() - t0 < 25
+    rows = {r["path"].rsplit("/", 1)[1]: r for r in read_output(out).rows}
+    assert rows["a_slow.mp4"]["error_code"] == "timeout"
+    assert rows["b_hang.mp4"]["error_code"] == "timeout" and "killed" in rows["b_hang.mp4"]["error"]
+    assert rows["c_p0.8.mp4"]["status"] == "ok"
+    assert stats.failed == 2 and stats.ok == 1
+
+
+def test_workers_dying_on_everything_abort_instead_of_blaming_files(video_src, tmp_path):
+    d = tmp_path / "k"
+    d.mkdir()
+    for i in range(7):
+        shutil.copy(video_src / "base.mp4", d / f"crash_{i}.mp4")
+        with open(d / f"crash_{i}.mp4", "ab") as f:
+            f.write(bytes([i]) * 8)
+    out = tmp_path / "r.jsonl"
+    with pytest.raises(BatchAbortedError) as ei:
+        _run(walk([d]), out, workers=1)
+    assert ei.value.code == "workers_dying"
+    assert len(read_output(out).rows) == 4  # blamed until the pattern was clear, not all seven
