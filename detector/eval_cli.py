@@ -16,8 +16,9 @@ from typing import Callable
 
 import numpy as np
 
+from detector.errors import ConfigError
 from detector.evaluation import (ClipFeatures, cross_validated_scores, extract_features, feature_matrix, metrics,
-                                 read_manifest)
+                                 read_manifest, split_seen)
 from detector.fusion.logistic import roc_auc
 from detector.fusion.model import FusionModel
 from detector.fusion.train import fusion_feature_names, thresholds_from_oof
@@ -30,7 +31,9 @@ def _fmt(v: float) -> str:
 
 def run_eval(manifest: Path, out: Path, workers: int = 2, fps: float = 10.0, cv: bool = True,
              progress: Callable[[int, int, ClipFeatures], None] | None = None) -> str:
-    rows = read_manifest(manifest)
+    rows, seen = split_seen(read_manifest(manifest))
+    if not rows:
+        raise ConfigError("every clip of the manifest belongs to footage a shipped model was trained on")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     options = ScanOptions(analysis_fps=fps, use_fusion=False)
@@ -71,6 +74,7 @@ def run_eval(manifest: Path, out: Path, workers: int = 2, fps: float = 10.0, cv:
     m = metrics(clips, scores, high, low, per_check=per_check)
     m["check_own_auc"] = own
     m["mode"] = mode
+    m["excluded_seen_clips"] = [r.rel_path for r in seen]
     m["errors"] = {c.row.rel_path: c.error for c in clips if c.error}
     with open(out / "scores.csv", "w", newline="") as f:
         w = csv.writer(f)
@@ -78,7 +82,8 @@ def run_eval(manifest: Path, out: Path, workers: int = 2, fps: float = 10.0, cv:
         for c, s in zip(clips, scores):
             w.writerow([c.row.rel_path, c.row.label, "" if not np.isfinite(s) else f"{s:.6f}"])
     (out / "metrics.json").write_text(json.dumps(m, indent=2, default=float))
-    lines = [f"mode: {mode}", f"clips: {m['clips']}, scored: {m['scored']}",
+    lines = [f"mode: {mode}", f"clips: {m['clips']}, scored: {m['scored']}"
+             + (f" (left out {len(seen)} clips whose footage trained a shipped model)" if seen else ""),
              f"ROC AUC (video level): {_fmt(m['auc'])}"]
     lines += [f"  source {k}: {_fmt(v)}" for k, v in m["auc_by_source"].items()]
     lines += [f"  method {k}: {_fmt(v)}" for k, v in m["auc_by_method"].items()]

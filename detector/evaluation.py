@@ -68,6 +68,34 @@ def read_manifest(path: str | os.PathLike) -> list[ManifestRow]:
     return rows
 
 
+def seen_groups(models: Path | None = None) -> dict[str, list[str]]:
+    """Footage groups a shipped model was trained on, by model: ``{"sbi_face": [...]}``.
+
+    A learned model may have seen the genuine clips of some dev groups; any
+    number measured on those groups would flatter it, and fusion weights
+    fitted on them would be biased. Model metadata (``models/*.json``) lists
+    them under ``training_groups``; evaluation and fusion training leave
+    them out.
+    """
+    from detector.paths import models_dir
+
+    out: dict[str, list[str]] = {}
+    for meta in sorted(Path(models or models_dir()).glob("*.json")):
+        try:
+            groups = json.loads(meta.read_text()).get("training_groups")
+        except (ValueError, AttributeError):
+            continue
+        if groups:
+            out[meta.stem] = list(groups)
+    return out
+
+
+def split_seen(rows: list[ManifestRow], models: Path | None = None) -> tuple[list[ManifestRow], list[ManifestRow]]:
+    """(rows usable for fitting and measuring, rows from footage a model was trained on)."""
+    seen = {g for groups in seen_groups(models).values() for g in groups}
+    return [r for r in rows if r.group not in seen], [r for r in rows if r.group in seen]
+
+
 # -- feature extraction (one Analyzer per worker process) -------------------
 _worker_analyzer = None
 

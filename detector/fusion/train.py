@@ -18,7 +18,7 @@ import numpy as np
 
 from detector.checks import CHECKS
 from detector.evaluation import (ClipFeatures, cross_validated_scores, extract_features, feature_matrix, fit_final,
-                                 metrics, read_manifest, threshold_for_fpr)
+                                 metrics, read_manifest, split_seen, threshold_for_fpr)
 from detector.fusion.logistic import roc_auc, to_onnx
 from detector.options import ScanOptions
 from detector.paths import models_dir
@@ -50,7 +50,7 @@ def train(manifest: Path, out: Path | None = None, workers: int = 2, fps: float 
           progress: Callable[[int, int, ClipFeatures], None] | None = None) -> str:
     out = Path(out) if out is not None else models_dir() / "fusion.onnx"
     options = ScanOptions(analysis_fps=fps, use_fusion=False)
-    rows = read_manifest(manifest)
+    rows, seen = split_seen(read_manifest(manifest))
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
     clips = extract_features(rows, options, workers=workers, cache=cache, progress=progress)
@@ -82,6 +82,8 @@ def train(manifest: Path, out: Path | None = None, workers: int = 2, fps: float 
         "intercept": model.intercept,
         "trained_on": str(manifest),
         "clips": len(clips),
+        "excluded_seen_clips": len(seen),
+        "excluded_groups": sorted({r.group for r in seen}),
         "usable_clips": int(usable.sum()),
         "analysis_fps": fps,
         "score_key": options.score_key(),
@@ -104,6 +106,8 @@ def model_card(meta: dict, per_feature: dict[str, float]) -> str:
         "",
         f"- Trained on: `{meta['trained_on']}` ({meta['clips']} clips, {meta['usable_clips']} with a usable face track); "
         "labels only, no clip-specific tuning.",
+        f"- Left out: {meta['excluded_seen_clips']} clips of {len(meta['excluded_groups'])} footage groups whose genuine "
+        "clips trained a learned model (their scores would be flattering); they are in no number below.",
         f"- Analysis rate: {meta['analysis_fps']} fps. Created {meta['created']}.",
         "- Reproduce: `detector train-fusion ../shared/data/dev/manifest.csv`",
         "- Graph: impute NaN with the training mean -> standardise -> clip to +-5 sd -> linear -> sigmoid.",

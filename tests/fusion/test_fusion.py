@@ -66,3 +66,13 @@ def test_missing_or_malformed_fusion_model_is_a_model_error(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps({"feature_names": ["a"], "thresholds": {"low": 0.2, "high": 0.7}}))
     with pytest.raises(ModelError):
         FusionModel(FusionOptions(model_path=tmp_path / "bad.onnx"))
+
+
+def test_groups_a_model_was_trained_on_are_left_out(tmp_path):
+    from detector.evaluation import ManifestRow, split_seen
+
+    (tmp_path / "m.json").write_text(json.dumps({"training_groups": ["g1"]}))
+    (tmp_path / "other.json").write_text(json.dumps({"feature_names": []}))
+    rows = [ManifestRow("/a", "a", "real", group="g1"), ManifestRow("/b", "b", "fake", group="g2")]
+    keep, seen = split_seen(rows, tmp_path)
+    assert [r.group for r in keep] == ["g2"] and [r.group for r in seen] == ["g1"]
