@@ -90,6 +90,9 @@ def register(app: typer.Typer) -> None:
                                                 help="Retry recordings that failed as corrupt/undecodable before."),
               timeout: float = typer.Option(0.0, "--timeout",
                                             help="Seconds per recording before it is given up (0: no limit)."),
+              worker_log: Optional[str] = typer.Option(None, "--worker-log",
+                                                       help="Local workers' stderr (default OUT.workers.log; "
+                                                            "'-' for the terminal)."),
               top: int = typer.Option(10, help="How many of the most suspicious calls the summary lists."),
               progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on stderr."),
               quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary on stdout."),
@@ -131,7 +134,9 @@ def register(app: typer.Typer) -> None:
 
                 backend = DaskBackend(scheduler=scheduler, local_workers=workers)
             else:
-                backend = LocalBackend(workers)
+                # worker processes' native log lines go next to the output, not over the progress bar
+                backend = LocalBackend(workers, log_path=None if worker_log == "-" else
+                                       (worker_log or f"{out}.workers.log"))
         except DetectorError as exc:
             _err(str(exc), 5)
 

@@ -25,22 +25,47 @@ from detector.errors import ConfigError
 from detector.options import ScanOptions
 
 
-def _dask_task(path: str, options: dict, factory: str, done: frozenset, timeout_s: float | None) -> Outcome:
-    return process_path(path, ScanOptions(**options), factory, done, timeout_s)
-
-
-def _plugin_class():
+try:
     from distributed.diagnostics.plugin import WorkerPlugin
+except ImportError:  # pragma: no cover - dask is a declared dependency
+    WorkerPlugin = object
 
-    class AnalyzerCachePlugin(WorkerPlugin):
-        """Closes the per-process analyzers (ONNX sessions, MediaPipe graphs) on worker shutdown."""
+# run id -> keys already in the output, installed on each worker by a plugin
+_DONE_SETS: dict[str, frozenset] = {}
 
-        name = "detector-analyzer-cache"
 
-        def teardown(self, worker) -> None:
-            close_analyzers()
+def _dask_task(path: str, options: dict, factory: str, run_id: str, timeout_s: float | None) -> Outcome:
+    return process_path(path, ScanOptions(**options), factory, _DONE_SETS.get(run_id, frozenset()), timeout_s)
 
-    return AnalyzerCachePlugin
+
+class AnalyzerCachePlugin(WorkerPlugin):
+    """Closes the per-process analyzers (ONNX sessions, MediaPipe graphs) on worker shutdown."""
+
+    name = "detector-analyzer-cache"
+
+    def teardown(self, worker) -> None:
+        close_analyzers()
+
+
+class DoneSetPlugin(WorkerPlugin):
+    """Ships the finished-work set to every worker once, including workers that
+    join or restart later.
+
+    Scattered data would be lost with the worker holding it (a worker killed
+    by one bad recording would fail every later task); a plugin is re-applied
+    by the scheduler to each new worker process.
+    """
+
+    def __init__(self, run_id: str, done: frozenset):
+        self.run_id = run_id
+        self.done = done
+        self.name = f"detector-batch-done-{run_id}"
+
+    def setup(self, worker) -> None:
+        _DONE_SETS[self.run_id] = self.done
+
+    def teardown(self, worker) -> None:
+        _DONE_SETS.pop(self.run_id, None)
 
 
 class DaskBackend(Backend):
@@ -61,6 +86,7 @@ class DaskBackend(Backend):
         self._cluster = None
         self.tasks_per_thread = tasks_per_thread
         self._futures: set = set()
+        self._done_plugin = None
 
     def start(self, options: ScanOptions, factory: str, done: set[str], timeout_s: float | None = None) -> None:
         try:
@@ -78,7 +104,7 @@ class DaskBackend(Backend):
                                              dashboard_address=None, host="127.0.0.1",
                                              silence_logs=logging.ERROR)
                 self._client = Client(self._cluster)
-        self._client.register_plugin(_plugin_class()())
+        self._client.register_plugin(AnalyzerCachePlugin())
         threads = sum(self._client.nthreads().values())
         if threads == 0:
             self._client.wait_for_workers(1, timeout=60)
@@ -92,11 +118,12 @@ class DaskBackend(Backend):
         # cooperative timeout applies here (can_kill stays False)
         self._timeout_s = timeout_s
         # one copy of the finished-work set per worker, not one per task
-        # (wrapped in a list: scatter treats a bare set as many items to scatter)
-        self._done = self._client.scatter([frozenset(done)], broadcast=True, hash=False)[0]
+        self._run_id = uuid.uuid4().hex
+        self._done_plugin = DoneSetPlugin(self._run_id, frozenset(done))
+        self._client.register_plugin(self._done_plugin)
 
     def submit(self, path: str, done: set[str]):
-        fut = self._client.submit(_dask_task, path, self._options, self._factory, self._done, self._timeout_s,
+        fut = self._client.submit(_dask_task, path, self._options, self._factory, self._run_id, self._timeout_s,
                                   key=f"detector-batch-{uuid.uuid4().hex}", pure=False)
         self._futures.add(fut)
         return fut
@@ -136,6 +163,10 @@ class DaskBackend(Backend):
                 except Exception:
                     pass  # the cluster may already be gone; nothing left to save
             self._futures.clear()
+            try:  # a long-lived cluster should not keep every run's done set
+                client.unregister_worker_plugin(self._done_plugin.name)
+            except Exception:
+                pass  # cluster gone or plugin never registered: nothing to free
             if self._own_client:
                 client.close()
         if self._cluster is not None:

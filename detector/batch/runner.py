@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures as cf
 import multiprocessing as mp
+import os
 import signal
 import time
 from dataclasses import dataclass, field
@@ -105,10 +106,19 @@ class Backend:
 _W: dict = {}
 
 
-def _init_local_worker(options: dict, factory: str, done: frozenset, timeout_s: float | None) -> None:
+def _init_local_worker(options: dict, factory: str, done: frozenset, timeout_s: float | None,
+                       log_path: str | None) -> None:
     # the parent owns Ctrl-C: it stops scheduling and terminates us; a worker
     # dying of KeyboardInterrupt mid-file would look like a crash
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if log_path:
+        # MediaPipe/TFLite log from C++ straight to fd 2, past any Python
+        # logging config; keep that (and any native crash message) in a file
+        # next to the output instead of across the progress bar
+        fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
     _W.update(options=ScanOptions(**options), factory=factory, done=done, timeout_s=timeout_s)
 
 
@@ -123,10 +133,11 @@ class LocalBackend(Backend):
     progress refresh, FFmpeg) and forking a threaded process can deadlock.
     """
 
-    def __init__(self, workers: int = 2):
+    def __init__(self, workers: int = 2, log_path: str | os.PathLike | None = None):
         if workers < 1:
             raise ConfigError("workers must be at least 1")
         self.workers = workers
+        self.log_path = os.fspath(log_path) if log_path is not None else None
         self.capacity = workers  # no queued-but-not-running tasks: in flight means running
         self._pool: cf.ProcessPoolExecutor | None = None
         self._broken = False
@@ -140,7 +151,7 @@ class LocalBackend(Backend):
     def _new_pool(self, done: set[str]) -> None:
         self._pool = cf.ProcessPoolExecutor(max_workers=self.workers, mp_context=mp.get_context("spawn"),
                                             initializer=_init_local_worker,
-                                            initargs=(*self._args, frozenset(done), self._timeout_s))
+                                            initargs=(*self._args, frozenset(done), self._timeout_s, self.log_path))
         self._broken = False
 
     def abort(self) -> None:

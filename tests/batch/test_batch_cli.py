@@ -47,6 +47,7 @@ def test_local_batch_csv_html_summary(app, archive, tmp_path):
     assert "likely_face_swapped" in res.output and "failures (1)" in res.output
     assert res.output.index("call_p0.91.mp4") < res.output.index("call_p0.12.mp4")
     assert "truncated_upload.mp4" in res.output
+    assert (tmp_path / "r.jsonl.workers.log").is_file()  # worker stderr kept off the terminal
     try:
         import detector.report.html  # noqa: F401
     except ImportError:
