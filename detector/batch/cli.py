@@ -174,9 +174,11 @@ def register(app: typer.Typer) -> None:
             write_csv(rows, csv_path, score_key)
         if html_dir is not None and html_ok[0]:
             try:
-                write_missing_html(rows, html_dir, score_key)
+                _, html_errors = write_missing_html(rows, html_dir, score_key)
             except ImportError:
-                pass  # already warned
+                html_errors = []  # already warned
+            for e in html_errors:
+                typer.secho(f"warning: HTML report failed: {e}", fg=typer.colors.YELLOW, err=True)
         if not quiet:
             typer.echo(render_summary(stats, summarize(rows, score_key, top), str(out), top))
         if stats.interrupted:

@@ -155,7 +155,9 @@ def walk(paths: Iterable[str | os.PathLike], stats: WalkStats | None = None) -> 
     for root in paths:
         root = os.fspath(root)
         if os.path.isdir(root):
-            for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+            # an unreadable folder is reported in the counts, not silently passed over
+            for dirpath, dirnames, filenames in os.walk(root, followlinks=False,
+                                                        onerror=lambda e: stats.skip("unreadable folder")):
                 dirnames.sort()
                 for name in sorted(filenames):
                     p = os.path.join(dirpath, name)

@@ -123,17 +123,26 @@ def write_html(row: dict, html_dir: str | os.PathLike, overwrite: bool = True) -
     return target
 
 
-def write_missing_html(rows: list[dict], html_dir: str | os.PathLike, score_key: str) -> int:
-    """HTML for rows from earlier runs whose report page is not there yet."""
+def write_missing_html(rows: list[dict], html_dir: str | os.PathLike, score_key: str) -> tuple[int, list[str]]:
+    """HTML for rows (from any run) whose report page is not there yet.
+
+    Returns ``(written, errors)``; one report that fails to render does not
+    stop the others. ImportError (no HTML renderer installed) propagates.
+    """
     latest, _ = latest_rows(rows, score_key)
-    n = 0
+    n, errors = 0, []
     for row in latest:
         if row.get("status") == "ok":
             target = Path(html_dir) / html_name(row["path"], row.get("sha256"))
             if not target.exists():
-                write_html(row, html_dir)
-                n += 1
-    return n
+                try:
+                    write_html(row, html_dir)
+                    n += 1
+                except ImportError:
+                    raise
+                except Exception as exc:
+                    errors.append(f"{row['path']}: {exc}")
+    return n, errors
 
 
 def _fmt_p(p: float | None) -> str:
@@ -145,7 +154,7 @@ def render_summary(stats: BatchStats, archive: ArchiveSummary, output: str, top:
     rate = stats.ok / stats.elapsed_s * 60 if stats.elapsed_s > 0 else 0.0
     lines = [f"batch {'INTERRUPTED' if stats.interrupted else 'done'} in {stats.elapsed_s:.1f}s: "
              f"{stats.ok} analysed, {stats.failed} failed, {stats.already_done} already in {output}, "
-             f"{sum(stats.skipped_reasons.values())} files skipped (not recordings)"]
+             f"{sum(stats.skipped_reasons.values())} files skipped"]
     if stats.ok:
         lines.append(f"  throughput: {rate:.1f} recordings/min, "
                      f"{stats.video_seconds / stats.elapsed_s:.2f} video-seconds per second")

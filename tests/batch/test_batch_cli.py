@@ -122,3 +122,13 @@ def test_killed_batch_leaves_valid_output_and_resumes(video_src, tmp_path, how):
     assert len(paths) == len(set(paths)) == 8
     assert all(r["status"] == "ok" for r in rows)
     assert f"{len(first.rows)} already in".encode() in stdout
+
+
+def test_dask_local_from_cli(app, archive, tmp_path):
+    out = tmp_path / "r.jsonl"
+    res = CliRunner().invoke(app, ["batch", str(archive), "--out", str(out), "--dask", "local", "--workers", "1",
+                                   "--no-progress", "--analyzer", FAKE])
+    assert res.exit_code == 3, res.output
+    rows = read_output(out).rows
+    assert sorted(r["status"] for r in rows) == ["failed", "ok", "ok", "ok"]
+    assert "1 failed" in res.output
