@@ -300,8 +300,6 @@ def run_batch(paths: Iterable[str], store: ResultStore, options: ScanOptions, ba
         stats.finished += 1
         emit(o)
 
-    backend.start(options, factory, done, timeout_s)
-
     def submit(p: str, solo: bool) -> None:
         h = backend.submit(p, done)
         inflight[h] = (p, solo)
@@ -323,9 +321,11 @@ def run_batch(paths: Iterable[str], store: ResultStore, options: ScanOptions, ba
                 queue.appendleft(p)  # innocent bystander: run it again, no blame
         inflight.clear()
         started.clear()
-    emit(None)
+
     clean = False
     try:
+        backend.start(options, factory, done, timeout_s)  # inside: a half-started cluster is still shut down
+        emit(None)
         while queue or suspects or inflight:
             if should_stop is not None and should_stop():
                 stats.interrupted = True
