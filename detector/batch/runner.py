@@ -20,7 +20,7 @@ import os
 import signal
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Collection, Iterable
+from typing import Callable, Iterable
 
 from detector.batch.records import PERMANENT_ERRORS, BatchRecord, record_key
 from detector.batch.resume import ResultStore, done_keys
