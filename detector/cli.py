@@ -138,20 +138,22 @@ def bench(file: Path = typer.Argument(..., help="Recording to benchmark on."),
         fail(exc)
 
 
+#: sub-apps living in their own packages, listed explicitly (module, what they add)
+SUBCOMMANDS = (("detector.web.cli", "serve"), ("detector.batch.cli", "batch"))
+
+
 def _register_optional() -> None:
-    """Sub-apps living in their own packages, listed explicitly."""
-    from detector.batch.cli import register as register_batch
-    from detector.web.cli import register as register_web
+    import importlib
 
-    register_web(app)
-    register_batch(app)
+    for module, what in SUBCOMMANDS:
+        try:
+            importlib.import_module(module).register(app)
+        except ImportError as exc:  # one broken extra must not take the others (or scan) down
+            if os.environ.get("DETECTOR_DEBUG"):
+                print(f"'{what}' unavailable: {exc}", file=sys.stderr)
 
 
-try:
-    _register_optional()
-except ImportError as _exc:  # a half-installed tree must still scan
-    if os.environ.get("DETECTOR_DEBUG"):
-        print(f"optional commands unavailable: {_exc}", file=sys.stderr)
+_register_optional()
 
 if __name__ == "__main__":  # pragma: no cover
     app()
