@@ -1,0 +1,1 @@
+"""Training and offline evaluation of the project's own learned models (needs the ``train`` extra)."""
