@@ -18,7 +18,7 @@ from typing import Callable, Iterator
 import cv2
 import numpy as np
 
-from detector.checks import CHECKS, CheckContext, CheckSignal, FaceObservation, TrackCheck
+from detector.checks import CHECKS, DEFAULT_CHECKS, CheckContext, CheckSignal, FaceObservation, TrackCheck
 from detector.errors import ConfigError, DetectorError
 from detector.faces import FaceTracker, LandmarkOptions, align_face, create_landmark_detector
 from detector.options import ScanOptions
@@ -163,7 +163,7 @@ def _iter_frames(source: PyAVSource, options: ScanOptions) -> Iterator[Frame]:
 
 
 def selected_checks(options: ScanOptions) -> dict[str, type[TrackCheck]]:
-    names = list(CHECKS) if options.checks is None else list(options.checks)
+    names = list(DEFAULT_CHECKS) if options.checks is None else list(options.checks)
     unknown = [n for n in names if n not in CHECKS]
     if unknown:
         raise ConfigError(f"unknown checks {unknown}; available: {sorted(CHECKS)}")

@@ -34,10 +34,23 @@ def _quiet_native_logs() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
-def _options(fps: float, max_faces: int):
+def _parse_checks(text: str | None) -> tuple[str, ...] | None:
+    """'a,b' -> ('a', 'b'); '+sbi' adds to the default set."""
+    if not text:
+        return None
+    from detector.checks import DEFAULT_CHECKS
+
+    names = tuple(n.strip() for n in text.lstrip("+").split(",") if n.strip())
+    return tuple(dict.fromkeys(DEFAULT_CHECKS + names)) if text.startswith("+") else names
+
+
+CHECKS_HELP = "Checks to run, comma-separated, or '+sbi' to add the learned check to the default set."
+
+
+def _options(fps: float, max_faces: int, checks: str | None = None):
     from detector.options import ScanOptions
 
-    return ScanOptions(analysis_fps=fps, max_faces=max_faces)
+    return ScanOptions(analysis_fps=fps, max_faces=max_faces, checks=_parse_checks(checks))
 
 
 @app.command()
@@ -46,6 +59,7 @@ def scan(files: List[Path] = typer.Argument(..., help="Recordings to scan."),
          html_path: Optional[Path] = typer.Option(None, "--html", help="Write a self-contained HTML report (one file only)."),
          fps: float = typer.Option(10.0, help="Frames analysed per second of video."),
          max_faces: int = typer.Option(4, help="Most faces tracked per frame (raise for gallery views)."),
+         checks: Optional[str] = typer.Option(None, help=CHECKS_HELP),
          quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary on stdout.")) -> None:
     """Scan recordings and print a verdict per call."""
     _quiet_native_logs()
@@ -58,7 +72,7 @@ def scan(files: List[Path] = typer.Argument(..., help="Recordings to scan."),
 
     reports, failed = [], 0
     try:
-        analyzer = Analyzer(_options(fps, max_faces))
+        analyzer = Analyzer(_options(fps, max_faces, checks))
     except DetectorError as exc:
         fail(exc)
     with analyzer:
@@ -93,13 +107,14 @@ def eval_cmd(manifest: Path = typer.Argument(..., help="CSV with path,label[,sou
              workers: int = typer.Option(2, help="Worker processes."),
              fps: float = typer.Option(10.0, help="Frames analysed per second of video."),
              cv: bool = typer.Option(True, help="Score by grouped cross-validation of the fusion (honest on "
-                                                 "the fusion's own training manifest); --no-cv uses the shipped model.")) -> None:
+                                                 "the fusion's own training manifest); --no-cv uses the shipped model."),
+             checks: Optional[str] = typer.Option(None, help=CHECKS_HELP)) -> None:
     """Score a labelled manifest and print ROC AUC, accuracy and FPR."""
     _quiet_native_logs()
     from detector.eval_cli import run_eval
 
     try:
-        text = run_eval(manifest, out, workers=workers, fps=fps, cv=cv,
+        text = run_eval(manifest, out, workers=workers, fps=fps, cv=cv, checks=_parse_checks(checks),
                         progress=lambda n, total, c: typer.echo(f"[{n}/{total}] {c.row.rel_path}"
                                                                  + (f"  ({c.error})" if c.error else ""), err=True))
     except DetectorError as exc:
@@ -112,13 +127,14 @@ def train_fusion(manifest: Path = typer.Argument(..., help="Labelled manifest to
                  out: Path = typer.Option(None, help="ONNX path (default models/fusion.onnx)."),
                  workers: int = typer.Option(2),
                  fps: float = typer.Option(10.0),
-                 cache: Path = typer.Option(Path(".cache/features.jsonl"), help="Feature cache (JSONL).")) -> None:
+                 cache: Path = typer.Option(Path(".cache/features.jsonl"), help="Feature cache (JSONL)."),
+                 checks: Optional[str] = typer.Option(None, help=CHECKS_HELP)) -> None:
     """Refit the fusion model with grouped cross-validation; writes ONNX, metadata and model card."""
     _quiet_native_logs()
     from detector.fusion.train import train
 
     try:
-        text = train(manifest, out, workers=workers, fps=fps, cache=cache,
+        text = train(manifest, out, workers=workers, fps=fps, cache=cache, checks=_parse_checks(checks),
                      progress=lambda n, total, c: typer.echo(f"[{n}/{total}] {c.row.rel_path}", err=True))
     except DetectorError as exc:
         fail(exc)

@@ -30,13 +30,14 @@ def _fmt(v: float) -> str:
 
 
 def run_eval(manifest: Path, out: Path, workers: int = 2, fps: float = 10.0, cv: bool = True,
+             checks: tuple[str, ...] | None = None,
              progress: Callable[[int, int, ClipFeatures], None] | None = None) -> str:
-    rows, seen = split_seen(read_manifest(manifest))
+    rows, seen = split_seen(read_manifest(manifest), checks=checks)
     if not rows:
         raise ConfigError("every clip of the manifest belongs to footage a shipped model was trained on")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    options = ScanOptions(analysis_fps=fps, use_fusion=False)
+    options = ScanOptions(analysis_fps=fps, use_fusion=False, checks=checks)
     clips = extract_features(rows, options, workers=workers, cache=out / "features.jsonl", progress=progress)
     y = np.array([c.y for c in clips])
     fusion = FusionModel()

@@ -68,7 +68,7 @@ def read_manifest(path: str | os.PathLike) -> list[ManifestRow]:
     return rows
 
 
-def seen_groups(models: Path | None = None) -> dict[str, list[str]]:
+def seen_groups(models: Path | None = None, checks: Iterable[str] | None = None) -> dict[str, list[str]]:
     """Footage groups a shipped model was trained on, by model: ``{"sbi_face": [...]}``.
 
     A learned model may have seen the genuine clips of some dev groups; any
@@ -79,8 +79,14 @@ def seen_groups(models: Path | None = None) -> dict[str, list[str]]:
     """
     from detector.paths import models_dir
 
+    from detector.checks import CHECKS, DEFAULT_CHECKS
+
+    names = DEFAULT_CHECKS if checks is None else tuple(checks)
+    files = {CHECKS[n].model_metadata for n in names if n in CHECKS and CHECKS[n].model_metadata}
     out: dict[str, list[str]] = {}
     for meta in sorted(Path(models or models_dir()).glob("*.json")):
+        if meta.name not in files:
+            continue
         try:
             groups = json.loads(meta.read_text()).get("training_groups")
         except (ValueError, AttributeError):
@@ -90,9 +96,10 @@ def seen_groups(models: Path | None = None) -> dict[str, list[str]]:
     return out
 
 
-def split_seen(rows: list[ManifestRow], models: Path | None = None) -> tuple[list[ManifestRow], list[ManifestRow]]:
-    """(rows usable for fitting and measuring, rows from footage a model was trained on)."""
-    seen = {g for groups in seen_groups(models).values() for g in groups}
+def split_seen(rows: list[ManifestRow], models: Path | None = None,
+               checks: Iterable[str] | None = None) -> tuple[list[ManifestRow], list[ManifestRow]]:
+    """(rows usable for fitting and measuring, rows from footage a model of the selected checks was trained on)."""
+    seen = {g for groups in seen_groups(models, checks).values() for g in groups}
     return [r for r in rows if r.group not in seen], [r for r in rows if r.group in seen]
 
 

@@ -18,7 +18,7 @@ class ScanOptions:
     analysis_fps: float = 10.0  # frames per second analysed (sampled on true timestamps)
     max_side: int = 1280  # frames larger than this are downscaled before analysis
     max_faces: int = 4  # raise for gallery views with more tiles
-    checks: tuple[str, ...] | None = None  # None: every registered check
+    checks: tuple[str, ...] | None = None  # None: detector.checks.DEFAULT_CHECKS
     min_track_seconds: float = 2.0  # less face time than this: insufficient evidence
     min_track_frames: int = 12
     window_s: float = 4.0  # timeline window
@@ -45,9 +45,9 @@ class ScanOptions:
         d = asdict(self)
         for k in ("hash_file", "queue_size", "onnx_threads", "evidence_count"):
             d.pop(k)
-        from detector.checks import CHECKS  # late import: checks import options indirectly
+        from detector.checks import DEFAULT_CHECKS  # late import: checks import options indirectly
 
-        d["checks"] = sorted(CHECKS) if self.checks is None else sorted(self.checks)
+        d["checks"] = sorted(DEFAULT_CHECKS) if self.checks is None else sorted(self.checks)
         d["analysis_version"] = ANALYSIS_VERSION
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

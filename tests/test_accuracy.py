@@ -14,9 +14,9 @@ DEV_MANIFEST = Path(__file__).resolve().parents[2] / "shared" / "data" / "dev" /
 pytestmark = [pytest.mark.accuracy,
               pytest.mark.skipif(not DEV_MANIFEST.is_file(), reason="../shared/data/dev not present")]
 
-AUC_FLOOR = 0.55
-DFL_AUC_FLOOR = 0.55
-MAX_FPR = 0.15
+AUC_FLOOR = 0.62  # measured 0.650 (models/fusion.md)
+DFL_AUC_FLOOR = 0.59  # measured 0.619
+MAX_FPR = 0.12  # measured 0.079; thresholds target 0.10
 
 
 def test_grouped_cv_auc_on_dev_set(tmp_path):

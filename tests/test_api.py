@@ -1,6 +1,8 @@
 """End to end through the library API on synthetic recordings, and bad input."""
 import json
 
+import numpy as np
+
 import pytest
 
 from detector import Analyzer, InputError, NotAVideoError, Report, ScanOptions, Verdict, scan
@@ -85,3 +87,17 @@ def test_score_key_ignores_performance_knobs():
     a, b = ScanOptions(), ScanOptions(queue_size=2, onnx_threads=2, hash_file=False)
     assert a.score_key() == b.score_key()
     assert a.score_key() != ScanOptions(analysis_fps=5).score_key()
+
+
+def test_learned_check_runs_in_the_pipeline_when_enabled(swap_clip):
+    from detector.checks import DEFAULT_CHECKS
+
+    assert "sbi" not in DEFAULT_CHECKS
+    with Analyzer(ScanOptions(checks=DEFAULT_CHECKS + ("sbi",))) as a:
+        assert "sbi" in a.context.models
+        analysis = a.analyse(swap_clip)
+    sig = analysis.tracks[0].signals["sbi"]
+    # one crop per 0.5 s over a 3 s clip, each a finite logit
+    assert 5 <= len(sig.values) <= 7 and np.isfinite(sig.values).all()
+    feats = analysis.track_features(analysis.tracks[0])
+    assert np.isfinite(feats["sbi.mean"])

@@ -1,6 +1,7 @@
 """Temporal-consistency checks, listed in one explicit registry."""
 from detector.checks.appearance import AppearanceJumpCheck, HardPoseCheck
 from detector.checks.base import CheckContext, CheckFactory, CheckSignal, FaceObservation, TrackCheck
+from detector.checks.learned import LearnedArtifactCheck
 from detector.checks.geometry import ExpressionDynamicsCheck, LandmarkJitterCheck, PoseConsistencyCheck
 from detector.checks.texture import BoundaryCheck, SharpnessMismatchCheck, TemporalTextureCheck
 
@@ -14,6 +15,14 @@ CHECKS: dict[str, type[TrackCheck]] = {
     ExpressionDynamicsCheck.name: ExpressionDynamicsCheck,
     AppearanceJumpCheck.name: AppearanceJumpCheck,
     HardPoseCheck.name: HardPoseCheck,
+    LearnedArtifactCheck.name: LearnedArtifactCheck,
 }
 
-__all__ = ["CHECKS", "CheckContext", "CheckFactory", "CheckSignal", "FaceObservation", "TrackCheck"]
+# Checks run when the options name none. The learned SBI check is opt-in
+# (ScanOptions(checks=...) / --checks): measured on dev footage it never saw
+# it separates swaps from genuine clips at chance level (models/sbi_face.md),
+# and as a fusion input it lowered grouped-CV AUC, so by default it would only
+# add noise and cost.
+DEFAULT_CHECKS: tuple[str, ...] = tuple(n for n in CHECKS if n != LearnedArtifactCheck.name)
+
+__all__ = ["DEFAULT_CHECKS", "CHECKS", "CheckContext", "CheckFactory", "CheckSignal", "FaceObservation", "TrackCheck"]

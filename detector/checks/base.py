@@ -62,6 +62,9 @@ class TrackCheck(abc.ABC):
     explanation: ClassVar[str]
     #: +1 when larger signal values are more suspicious, -1 when smaller are
     direction: ClassVar[int] = 1
+    #: metadata file (under models/) of a learned model this check runs, whose
+    #: ``training_groups`` evaluation must leave out when the check is used
+    model_metadata: ClassVar[str | None] = None
 
     def __init__(self, context: "CheckContext"):
         self.context = context

@@ -23,6 +23,7 @@ from typing import ClassVar
 import numpy as np
 
 from detector.checks.base import CheckContext, CheckSignal, FaceObservation, TrackCheck
+from detector.paths import models_dir
 from detector.errors import ModelError
 
 CROP_SIZE = 112
@@ -34,11 +35,8 @@ TOP_K = 5
 
 
 def default_models_dir() -> Path:
-    """``$DETECTOR_MODELS_DIR`` if set, else ``<repo>/models``."""
-    env = os.environ.get("DETECTOR_MODELS_DIR")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2] / "models"
+    """``$DETECTOR_MODELS_DIR`` if set, else ``<repo>/models`` (see :mod:`detector.paths`)."""
+    return models_dir()
 
 
 def _default_model_path() -> Path:
@@ -145,6 +143,7 @@ class LearnedArtifactCheck(TrackCheck):
     explanation: ClassVar[str] = ("a model trained on self-blended faces sees a blending seam around the face, "
                                   "as left when a swapped face is pasted into the frame")
     direction: ClassVar[int] = 1
+    model_metadata: ClassVar[str | None] = "sbi_face.json"
 
     #: seconds between sampled crops: neighbouring frames carry nearly the same
     #: evidence; at ~1.5 ms per crop, 2 crops/s costs well under 1% of one core

@@ -46,11 +46,11 @@ def thresholds_from_oof(y: np.ndarray, oof: np.ndarray) -> tuple[float, float]:
 
 
 def train(manifest: Path, out: Path | None = None, workers: int = 2, fps: float = 10.0,
-          cache: Path | None = None,
+          cache: Path | None = None, checks: tuple[str, ...] | None = None,
           progress: Callable[[int, int, ClipFeatures], None] | None = None) -> str:
     out = Path(out) if out is not None else models_dir() / "fusion.onnx"
-    options = ScanOptions(analysis_fps=fps, use_fusion=False)
-    rows, seen = split_seen(read_manifest(manifest))
+    options = ScanOptions(analysis_fps=fps, use_fusion=False, checks=checks)
+    rows, seen = split_seen(read_manifest(manifest), checks=checks)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
     clips = extract_features(rows, options, workers=workers, cache=cache, progress=progress)
@@ -86,6 +86,7 @@ def train(manifest: Path, out: Path | None = None, workers: int = 2, fps: float 
         "excluded_groups": sorted({r.group for r in seen}),
         "usable_clips": int(usable.sum()),
         "analysis_fps": fps,
+        "checks": list(checks) if checks else None,
         "score_key": options.score_key(),
         "cv_metrics": m,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -109,7 +110,9 @@ def model_card(meta: dict, per_feature: dict[str, float]) -> str:
         f"- Left out: {meta['excluded_seen_clips']} clips of {len(meta['excluded_groups'])} footage groups whose genuine "
         "clips trained a learned model (their scores would be flattering); they are in no number below.",
         f"- Analysis rate: {meta['analysis_fps']} fps. Created {meta['created']}.",
-        "- Reproduce: `detector train-fusion ../shared/data/dev/manifest.csv`",
+        "- Reproduce: `detector train-fusion ../shared/data/dev/manifest.csv`"
+        + (f" --checks {','.join(meta['checks'])}" if meta.get("checks") else "") + " (default check set: "
+        "every hand-made check; the learned `sbi` check is opt-in)",
         "- Graph: impute NaN with the training mean -> standardise -> clip to +-5 sd -> linear -> sigmoid.",
         "",
         "## Grouped cross-validation (6 folds by footage group, 3 fold assignments averaged)",
@@ -117,9 +120,13 @@ def model_card(meta: dict, per_feature: dict[str, float]) -> str:
         f"- Video-level ROC AUC: **{m['auc']:.3f}**",
     ]
     for k, v in m["auc_by_source"].items():
-        lines.append(f"- AUC, {k}: {v:.3f}")
+        if np.isfinite(v):
+            lines.append(f"- AUC, {k}: {v:.3f}")
     for k, v in m["auc_by_method"].items():
-        lines.append(f"- AUC, method {k} (vs genuine clips of the same source): {v:.3f}")
+        if np.isfinite(v):
+            lines.append(f"- AUC, method {k} (vs genuine clips of the same source): {v:.3f}")
+    for k, v in m["fpr_by_source"].items():
+        lines.append(f"- False-positive rate at the 'likely face-swapped' threshold, genuine {k} clips: {v:.3f}")
     lines += [
         f"- Thresholds: likely face-swapped >= {m['threshold_high']:.3f} (chosen so out-of-fold genuine FPR <= 10%), "
         f"likely genuine < {m['threshold_low']:.3f}",

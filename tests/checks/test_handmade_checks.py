@@ -117,7 +117,10 @@ def test_pose_disagreement_rises_when_inner_face_turns_alone(observations):
 
 
 def test_summaries_are_nan_on_too_little_data():
+    # temporal checks need several samples; the learned check scores single crops
     for name, cls in CHECKS.items():
+        if name == "sbi":
+            continue
         feats = cls.summarize(CheckSignal(name, np.array([0.0]), np.array([1.0])))
         assert all(not np.isfinite(v) for v in feats.values())
 

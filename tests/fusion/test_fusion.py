@@ -71,8 +71,11 @@ def test_missing_or_malformed_fusion_model_is_a_model_error(tmp_path):
 def test_groups_a_model_was_trained_on_are_left_out(tmp_path):
     from detector.evaluation import ManifestRow, split_seen
 
-    (tmp_path / "m.json").write_text(json.dumps({"training_groups": ["g1"]}))
-    (tmp_path / "other.json").write_text(json.dumps({"feature_names": []}))
+    (tmp_path / "sbi_face.json").write_text(json.dumps({"training_groups": ["g1"]}))
+    (tmp_path / "other.json").write_text(json.dumps({"feature_names": [], "training_groups": ["g2"]}))
     rows = [ManifestRow("/a", "a", "real", group="g1"), ManifestRow("/b", "b", "fake", group="g2")]
-    keep, seen = split_seen(rows, tmp_path)
+    keep, seen = split_seen(rows, tmp_path, checks=("jitter", "sbi"))
     assert [r.group for r in keep] == ["g2"] and [r.group for r in seen] == ["g1"]
+    # without the learned check its training footage is fair game
+    keep, seen = split_seen(rows, tmp_path, checks=("jitter",))
+    assert len(keep) == 2 and not seen
