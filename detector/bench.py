@@ -43,6 +43,6 @@ def run_bench(path: Path, fps: float = 10.0) -> str:
         f"real-time factor:   {duration / t_scan:8.2f} x  (video seconds per wall second)",
         f"scan / decode-only: {t_scan / t_decode:8.2f} x the wall time of decoding alone",
         f"peak RSS:           {_peak_rss_mb():8.1f} MB  (after decode-only pass: {rss_after_decode:.1f} MB)",
-        f"stage busy time:    " + ", ".join(f"{k} {v:.2f} s" for k, v in report.timings_s.items()),
+        "stage busy time:    " + ", ".join(f"{k} {v:.2f} s" for k, v in report.timings_s.items()),
     ]
     return "\n".join(lines)

@@ -6,7 +6,6 @@ Typed library errors become exit codes and one clear message:
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path

@@ -11,7 +11,6 @@ import cv2
 import numpy as np
 
 from detector.checks.base import CheckSignal, FaceObservation, TrackCheck
-from detector.checks.texture import crop_masks
 
 # Descriptor resolution: coarse enough to ignore expression detail and noise,
 # fine enough to tell two people apart.

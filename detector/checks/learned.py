@@ -15,7 +15,6 @@ crop's time. Only numpy and onnxruntime are needed at inference.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar

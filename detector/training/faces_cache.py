@@ -118,6 +118,33 @@ def split_names(names: list[str], val_fraction: float = 0.1) -> np.ndarray:
     return np.array([bucket(n) < val_fraction for n in names], dtype=bool)
 
 
+def largest_face_crops(video_path: str, fps: float, size: int = CROP) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(times, aligned crops, crop-space landmarks) of the largest face in each sampled frame.
+
+    A fresh detector per clip (its tracking state must not leak across
+    clips), the same video-mode landmarks inference uses.
+    """
+    from fractions import Fraction
+
+    from detector.faces.landmarks import LandmarkOptions, create_landmark_detector
+    from detector.video import open_video
+
+    times, crops, points = [], [], []
+    with create_landmark_detector(LandmarkOptions()) as det, open_video(video_path) as src:
+        for frame in src.frames(rate=Fraction(fps).limit_denominator(1000)):
+            faces = det.detect(frame.image)
+            if not faces:
+                continue
+            face = max(faces, key=lambda f: f.height)
+            crop, m = align_face(frame.image, face.points, size)
+            times.append(frame.seconds)
+            crops.append(crop)
+            points.append(transform_points(face.points, m))
+    return (np.asarray(times, dtype=np.float64),
+            np.stack(crops) if crops else np.zeros((0, size, size, 3), np.uint8),
+            np.stack(points).astype(np.float32) if points else np.zeros((0, 478, 2), np.float32))
+
+
 def video_face_crops(video_path: str, fps: float, cache_dir: Path = Path("/tmp/detector_cache")
                      ) -> tuple[np.ndarray, np.ndarray]:
     """Aligned crops and crop-space landmarks of the largest face of a *genuine* clip.
@@ -126,29 +153,13 @@ def video_face_crops(video_path: str, fps: float, cache_dir: Path = Path("/tmp/d
     does, so landmark jitter and alignment match what the model will see.
     Only ever call this on real clips: the model must never train on fakes.
     """
-    from fractions import Fraction
-
-    from detector.faces.landmarks import LandmarkOptions, create_landmark_detector
-    from detector.video import open_video
-
     st = os.stat(video_path)
     key = hashlib.sha1(f"{video_path}|{st.st_mtime_ns}|{st.st_size}|{fps}".encode()).hexdigest()[:16]
     cp = cache_dir / f"sbi_video_{key}.npz"
     if cp.exists():
         z = np.load(cp)
         return z["crops"], z["points"]
-    crops, points = [], []
-    with create_landmark_detector(LandmarkOptions()) as det, open_video(video_path) as src:
-        for frame in src.frames(rate=Fraction(fps).limit_denominator(1000)):
-            faces = det.detect(frame.image)
-            if not faces:
-                continue
-            face = max(faces, key=lambda f: f.height)
-            crop, m = align_face(frame.image, face.points, CROP)
-            crops.append(crop)
-            points.append(transform_points(face.points, m))
-    c = np.stack(crops) if crops else np.zeros((0, CROP, CROP, 3), np.uint8)
-    p = np.stack(points).astype(np.float32) if points else np.zeros((0, 478, 2), np.float32)
+    _, c, p = largest_face_crops(video_path, fps)
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = cp.with_suffix(".tmp.npz")
     np.savez(tmp, crops=c, points=p)

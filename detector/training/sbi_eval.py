@@ -30,9 +30,7 @@ import numpy as np
 
 from detector.checks.base import CheckContext, FaceObservation
 from detector.checks.learned import LearnedArtifactCheck, SBIModel, SBIModelOptions, default_models_dir
-from detector.faces.landmarks import LandmarkOptions, create_landmark_detector
-from detector.faces.regions import align_face
-from detector.training.faces_cache import TRAIN_VIDEO_GROUPS
+from detector.training.faces_cache import TRAIN_VIDEO_GROUPS, largest_face_crops
 
 log = logging.getLogger(__name__)
 
@@ -80,21 +78,7 @@ def clip_crops(video_path: str, fps: float, cache_dir: Path | None) -> tuple[np.
         if cp.exists():
             z = np.load(cp)
             return z["times"], z["crops"]
-    from detector.video import open_video
-
-    times, crops = [], []
-    # a fresh detector per clip: its tracking state must not leak across clips
-    with create_landmark_detector(LandmarkOptions()) as det, open_video(video_path) as src:
-        for frame in src.frames(rate=Fraction(fps).limit_denominator(1000)):
-            faces = det.detect(frame.image)
-            if not faces:
-                continue
-            face = max(faces, key=lambda f: f.height)
-            crop, _ = align_face(frame.image, face.points, 112)
-            times.append(frame.seconds)
-            crops.append(crop)
-    t = np.asarray(times, dtype=np.float64)
-    c = np.stack(crops) if crops else np.zeros((0, 112, 112, 3), np.uint8)
+    t, c, _ = largest_face_crops(video_path, fps)
     if cp is not None:
         cache_dir.mkdir(parents=True, exist_ok=True)
         tmp = cp.with_suffix(".tmp.npz")

@@ -1,5 +1,4 @@
 """Each hand-made check on synthetic observations with a known effect."""
-from fractions import Fraction
 
 import numpy as np
 import pytest
