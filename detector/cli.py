@@ -69,7 +69,7 @@ def scan(files: List[Path] = typer.Argument(..., help="Recordings to scan."),
         raise typer.Exit(2)
     from detector.report.text import render_text
 
-    reports, failed = [], 0
+    reports, failed, internal = [], 0, 0
     try:
         analyzer = Analyzer(_options(fps, max_faces, checks))
     except DetectorError as exc:
@@ -86,6 +86,14 @@ def scan(files: List[Path] = typer.Argument(..., help="Recordings to scan."),
                 continue
             except DetectorError as exc:
                 fail(exc)
+            except Exception as exc:  # a bug must not cost the other recordings their results
+                failed += 1
+                internal += 1
+                typer.secho(f"error: internal error while analysing {f}: {type(exc).__name__}: {exc}",
+                            fg=typer.colors.RED, err=True)
+                if os.environ.get("DETECTOR_DEBUG"):
+                    raise
+                continue
             reports.append(report)
             if not quiet:
                 typer.echo(render_text(report))
@@ -97,7 +105,7 @@ def scan(files: List[Path] = typer.Argument(..., help="Recordings to scan."),
 
         html_path.write_text(render_html(reports[0]), encoding="utf-8")
     if failed:
-        raise typer.Exit(3)
+        raise typer.Exit(1 if internal else 3)
 
 
 @app.command("eval")

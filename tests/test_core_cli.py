@@ -66,3 +66,23 @@ def test_bench_reports_ratios(genuine_clip):
     assert res.exit_code == 0, res.output
     for key in ("decode only", "real-time factor", "scan / decode-only", "peak RSS"):
         assert key in res.output
+
+
+def test_an_internal_error_is_reported_and_other_files_still_scanned(genuine_clip, tmp_path, monkeypatch):
+    from detector import api
+
+    real_scan = api.Analyzer.scan
+
+    def flaky(self, path, *a, **k):
+        if str(path).endswith("boom.mp4"):
+            raise RuntimeError("simulated bug")
+        return real_scan(self, path, *a, **k)
+
+    monkeypatch.setattr(api.Analyzer, "scan", flaky)
+    boom = tmp_path / "boom.mp4"
+    boom.write_bytes(genuine_clip.read_bytes())
+    out = tmp_path / "all.json"
+    res = runner.invoke(app, ["scan", str(boom), str(genuine_clip), "--json", str(out), "-q"])
+    assert res.exit_code == 1
+    assert "internal error" in res.output and "simulated bug" in res.output
+    assert len(json.loads(out.read_text())) == 1
