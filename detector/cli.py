@@ -28,9 +28,29 @@ def fail(exc: DetectorError) -> None:
 
 
 def _quiet_native_logs() -> None:
-    # MediaPipe/TFLite write INFO lines to stderr from C++; keep the terminal readable.
+    """Keep MediaPipe/TFLite's C++ log lines off the terminal.
+
+    absl and glog write straight to file descriptor 2, ignoring Python's
+    ``sys.stderr``; their warnings are noise to a user. Point fd 2 at
+    /dev/null and give Python a private copy of the real stderr, so our own
+    messages (and tracebacks) still show. ``DETECTOR_DEBUG=1`` keeps them all.
+    """
     os.environ.setdefault("GLOG_minloglevel", "2")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if os.environ.get("DETECTOR_DEBUG") or getattr(_quiet_native_logs, "done", False):
+        return
+    if sys.stderr is not sys.__stderr__:  # captured (test runner, embedding app): not ours to rewire
+        return
+    try:
+        sys.stderr.flush()
+        real = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        sys.stderr = os.fdopen(real, "w", buffering=1)
+        _quiet_native_logs.done = True  # type: ignore[attr-defined]
+    except (OSError, ValueError, AttributeError):  # no real fd 2 (e.g. under a test runner): leave it
+        pass
 
 
 def _parse_checks(text: str | None) -> tuple[str, ...] | None:
