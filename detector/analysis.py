@@ -234,11 +234,15 @@ class _CheckStage:
         return self.tracks
 
     def abort(self) -> None:
+        """Stop the worker thread after a failure upstream, discarding queued work."""
         self._error = self._error or Cancelled("aborted")
-        try:
-            self._q.put_nowait(_END)
-        except queue.Full:
-            pass
+        while True:  # make room so the end marker always gets in: no thread is left blocked
+            try:
+                self._q.get_nowait()
+            except queue.Empty:
+                break
+        self._q.put(_END)
+        self._thread.join(timeout=5)
 
 
 def analyse_video(path: str, options: ScanOptions, context: CheckContext,

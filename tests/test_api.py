@@ -101,3 +101,20 @@ def test_learned_check_runs_in_the_pipeline_when_enabled(swap_clip):
     assert 5 <= len(sig.values) <= 7 and np.isfinite(sig.values).all()
     feats = analysis.track_features(analysis.tracks[0])
     assert np.isfinite(feats["sbi.mean"])
+
+
+def test_cancelling_stops_the_scan_and_leaves_no_worker_thread(analyzer, genuine_clip):
+    import threading
+
+    from detector.analysis import Cancelled
+
+    calls = {"n": 0}
+
+    def stop_after_five():
+        calls["n"] += 1
+        return calls["n"] > 5
+
+    with pytest.raises(Cancelled):
+        analyzer.scan(genuine_clip, should_stop=stop_after_five)
+    names = [t.name for t in threading.enumerate()]
+    assert "detector-checks" not in names and "detector-decode" not in names
