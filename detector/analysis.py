@@ -261,7 +261,8 @@ def analyse_video(path: str, options: ScanOptions, context: CheckContext,
         last_progress = -1.0
         stage = _CheckStage(check_classes, context, options.queue_size)
         try:
-            with create_landmark_detector(LandmarkOptions(max_faces=options.max_faces)) as detector:
+            with create_landmark_detector(LandmarkOptions(max_faces=options.max_faces,
+                                                                     gallery_grid=options.gallery_grid)) as detector:
                 for frame in _iter_frames(source, options):
                     if should_stop is not None and should_stop():
                         raise Cancelled("analysis cancelled")

@@ -66,10 +66,13 @@ def _parse_checks(text: str | None) -> tuple[str, ...] | None:
 CHECKS_HELP = "Checks to run, comma-separated, or '+sbi' to add the learned check to the default set."
 
 
-def _options(fps: float, max_faces: int, checks: str | None = None):
+GALLERY_HELP = "Gallery views: also search an N x N grid of windows for small faces (2 for up to 4 tiles, 3 for 9)."
+
+
+def _options(fps: float, max_faces: int, checks: str | None = None, gallery: int = 0):
     from detector.options import ScanOptions
 
-    return ScanOptions(analysis_fps=fps, max_faces=max_faces, checks=_parse_checks(checks))
+    return ScanOptions(analysis_fps=fps, max_faces=max_faces, checks=_parse_checks(checks), gallery_grid=gallery)
 
 
 @app.command()
@@ -79,6 +82,7 @@ def scan(files: List[Path] = typer.Argument(..., help="Recordings to scan."),
          fps: float = typer.Option(10.0, help="Frames analysed per second of video."),
          max_faces: int = typer.Option(4, help="Most faces tracked per frame (raise for gallery views)."),
          checks: Optional[str] = typer.Option(None, help=CHECKS_HELP),
+         gallery: int = typer.Option(0, help=GALLERY_HELP),
          quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary on stdout.")) -> None:
     """Scan recordings and print a verdict per call."""
     _quiet_native_logs()
@@ -91,7 +95,7 @@ def scan(files: List[Path] = typer.Argument(..., help="Recordings to scan."),
 
     reports, failed, internal = [], 0, 0
     try:
-        analyzer = Analyzer(_options(fps, max_faces, checks))
+        analyzer = Analyzer(_options(fps, max_faces, checks, gallery))
     except DetectorError as exc:
         fail(exc)
     with analyzer:

@@ -18,6 +18,7 @@ class ScanOptions:
     analysis_fps: float = 10.0  # frames per second analysed (sampled on true timestamps)
     max_side: int = 1280  # frames larger than this are downscaled before analysis
     max_faces: int = 4  # raise for gallery views with more tiles
+    gallery_grid: int = 0  # >1: also search an n x n grid of windows (small faces of gallery views)
     checks: tuple[str, ...] | None = None  # None: detector.checks.DEFAULT_CHECKS
     min_track_seconds: float = 2.0  # less face time than this: insufficient evidence
     min_track_frames: int = 12
@@ -36,6 +37,8 @@ class ScanOptions:
             raise ConfigError("max_side must be at least 64")
         if not 1 <= self.max_faces <= 16:
             raise ConfigError("max_faces must be between 1 and 16")
+        if not 0 <= self.gallery_grid <= 4:
+            raise ConfigError("gallery_grid must be between 0 and 4")
         if not 0 < self.hop_s <= self.window_s:
             raise ConfigError("need 0 < hop_s <= window_s")
         return self

@@ -84,30 +84,54 @@ def _swap_source(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
 
 
-def render_call(path: str | Path, *, seconds: float = 6.0, fps: int = 30, size: tuple[int, int] = (640, 480),
-                swap: bool = False, seed: int = 0, vfr: bool = False, rotation: int = 0,
-                codec: str = "libx264", crf: int = 23) -> Path:
-    """Write a synthetic call recording and return its path.
+class _CallAnimator:
+    """Renders one participant's webcam view at any time t (the frame generator behind the clips)."""
 
-    ``vfr`` jitters frame intervals (as browser capture does); ``rotation``
-    stores the frames rotated and sets the display-rotation metadata so a
-    correct reader shows them upright.
-    """
-    rng = np.random.default_rng(seed)
-    img = load_portrait()
-    lm = portrait_landmarks(img)
+    def __init__(self, size: tuple[int, int], swap: bool, rng: np.random.Generator,
+                 portrait: tuple[np.ndarray, np.ndarray] | None = None):
+        self.img, self.lm = portrait if portrait is not None else (lambda i: (i, portrait_landmarks(i)))(load_portrait())
+        self.w, self.h = size
+        self.rng = rng
+        self.bg = _background(self.w, self.h, rng)
+        self.phase = rng.uniform(0, 2 * math.pi, 5)
+        self.base_scale = 0.85 * self.h / self.img.shape[0]
+        self.swap = swap
+        self.lagged = None
+        if swap:
+            self.src_aligned = _swap_source(self.img, rng)
+            mask = np.zeros(self.img.shape[:2], np.float32)
+            cv2.fillConvexPoly(mask, cv2.convexHull(self.lm[regions.FACE_OVAL].astype(np.int32)), 1.0)
+            mask = cv2.erode(mask, np.ones((5, 5), np.uint8), iterations=2)
+            self.mask = cv2.GaussianBlur(mask, (0, 0), 4)[..., None]
+
+    def frame(self, t: float) -> np.ndarray:
+        img, w, h = self.img, self.w, self.h
+        dx, dy, ang, sc = _motion(t, self.phase)
+        m = cv2.getRotationMatrix2D((img.shape[1] / 2, img.shape[0] / 2), ang, self.base_scale * sc)
+        m[0, 2] += w / 2 - img.shape[1] / 2 + dx * w
+        m[1, 2] += h / 2 - img.shape[0] / 2 + dy * h + 0.08 * h
+        frame_src = img.astype(np.float32)
+        if self.swap:
+            # the pasted face follows a smoothed (lagging) estimate of the head pose
+            self.lagged = m.copy() if self.lagged is None else 0.6 * self.lagged + 0.4 * m
+            shift = cv2.invertAffineTransform(m) @ np.vstack([self.lagged, [0, 0, 1]])
+            face_now = cv2.warpAffine(self.src_aligned, shift, (img.shape[1], img.shape[0]),
+                                      borderMode=cv2.BORDER_REFLECT)
+            mask_now = cv2.warpAffine(self.mask, shift, (img.shape[1], img.shape[0]))[..., None]
+            flicker = 1.0 + self.rng.normal(0, 0.02, 3)  # per-frame colour correction error
+            frame_src = mask_now * face_now * flicker + (1 - mask_now) * frame_src
+        person = cv2.warpAffine(frame_src, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0))
+        cover = cv2.warpAffine(np.ones(img.shape[:2], np.float32), m, (w, h))[..., None]
+        frame = cover * person + (1 - cover) * self.bg
+        frame *= 1.0 + 0.03 * math.sin(0.4 * t)  # auto-exposure drift
+        frame += self.rng.normal(0, 3.0, frame.shape)  # sensor noise
+        return np.clip(frame, 0, 255).astype(np.uint8)
+
+
+def _encode(path: Path, frames, fps: int, size: tuple[int, int], vfr: bool, rotation: int, codec: str, crf: int,
+            rng: np.random.Generator, seconds: float) -> Path:
+    """Encode ``frames(t)`` from t=0 to ``seconds`` with exact (optionally irregular) timestamps."""
     w, h = size
-    bg = _background(w, h, rng)
-    phase = rng.uniform(0, 2 * math.pi, 5)
-    base_scale = 0.85 * h / img.shape[0]
-    if swap:
-        src_aligned = _swap_source(img, rng)
-        oval = lm[regions.FACE_OVAL]
-        mask = np.zeros(img.shape[:2], np.float32)
-        cv2.fillConvexPoly(mask, cv2.convexHull(oval.astype(np.int32)), 1.0)
-        mask = cv2.erode(mask, np.ones((5, 5), np.uint8), iterations=2)
-        mask = cv2.GaussianBlur(mask, (0, 0), 4)[..., None]
-    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     out_w, out_h = (h, w) if rotation in (90, 270) else (w, h)
     tb = Fraction(1, 1000) if vfr else Fraction(1, fps)
@@ -122,39 +146,17 @@ def render_call(path: str | Path, *, seconds: float = 6.0, fps: int = 30, size: 
         if rotation:
             # counter-clockwise degrees a player turns the stored frames for display
             stream.set_display_rotation(rotation)
-        lagged = None
-        t, n = 0.0, 0
+        t = 0.0
         while t < seconds:
-            dx, dy, ang, sc = _motion(t, phase)
-            m = cv2.getRotationMatrix2D((img.shape[1] / 2, img.shape[0] / 2), ang, base_scale * sc)
-            m[0, 2] += w / 2 - img.shape[1] / 2 + dx * w
-            m[1, 2] += h / 2 - img.shape[0] / 2 + dy * h + 0.08 * h
-            frame_src = img.astype(np.float32)
-            if swap:
-                # the pasted face follows a smoothed (lagging) estimate of the head pose
-                lagged = m.copy() if lagged is None else 0.6 * lagged + 0.4 * m
-                shift = cv2.invertAffineTransform(m) @ np.vstack([lagged, [0, 0, 1]])
-                face_now = cv2.warpAffine(src_aligned, shift, (img.shape[1], img.shape[0]),
-                                          borderMode=cv2.BORDER_REFLECT)
-                mask_now = cv2.warpAffine(mask, shift, (img.shape[1], img.shape[0]))[..., None]
-                flicker = 1.0 + rng.normal(0, 0.02, 3)  # per-frame colour correction error
-                frame_src = mask_now * face_now * flicker + (1 - mask_now) * frame_src
-            person = cv2.warpAffine(frame_src, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0))
-            cover = cv2.warpAffine(np.ones(img.shape[:2], np.float32), m, (w, h))[..., None]
-            frame = cover * person + (1 - cover) * bg
-            frame *= 1.0 + 0.03 * math.sin(0.4 * t)  # auto-exposure drift
-            frame += rng.normal(0, 3.0, frame.shape)  # sensor noise
-            frame = np.clip(frame, 0, 255).astype(np.uint8)
+            frame = frames(t)
             if rotation:
                 # store rotated clockwise by `rotation`; the metadata undoes it on display
-                k = {90: -1, 180: 2, 270: 1}[rotation]
-                frame = np.ascontiguousarray(np.rot90(frame, k))
+                frame = np.ascontiguousarray(np.rot90(frame, {90: -1, 180: 2, 270: 1}[rotation]))
             vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
             vf.pts = int(round(t / tb))
             vf.time_base = tb
             for packet in stream.encode(vf):
                 container.mux(packet)
-            n += 1
             step = 1.0 / fps
             if vfr:
                 # browser capture: irregular intervals between 0.5x and 2x the nominal period
@@ -163,3 +165,47 @@ def render_call(path: str | Path, *, seconds: float = 6.0, fps: int = 30, size: 
         for packet in stream.encode():
             container.mux(packet)
     return path
+
+
+def render_call(path: str | Path, *, seconds: float = 6.0, fps: int = 30, size: tuple[int, int] = (640, 480),
+                swap: bool = False, seed: int = 0, vfr: bool = False, rotation: int = 0,
+                codec: str = "libx264", crf: int = 23) -> Path:
+    """Write a synthetic call recording and return its path.
+
+    ``vfr`` jitters frame intervals (as browser capture does); ``rotation``
+    stores the frames rotated and sets the display-rotation metadata so a
+    correct reader shows them upright.
+    """
+    rng = np.random.default_rng(seed)
+    anim = _CallAnimator(size, swap, rng)
+    return _encode(Path(path), anim.frame, fps, size, vfr, rotation, codec, crf, rng, seconds)
+
+
+def render_gallery(path: str | Path, *, grid: tuple[int, int] = (2, 2), tile: tuple[int, int] = (320, 240),
+                   seconds: float = 3.0, fps: int = 15, swap_tiles: tuple[int, ...] = (), seed: int = 0,
+                   hidden: tuple[int, float, float] | None = None) -> Path:
+    """A gallery-view recording: ``grid`` (cols, rows) tiles, one animated participant each.
+
+    ``swap_tiles`` lists tiles whose participant is face-swapped; ``hidden``
+    = (tile, start_s, end_s) blanks one tile for a while (camera off, a hand
+    over the lens), to test that tracks survive a loss.
+    """
+    rng = np.random.default_rng(seed)
+    img = load_portrait()
+    portrait = (img, portrait_landmarks(img))
+    cols, rows = grid
+    anims = [_CallAnimator(tile, i in swap_tiles, np.random.default_rng(seed + 1 + i), portrait)
+             for i in range(cols * rows)]
+    tw, th = tile
+
+    def frame(t: float) -> np.ndarray:
+        out = np.zeros((th * rows, tw * cols, 3), np.uint8)
+        for i, a in enumerate(anims):
+            r, c = divmod(i, cols)
+            view = a.frame(t)
+            if hidden is not None and hidden[0] == i and hidden[1] <= t < hidden[2]:
+                view = np.full_like(view, 40)
+            out[r * th:(r + 1) * th, c * tw:(c + 1) * tw] = view
+        return out
+
+    return _encode(Path(path), frame, fps, (tw * cols, th * rows), False, 0, "libx264", 23, rng, seconds)

@@ -48,6 +48,10 @@ class LandmarkOptions:
     min_detection_confidence: float = 0.5
     min_tracking_confidence: float = 0.5
     backend: str = "mediapipe-facemesh"
+    # gallery views: also search an n x n grid of overlapping windows, because
+    # Face Mesh's detector (128 px input over the whole frame) misses the small
+    # faces of a 3x3 call grid. 0 = whole frame only.
+    gallery_grid: int = 0
 
 
 class LandmarkDetector(abc.ABC):
@@ -109,9 +113,70 @@ class MediaPipeFaceMesh(LandmarkDetector):
             mesh.close()
 
 
+class TiledFaceMesh(LandmarkDetector):
+    """Face Mesh on the whole frame plus an n x n grid of overlapping windows.
+
+    Each window is its own video-mode Face Mesh (its crop is a stable
+    "camera"), so tracking inside tiles stays cheap. Faces seen by several
+    windows are merged by centre distance; landmarks are mapped back to
+    whole-frame pixels.
+    """
+
+    def __init__(self, options: LandmarkOptions | None = None):
+        from dataclasses import replace
+
+        self.options = options or LandmarkOptions()
+        n = max(1, self.options.gallery_grid)
+        self._grid = n
+        self._whole = MediaPipeFaceMesh(replace(self.options, gallery_grid=0))
+        per_window = max(1, min(self.options.max_faces, 2))
+        self._windows = [MediaPipeFaceMesh(replace(self.options, gallery_grid=0, max_faces=per_window))
+                         for _ in range(n * n)]
+
+    def _boxes(self, w: int, h: int) -> list[tuple[int, int, int, int]]:
+        n = self._grid
+        # windows a quarter wider than one tile, so a face on a tile border is whole in one of them
+        ww, wh = int(w / n * 1.25), int(h / n * 1.25)
+        out = []
+        for r in range(n):
+            for c in range(n):
+                x0 = int(min(max(0, c * w / n - (ww - w / n) / 2), w - ww))
+                y0 = int(min(max(0, r * h / n - (wh - h / n) / 2), h - wh))
+                out.append((x0, y0, ww, wh))
+        return out
+
+    def detect(self, image_rgb: np.ndarray) -> list[FaceLandmarks]:
+        h, w = image_rgb.shape[:2]
+        faces = list(self._whole.detect(image_rgb))
+        for det, (x0, y0, ww, wh) in zip(self._windows, self._boxes(w, h)):
+            for f in det.detect(np.ascontiguousarray(image_rgb[y0:y0 + wh, x0:x0 + ww])):
+                f.points[:, 0] += x0
+                f.points[:, 1] += y0
+                faces.append(f)
+        return _merge_duplicates(faces)
+
+    def close(self) -> None:
+        for d in [self._whole, *self._windows]:
+            d.close()
+
+
+def _merge_duplicates(faces: list[FaceLandmarks]) -> list[FaceLandmarks]:
+    """Keep one of several detections of the same face (the largest, i.e. least cut off)."""
+    kept: list[FaceLandmarks] = []
+    for f in sorted(faces, key=lambda f: -f.height):
+        c = f.points[:, :2].mean(axis=0)
+        if all(np.linalg.norm(c - k.points[:, :2].mean(axis=0)) > 0.35 * max(k.height, 1.0) for k in kept):
+            kept.append(f)
+    return kept
+
+
+def _mediapipe_backend(options: LandmarkOptions) -> LandmarkDetector:
+    return TiledFaceMesh(options) if options.gallery_grid > 1 else MediaPipeFaceMesh(options)
+
+
 #: Explicit registry of landmark backends (name -> constructor from options).
 LANDMARK_BACKENDS: dict[str, Callable[[LandmarkOptions], LandmarkDetector]] = {
-    "mediapipe-facemesh": MediaPipeFaceMesh,
+    "mediapipe-facemesh": _mediapipe_backend,
 }
 
 

@@ -28,6 +28,9 @@ def register(app: typer.Typer) -> None:
               max_upload_mb: int = typer.Option(2048, "--max-upload-mb", help="Largest accepted upload, in MiB."),
               workers: int = typer.Option(1, help="Recordings analysed at the same time (each loads its own models)."),
               fps: float = typer.Option(10.0, help="Frames analysed per second of video."),
+              max_faces: int = typer.Option(4, help="Most faces tracked per frame (9 for 3x3 gallery views)."),
+              gallery: int = typer.Option(0, help="Also search an N x N grid of windows for the small faces of "
+                                                  "gallery-view recordings (2 or 3)."),
               token: Optional[str] = typer.Option(None, "--token", envvar=TOKEN_ENV,
                                                   help=f"Access token required from browsers and API clients "
                                                        f"(also read from ${TOKEN_ENV}).")) -> None:
@@ -40,7 +43,8 @@ def register(app: typer.Typer) -> None:
         from detector.web.settings import WebSettings
 
         settings = WebSettings(data_dir=data_dir, max_upload_bytes=max_upload_mb * 1024 * 1024, workers=workers,
-                               token=token or None, scan_options=ScanOptions(analysis_fps=fps))
+                               token=token or None, scan_options=ScanOptions(analysis_fps=fps, max_faces=max_faces,
+                                                                         gallery_grid=gallery))
         try:
             web_app = create_app(settings)
         except DetectorError as exc:
