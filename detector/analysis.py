@@ -112,6 +112,18 @@ class CallAnalysis:
         feats["track.log_face_px"] = float(np.log(max(np.median(track.face_heights), 1.0)))
         return feats
 
+    def window_spans(self, track: TrackData) -> list[tuple[float, float]]:
+        """The timeline's sliding windows over a track (one short window for a short track)."""
+        window, hop = self.options.window_s, self.options.hop_s
+        start, end = track.first_seen, track.last_seen
+        if end - start < window:
+            return [(start, end + 1e-6)]
+        out, t = [], start
+        while t + window <= end + hop * 0.5:
+            out.append((t, min(t + window, end + 1e-6)))
+            t += hop
+        return out
+
     def window_features(self, track: TrackData, start: float, end: float) -> dict[str, float]:
         feats: dict[str, float] = {}
         for name, sig in track.signals.items():

@@ -18,7 +18,7 @@ import numpy as np
 
 from detector.errors import ConfigError
 from detector.evaluation import (ClipFeatures, cross_validated_scores, extract_features, feature_matrix, metrics,
-                                 read_manifest, split_seen)
+                                 read_manifest, split_seen, window_matrix)
 from detector.fusion.logistic import roc_auc
 from detector.fusion.model import FusionModel
 from detector.fusion.train import fusion_feature_names, thresholds_from_oof
@@ -45,7 +45,8 @@ def run_eval(manifest: Path, out: Path, workers: int = 2, fps: float = 10.0, cv:
         if cv:
             names = fusion_feature_names(clips)
             x, _, usable = feature_matrix(clips, names)
-            scores = cross_validated_scores(x, y, [c.row.group for c in clips], usable)
+            scores = cross_validated_scores(x, y, [c.row.group for c in clips], usable,
+                                            windows=window_matrix(clips, names))
             low, high = thresholds_from_oof(y, scores)
             mode = "grouped cross-validation (fusion refitted per fold; thresholds from out-of-fold scores)"
         else:
@@ -68,7 +69,9 @@ def run_eval(manifest: Path, out: Path, workers: int = 2, fps: float = 10.0, cv:
         own: dict[str, float] = {}
         for check in sorted({n.split(".")[0] for n in all_names}):
             cols = [j for j, n in enumerate(all_names) if n.split(".")[0] == check]
-            oof = cross_validated_scores(xs[:, cols], y, [c.row.group for c in clips], usable_all)
+            xw, yw, iw = window_matrix(clips, all_names)
+            oof = cross_validated_scores(xs[:, cols], y, [c.row.group for c in clips], usable_all,
+                                         windows=(xw[:, cols], yw, iw))
             own[check] = roc_auc(y, oof)
     finally:
         fusion.close()

@@ -118,8 +118,12 @@ def _init_worker(options_dict: dict) -> None:
 def _extract_one(row: ManifestRow) -> ClipFeatures:
     try:
         analysis = _worker_analyzer.analyse(row.path)
+        def clean(f: dict[str, float]) -> dict[str, float | None]:
+            return {k: (None if not math.isfinite(v) else v) for k, v in f.items()}
+
         tracks = [{"track_id": t.track_id, "duration": t.duration, "frames": len(t.times),
-                   "features": {k: (None if not math.isfinite(v) else v) for k, v in analysis.track_features(t).items()}}
+                   "features": clean(analysis.track_features(t)),
+                   "windows": [clean(analysis.window_features(t, a, b)) for a, b in analysis.window_spans(t)]}
                   for t in analysis.tracks if len(t.times) >= 3]
         return ClipFeatures(row, tracks)
     except DetectorError as exc:
@@ -187,6 +191,21 @@ def feature_matrix(clips: list[ClipFeatures], names: list[str]) -> tuple[np.ndar
     return x, y, usable
 
 
+def window_matrix(clips: list[ClipFeatures], names: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(X, y, clip index) with one row per timeline window of each clip's main track."""
+    rows, ys, idx = [], [], []
+    for i, c in enumerate(clips):
+        t = c.main_track()
+        if t is None:
+            continue
+        for w in t.get("windows", []):
+            rows.append([np.nan if w.get(n) is None else w[n] for n in names])
+            ys.append(c.y)
+            idx.append(i)
+    return (np.array(rows, dtype=np.float64).reshape(-1, len(names)), np.array(ys, dtype=int),
+            np.array(idx, dtype=int))
+
+
 def group_folds(groups: list[str], k: int, seed: int = 0) -> list[np.ndarray]:
     """Assign whole groups to k folds, balancing clip counts."""
     uniq = sorted(set(groups))
@@ -204,8 +223,14 @@ def group_folds(groups: list[str], k: int, seed: int = 0) -> list[np.ndarray]:
 
 
 def cross_validated_scores(x: np.ndarray, y: np.ndarray, groups: list[str], usable: np.ndarray,
-                           k: int = 6, l2: float = 4.0, seeds: Iterable[int] = (0, 1, 2)) -> np.ndarray:
-    """Out-of-fold probabilities (averaged over several fold assignments)."""
+                           k: int = 6, l2: float = 4.0, seeds: Iterable[int] = (0, 1, 2),
+                           windows: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """Out-of-fold probabilities (averaged over several fold assignments).
+
+    With ``windows`` (from :func:`window_matrix`), each fold's model is fitted
+    on the timeline windows of its training clips and scores the test clips'
+    whole-track features, as :func:`fit_final` does for the shipped model.
+    """
     acc = np.zeros(len(y))
     seeds = list(seeds)
     for seed in seeds:
@@ -213,7 +238,12 @@ def cross_validated_scores(x: np.ndarray, y: np.ndarray, groups: list[str], usab
             train = ~test & usable
             if len(set(y[train])) < 2:
                 continue
-            model = fit_logistic(x[train], y[train], l2=l2, sample_weight=balanced_weights(y[train]))
+            if windows is not None:
+                xw, yw, iw = windows
+                sel = np.isin(iw, np.flatnonzero(train))
+                model = fit_logistic(xw[sel], yw[sel], l2=l2, sample_weight=balanced_weights(yw[sel]))
+            else:
+                model = fit_logistic(x[train], y[train], l2=l2, sample_weight=balanced_weights(y[train]))
             acc[test] += model.predict_proba(x[test])
     out = acc / len(seeds)
     out[~usable] = np.nan
@@ -226,7 +256,12 @@ def balanced_weights(y: np.ndarray) -> np.ndarray:
     return np.where(y == 1, len(y) / (2 * pos), len(y) / (2 * neg))
 
 
-def fit_final(x: np.ndarray, y: np.ndarray, usable: np.ndarray, l2: float = 4.0) -> LogisticModel:
+def fit_final(x: np.ndarray, y: np.ndarray, usable: np.ndarray, l2: float = 4.0,
+              windows: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> LogisticModel:
+    """The shipped model: fitted on every timeline window when given (see :func:`cross_validated_scores`)."""
+    if windows is not None:
+        xw, yw, _ = windows
+        return fit_logistic(xw, yw, l2=l2, sample_weight=balanced_weights(yw))
     return fit_logistic(x[usable], y[usable], l2=l2, sample_weight=balanced_weights(y[usable]))
 
 

@@ -29,17 +29,6 @@ def fmt_time(seconds: float) -> str:
     return f"{h:d}:{m:02d}:{s:02d}" if h else f"{m:d}:{s:02d}"
 
 
-def _windows(track: TrackData, window: float, hop: float) -> list[tuple[float, float]]:
-    start, end = track.first_seen, track.last_seen
-    if end - start < window:
-        return [(start, end + 1e-6)]
-    out, t = [], start
-    while t + window <= end + hop * 0.5:
-        out.append((t, min(t + window, end + 1e-6)))
-        t += hop
-    return out
-
-
 def _top_check(suspicion: dict[str, float]) -> str | None:
     return max(suspicion, key=suspicion.get) if suspicion else None
 
@@ -80,7 +69,7 @@ def _track_outcome(analysis: CallAnalysis, td: TrackData, fusion: FusionModel | 
     else:
         prob = float(fusion.predict([feats])[0])
         verdict = Verdict(fusion.band(prob))
-        spans = _windows(td, opts.window_s, opts.hop_s)
+        spans = analysis.window_spans(td)
         wfeats = [analysis.window_features(td, a, b) for a, b in spans]
         wp = fusion.predict(wfeats)
         for (a, b), p, f in zip(spans, wp, wfeats):

@@ -79,3 +79,23 @@ def test_groups_a_model_was_trained_on_are_left_out(tmp_path):
     # without the learned check its training footage is fair game
     keep, seen = split_seen(rows, tmp_path, checks=("jitter",))
     assert len(keep) == 2 and not seen
+
+
+def test_window_trained_cross_validation_scores_every_clip_out_of_fold():
+    from detector.evaluation import ClipFeatures, ManifestRow, cross_validated_scores, feature_matrix, window_matrix
+
+    rng = np.random.default_rng(3)
+    clips = []
+    for i in range(24):
+        fake = i % 2
+        wins = [{"a.x": float(fake + rng.normal(0, 0.7)), "a.y": float(rng.normal())} for _ in range(5)]
+        track = {"duration": 10.0, "frames": 100, "features": {"a.x": float(np.mean([w["a.x"] for w in wins])),
+                                                               "a.y": 0.0}, "windows": wins}
+        clips.append(ClipFeatures(ManifestRow(f"/{i}", f"{i}", "fake" if fake else "real", group=f"g{i // 2}"),
+                                  [track]))
+    names = ["a.x", "a.y"]
+    x, y, usable = feature_matrix(clips, names)
+    xw, yw, iw = window_matrix(clips, names)
+    assert xw.shape == (120, 2) and set(iw) == set(range(24))
+    oof = cross_validated_scores(x, y, [c.row.group for c in clips], usable, windows=(xw, yw, iw))
+    assert np.isfinite(oof).all() and roc_auc(y, oof) > 0.9
