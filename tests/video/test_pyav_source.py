@@ -106,3 +106,33 @@ def test_garbage_after_header_is_corrupt(genuine_clip, tmp_path):
             frames = list(src.frames())
             if not frames:
                 raise CorruptVideoError("no frames")
+
+
+@pytest.mark.parametrize("suffix,codec", [
+    ("webm", "libvpx"),        # VP8 in WebM (browser capture)
+    ("webm", "libvpx-vp9"),    # VP9 in WebM (Meet, Chrome recordings)
+    ("mkv", "libx264"),        # H.264 in Matroska
+    ("mov", "libx264"),        # QuickTime
+    ("mp4", "libx265"),        # HEVC (phones, newer Zoom exports)
+])
+def test_common_call_containers_and_codecs_decode_with_timestamps(tmp_path, suffix, codec):
+    import av
+
+    path = tmp_path / f"clip_{codec}.{suffix}"
+    with av.open(str(path), "w") as c:
+        s = c.add_stream(codec, rate=10)
+        s.width, s.height, s.pix_fmt = 160, 120, "yuv420p"
+        if codec == "libx265":
+            s.options = {"x265-params": "log-level=error"}
+        for i in range(15):
+            img = np.full((120, 160, 3), (i * 15) % 255, np.uint8)
+            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    info = probe(path)
+    assert (info.width, info.height) == (160, 120)
+    with open_video(path) as src:
+        frames = list(src.frames(rate=5))
+    assert 6 <= len(frames) <= 8
+    assert float(frames[1].pts - frames[0].pts) == pytest.approx(0.2, abs=0.02)
