@@ -83,17 +83,13 @@ class HardPoseCheck(TrackCheck):
 
     def __init__(self, context):
         super().__init__(context)
-        self._prev: np.ndarray | None = None
-        self._prev_t = -1.0
         self._yaws: list[float] = []
 
     def update(self, obs: FaceObservation) -> None:
         d = appearance_descriptor(obs)
-        prev, self._prev = self._prev, d
-        gap = obs.seconds - self._prev_t
-        self._prev_t = obs.seconds
+        prev = self.previous(obs, d)
         self._yaws.append(abs(yaw_proxy(obs.face.points)))
-        if prev is None or gap > 0.5:
+        if prev is None:
             self.emit(obs.seconds, None)
             return
         self.emit(obs.seconds, float(1.0 - np.dot(d, prev)))

@@ -66,10 +66,22 @@ class TrackCheck(abc.ABC):
     #: ``training_groups`` evaluation must leave out when the check is used
     model_metadata: ClassVar[str | None] = None
 
+    #: longest gap between analysed frames that still counts as consecutive
+    #: (after a longer loss, a frame-to-frame difference means nothing)
+    max_pair_gap: ClassVar[float] = 0.5
+
     def __init__(self, context: "CheckContext"):
         self.context = context
         self._times: list[float] = []
         self._values: list[float] = []
+        self._prev_item = None
+        self._prev_t = -np.inf
+
+    def previous(self, obs: FaceObservation, item):
+        """Remember ``item`` for this frame; return the last frame's if it was the one just before, else None."""
+        prev, gap = self._prev_item, obs.seconds - self._prev_t
+        self._prev_item, self._prev_t = item, obs.seconds
+        return prev if gap <= self.max_pair_gap else None
 
     @abc.abstractmethod
     def update(self, obs: FaceObservation) -> None:

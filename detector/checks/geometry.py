@@ -58,17 +58,10 @@ class LandmarkJitterCheck(TrackCheck):
     explanation = "the inner face moves unnaturally smoothly (or jerkily) relative to the head, as a temporally smoothed swap does"
     direction = -1
 
-    def __init__(self, context):
-        super().__init__(context)
-        self._prev: np.ndarray | None = None
-        self._prev_t = -1.0
-
     def update(self, obs: FaceObservation) -> None:
         pts = obs.face.points[:, :2].astype(np.float64)
-        prev, self._prev = self._prev, pts
-        gap = obs.seconds - self._prev_t
-        self._prev_t = obs.seconds
-        if prev is None or gap > 0.5:
+        prev = self.previous(obs, pts)
+        if prev is None:
             self.emit(obs.seconds, None)
             return
         size = max(obs.face.height, 1.0)

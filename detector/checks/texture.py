@@ -126,19 +126,12 @@ class TemporalTextureCheck(TrackCheck):
     title = "Face texture stability"
     explanation = "fine texture on the face changes from frame to frame at a different rate than the surroundings"
 
-    def __init__(self, context):
-        super().__init__(context)
-        self._prev: np.ndarray | None = None
-        self._prev_t = -1.0
-
     def update(self, obs: FaceObservation) -> None:
         g = _gray(obs)
         # high-pass so that lighting and small misalignment matter less than texture
         hp = g - cv2.GaussianBlur(g, (0, 0), 1.5)
-        prev, self._prev = self._prev, hp
-        gap = obs.seconds - self._prev_t
-        self._prev_t = obs.seconds
-        if prev is None or gap > 0.5:
+        prev = self.previous(obs, hp)
+        if prev is None:
             self.emit(obs.seconds, None)
             return
         m = crop_masks(obs)
