@@ -145,6 +145,26 @@ def largest_face_crops(video_path: str, fps: float, size: int = CROP) -> tuple[n
             np.stack(points).astype(np.float32) if points else np.zeros((0, 478, 2), np.float32))
 
 
+def cached_largest_face_crops(video_path: str, fps: float, cache_dir: Path | None
+                              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`largest_face_crops`, cached on disk by path, mtime, size and fps (``None``: no cache)."""
+    cp = None
+    if cache_dir is not None:
+        st = os.stat(video_path)
+        key = hashlib.sha1(f"{video_path}|{st.st_mtime_ns}|{st.st_size}|{fps}".encode()).hexdigest()[:16]
+        cp = cache_dir / f"video_crops_{key}.npz"
+        if cp.exists():
+            z = np.load(cp)
+            return z["times"], z["crops"], z["points"]
+    t, c, p = largest_face_crops(video_path, fps)
+    if cp is not None:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = cp.with_suffix(".tmp.npz")
+        np.savez(tmp, times=t, crops=c, points=p)
+        tmp.replace(cp)  # atomic: a killed run never leaves a half-written cache file
+    return t, c, p
+
+
 def video_face_crops(video_path: str, fps: float, cache_dir: Path = Path("/tmp/detector_cache")
                      ) -> tuple[np.ndarray, np.ndarray]:
     """Aligned crops and crop-space landmarks of the largest face of a *genuine* clip.
@@ -153,17 +173,7 @@ def video_face_crops(video_path: str, fps: float, cache_dir: Path = Path("/tmp/d
     does, so landmark jitter and alignment match what the model will see.
     Only ever call this on real clips: the model must never train on fakes.
     """
-    st = os.stat(video_path)
-    key = hashlib.sha1(f"{video_path}|{st.st_mtime_ns}|{st.st_size}|{fps}".encode()).hexdigest()[:16]
-    cp = cache_dir / f"sbi_video_{key}.npz"
-    if cp.exists():
-        z = np.load(cp)
-        return z["crops"], z["points"]
-    _, c, p = largest_face_crops(video_path, fps)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = cp.with_suffix(".tmp.npz")
-    np.savez(tmp, crops=c, points=p)
-    tmp.replace(cp)
+    _, c, p = cached_largest_face_crops(video_path, fps, cache_dir)
     return c, p
 
 

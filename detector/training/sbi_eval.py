@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import logging
 import os
 import sys
@@ -30,7 +29,7 @@ import numpy as np
 
 from detector.checks.base import CheckContext, FaceObservation
 from detector.checks.learned import LearnedArtifactCheck, SBIModel, SBIModelOptions, default_models_dir
-from detector.training.faces_cache import TRAIN_VIDEO_GROUPS, largest_face_crops
+from detector.training.faces_cache import TRAIN_VIDEO_GROUPS, cached_largest_face_crops
 
 log = logging.getLogger(__name__)
 
@@ -69,21 +68,8 @@ def read_manifest(path: Path) -> list[dict[str, str]]:
 
 
 def clip_crops(video_path: str, fps: float, cache_dir: Path | None) -> tuple[np.ndarray, np.ndarray]:
-    """(times (N,), crops (N,112,112,3)) of the largest face at ``fps``; cached by path+mtime+fps."""
-    cp = None
-    if cache_dir is not None:
-        st = os.stat(video_path)
-        key = hashlib.sha1(f"{video_path}|{st.st_mtime_ns}|{st.st_size}|{fps}".encode()).hexdigest()[:16]
-        cp = cache_dir / f"sbi_eval_{key}.npz"
-        if cp.exists():
-            z = np.load(cp)
-            return z["times"], z["crops"]
-    t, c, _ = largest_face_crops(video_path, fps)
-    if cp is not None:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = cp.with_suffix(".tmp.npz")
-        np.savez(tmp, times=t, crops=c)
-        tmp.replace(cp)
+    """(times (N,), crops (N,112,112,3)) of the largest face at ``fps``, cached (shared with training)."""
+    t, c, _ = cached_largest_face_crops(video_path, fps, cache_dir)
     return t, c
 
 
