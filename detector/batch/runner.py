@@ -221,26 +221,11 @@ def _parent_sha(path: str) -> str | None:
         return None
 
 
-def _crash_row(path: str, score_key: str, message: str) -> Outcome:
-    sha = _parent_sha(path)
-    rec = BatchRecord.failed(path, score_key, "worker_crashed", message, sha256=sha)
+def _failed_row(path: str, score_key: str, code: str, message: str, sha256: str | None = None) -> Outcome:
+    """A failure row written by the parent for a recording its worker could not report on."""
+    rec = BatchRecord.failed(path, score_key, code, message, sha256=sha256)
     return Outcome(path, "record", line=rec.to_line(), status="failed", verdict="failed",
-                   key=record_key(sha, score_key), reason=message, code="worker_crashed")
-
-
-def _timeout_row(path: str, score_key: str, timeout_s: float) -> Outcome:
-    msg = f"analysis still running past the {timeout_s:g}s limit (plus grace); worker killed"
-    sha = _parent_sha(path)
-    rec = BatchRecord.failed(path, score_key, "timeout", msg, sha256=sha)
-    return Outcome(path, "record", line=rec.to_line(), status="failed", verdict="failed",
-                   key=record_key(sha, score_key), reason=msg, code="timeout")
-
-
-def _error_row(path: str, score_key: str, exc: BaseException) -> Outcome:
-    msg = f"{type(exc).__name__}: {exc}"
-    rec = BatchRecord.failed(path, score_key, "internal_error", msg)
-    return Outcome(path, "record", line=rec.to_line(), status="failed", verdict="failed",
-                   reason=msg, code="internal_error")
+                   key=record_key(sha256, score_key), reason=message, code=code)
 
 
 def run_batch(paths: Iterable[str], store: ResultStore, options: ScanOptions, backend: Backend,
@@ -314,7 +299,8 @@ def run_batch(paths: Iterable[str], store: ResultStore, options: ScanOptions, ba
         backend.abort()
         for h, (p, solo) in list(inflight.items()):
             if h in overdue:
-                record(_timeout_row(p, score_key, timeout_s))
+                record(_failed_row(p, score_key, "timeout", f"analysis still running past the {timeout_s:g}s limit "
+                                    "(plus grace); worker killed", _parent_sha(p)))
             elif solo:
                 suspects.appendleft(p)
             else:
@@ -348,13 +334,13 @@ def run_batch(paths: Iterable[str], store: ResultStore, options: ScanOptions, ba
                         if crashes_in_a_row[0] >= MAX_CRASHES_IN_A_ROW:
                             raise BatchAbortedError(f"workers died on {crashes_in_a_row[0]} recordings in a row "
                                                     f"(last: {res}); not blaming more files", "workers_dying")
-                        record(_crash_row(path, score_key, str(res)))
+                        record(_failed_row(path, score_key, "worker_crashed", str(res), _parent_sha(path)))
                     else:
                         suspects.append(path)
                     continue
                 crashes_in_a_row[0] = 0
                 if isinstance(res, BaseException):
-                    record(_error_row(path, score_key, res))
+                    record(_failed_row(path, score_key, "internal_error", f"{type(res).__name__}: {res}"))
                 elif res.kind == "fatal":
                     raise BatchAbortedError(f"workers cannot analyse: {res.reason}", res.code or "batch_aborted")
                 else:
