@@ -23,6 +23,21 @@ from detector.video import probe
 FAKE = "batch_fakes:make_fake"
 
 
+def distinct_copies(src: Path, folder: Path, stem: str, n: int) -> None:
+    """``n`` copies of ``src`` named ``{stem}_{i}.mp4``, each with different trailing bytes.
+
+    Resume keys rows by content hash: identical copies would count as one
+    recording already done.
+    """
+    import shutil
+
+    for i in range(n):
+        dst = folder / f"{stem}_{i}.mp4"
+        shutil.copy(src, dst)
+        with open(dst, "ab") as f:
+            f.write(bytes([i]) * 8)
+
+
 def _log(what: str) -> None:
     log = os.environ.get("FAKE_ANALYZER_LOG")
     if log:

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from batch_fakes import FAKE, fake_log
+from batch_fakes import FAKE, distinct_copies, fake_log
 from detector.batch.discover import walk
 from detector.batch.resume import ResultStore, read_output
 from detector.batch.runner import run_batch
@@ -27,10 +27,7 @@ def cluster(_fake_importable):
 def test_dask_batch_resumes_and_keeps_models_loaded(archive, video_src, tmp_path, cluster):
     from detector.batch.dask_runner import DaskBackend
 
-    for i in range(4):  # enough tasks that each worker runs several
-        shutil.copy(video_src / "other.mp4", archive / f"extra_{i}.mp4")
-        with open(archive / f"extra_{i}.mp4", "ab") as f:
-            f.write(bytes([i]) * 8)
+    distinct_copies(video_src / "other.mp4", archive, "extra", 4)  # enough tasks that each worker runs several
     out = tmp_path / "r.jsonl"
     with distributed.Client(cluster) as client:
         with ResultStore(out) as store:

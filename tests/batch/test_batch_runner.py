@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from batch_fakes import FAKE, fake_log
+from batch_fakes import FAKE, distinct_copies, fake_log
 from detector.api import file_sha256
 from detector.batch.discover import walk
 from detector.batch.records import BatchRecord
@@ -130,10 +130,7 @@ def test_stop_midway_keeps_finished_rows_and_resumes(video_src, tmp_path, monkey
     monkeypatch.setenv("FAKE_SLOW_S", "0.3")
     d = tmp_path / "s"
     d.mkdir()
-    for i in range(5):
-        shutil.copy(video_src / "base.mp4", d / f"slow_{i}.mp4")
-        with open(d / f"slow_{i}.mp4", "ab") as f:
-            f.write(bytes([i]) * 8)
+    distinct_copies(video_src / "base.mp4", d, "slow", 5)
     out = tmp_path / "r.jsonl"
     seen = []
     stats = _run(walk([d]), out, workers=1, on_record=seen.append, should_stop=lambda: len(seen) >= 2)
@@ -169,10 +166,7 @@ def test_timeouts_cooperative_and_hard(video_src, tmp_path, monkeypatch):
 def test_workers_dying_on_everything_abort_instead_of_blaming_files(video_src, tmp_path):
     d = tmp_path / "k"
     d.mkdir()
-    for i in range(7):
-        shutil.copy(video_src / "base.mp4", d / f"crash_{i}.mp4")
-        with open(d / f"crash_{i}.mp4", "ab") as f:
-            f.write(bytes([i]) * 8)
+    distinct_copies(video_src / "base.mp4", d, "crash", 7)
     out = tmp_path / "r.jsonl"
     with pytest.raises(BatchAbortedError) as ei:
         _run(walk([d]), out, workers=1)
