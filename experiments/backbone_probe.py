@@ -76,11 +76,6 @@ def rankdata(x: np.ndarray) -> np.ndarray:
     return np.argsort(np.argsort(x, kind="mergesort"), kind="mergesort").astype(float)
 
 
-def standardise(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
-    mu, sd = train.mean(0), train.std(0) + 1e-6
-    return [(x - mu) / sd for x in (train, *others)]
-
-
 def main(argv: list[str] | None = None) -> int:
     import mediapipe  # noqa: F401  (only to locate the wheel's model file)
 
@@ -115,9 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         s = np.zeros(len(rows))
         for seed in range(3):
             for test in group_folds(groups, 5, seed):
-                train = ~test & has
-                xtr, xte = standardise(x[train], x[test])
-                s[test] += fit_logistic(xtr, y[train].astype(float), l2=l2).decision(xte)
+                train = ~test & has  # fit_logistic standardises on the training fold itself
+                s[test] += fit_logistic(x[train], y[train].astype(float), l2=l2).decision(x[test])
         report(f"supervised linear probe (dev real+fake, grouped CV, l2={l2:g}):", s)
         if a.fusion_scores:
             with open(a.fusion_scores, newline="") as f:
@@ -150,12 +144,11 @@ def main(argv: list[str] | None = None) -> int:
     xtr, ytr = pairs(train_idx)
     xte, yte = pairs(test_idx)
     for l2 in (1.0, 10.0):
-        xtr_s, xte_s, *dev = standardise(xtr, xte, *[f for f in feats if len(f)])
-        m = fit_logistic(xtr_s, ytr, l2=l2)
+        m = fit_logistic(xtr, ytr, l2=l2)
         print(f"self-blended head, l2={l2:g}: held-out photos (genuine vs self-blend) "
-              f"{roc_auc(m.decision(xte_s)[yte == 1], m.decision(xte_s)[yte == 0]):.3f}")
+              f"{roc_auc(m.decision(xte)[yte == 1], m.decision(xte)[yte == 0]):.3f}")
         s = np.full(len(rows), np.nan)
-        s[has] = [m.decision(d).mean() for d in dev]
+        s[has] = [m.decision(f).mean() for f in feats if len(f)]
         report("  dev videos, never trained on a fake:", s)
     return 0
 

@@ -29,34 +29,17 @@ import numpy as np
 
 from detector.checks.base import CheckContext, FaceObservation
 from detector.checks.learned import LearnedArtifactCheck, SBIModel, SBIModelOptions, default_models_dir
+from detector.fusion.logistic import roc_auc as _roc_auc
 from detector.training.faces_cache import TRAIN_VIDEO_GROUPS, cached_largest_face_crops
 
 log = logging.getLogger(__name__)
 
 
 def roc_auc(scores_pos: np.ndarray, scores_neg: np.ndarray) -> float:
-    """ROC AUC via the Mann-Whitney U statistic (ties count one half)."""
-    pos = np.asarray(scores_pos, dtype=np.float64)
-    neg = np.asarray(scores_neg, dtype=np.float64)
-    pos, neg = pos[np.isfinite(pos)], neg[np.isfinite(neg)]
-    if pos.size == 0 or neg.size == 0:
-        return float("nan")
-    allv = np.concatenate([pos, neg])
-    order = np.argsort(allv, kind="mergesort")
-    ranks = np.empty(allv.size, dtype=np.float64)
-    ranks[order] = np.arange(1, allv.size + 1)
-    # average ranks over ties
-    sv = allv[order]
-    i = 0
-    while i < sv.size:
-        j = i
-        while j + 1 < sv.size and sv[j + 1] == sv[i]:
-            j += 1
-        if j > i:
-            ranks[order[i:j + 1]] = (i + j + 2) / 2.0
-        i = j + 1
-    u = ranks[:pos.size].sum() - pos.size * (pos.size + 1) / 2.0
-    return float(u / (pos.size * neg.size))
+    """ROC AUC of positive against negative scores (ties count one half, non-finite dropped)."""
+    pos = np.asarray(scores_pos, dtype=np.float64).ravel()
+    neg = np.asarray(scores_neg, dtype=np.float64).ravel()
+    return _roc_auc(np.r_[np.ones(pos.size, bool), np.zeros(neg.size, bool)], np.r_[pos, neg])
 
 
 def read_manifest(path: Path) -> list[dict[str, str]]:
