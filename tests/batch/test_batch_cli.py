@@ -71,7 +71,15 @@ def _start(d, out, tmp_path):
     env = dict(os.environ, FAKE_SLOW_S="0.6")
     return subprocess.Popen([sys.executable, "-m", "detector.batch", "batch", str(d), "--out", str(out),
                              "--workers", "2", "--no-progress", "--analyzer", FAKE],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                            preexec_fn=_ctrl_c_as_at_a_terminal)
+
+
+def _ctrl_c_as_at_a_terminal() -> None:
+    # A shell starts background jobs with SIGINT ignored, children inherit that,
+    # and Python then leaves Ctrl-C ignored: when the test suite itself runs in
+    # the background the batch would never see the SIGINT this test sends.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _wait_rows(out, n, timeout=60):
