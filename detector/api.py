@@ -6,7 +6,7 @@ import os
 import time
 
 from detector.analysis import CallAnalysis, ProgressCallback, analyse_video, selected_checks
-from detector.checks import CheckContext
+from detector.checks import CHECKS, CheckContext
 from detector.errors import InputError
 from detector.fusion.model import FusionModel, FusionOptions
 from detector.options import ScanOptions
@@ -38,10 +38,15 @@ class Analyzer:
         self.options = (options or ScanOptions()).validate()
         checks = selected_checks(self.options)
         self.context = CheckContext()
-        if "sbi" in checks:
-            from detector.checks.learned import SBIModel, SBIModelOptions
-
-            self.context.models["sbi"] = SBIModel(SBIModelOptions(intra_op_threads=self.options.onnx_threads))
+        self.fusion: FusionModel | None = None
+        try:
+            for name in checks:  # learned checks share one model (one ONNX session) per worker
+                cls = CHECKS[name]
+                if cls.shared_model and cls.shared_model not in self.context.models:
+                    self.context.models[cls.shared_model] = cls.open_model(self.options.onnx_threads)
+        except BaseException:
+            self.close()
+            raise
         self.fusion = FusionModel(FusionOptions(intra_op_threads=self.options.onnx_threads)) \
             if self.options.use_fusion else None
 

@@ -21,7 +21,7 @@ from detector.evaluation import (ClipFeatures, cross_validated_scores, extract_f
                                  read_manifest, split_seen, window_matrix)
 from detector.fusion.logistic import roc_auc
 from detector.fusion.model import FusionModel
-from detector.fusion.train import fusion_feature_names, thresholds_from_oof
+from detector.fusion.train import fusion_feature_names, is_reported, thresholds_from_oof
 from detector.options import ScanOptions
 
 
@@ -62,7 +62,7 @@ def run_eval(manifest: Path, out: Path, workers: int = 2, fps: float = 10.0, cv:
             x, _, _ = feature_matrix(clips, names)
             low, high = fusion.low, fusion.high
             mode = "shipped fusion model (in-sample if this manifest was used to train it)"
-        per_check = {n: x[:, j] for j, n in enumerate(names)}
+        per_check = {n: x[:, j] for j, n in enumerate(names) if is_reported(n)}
         # each check's own AUC: its features alone, fused the same way under grouped CV
         xs, _, usable_all = feature_matrix(clips, fusion_feature_names(clips))
         all_names = fusion_feature_names(clips)

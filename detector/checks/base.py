@@ -16,6 +16,7 @@ from typing import Any, Callable, ClassVar
 
 import numpy as np
 
+from detector.errors import ModelError
 from detector.faces.landmarks import FaceLandmarks
 
 
@@ -65,6 +66,9 @@ class TrackCheck(abc.ABC):
     #: metadata file (under models/) of a learned model this check runs, whose
     #: ``training_groups`` evaluation must leave out when the check is used
     model_metadata: ClassVar[str | None] = None
+    #: key in ``CheckContext.models`` of the model this check runs (loaded once
+    #: per worker by :meth:`open_model`), or None for checks without a model
+    shared_model: ClassVar[str | None] = None
 
     #: longest gap between analysed frames that still counts as consecutive
     #: (after a longer loss, a frame-to-frame difference means nothing)
@@ -97,6 +101,16 @@ class TrackCheck(abc.ABC):
                            np.asarray(self._values, dtype=np.float64))
 
     @classmethod
+    def open_model(cls, intra_op_threads: int = 1) -> Any:
+        """Load the model named by :attr:`shared_model` (override when it is set)."""
+        raise NotImplementedError(f"check {cls.name!r} runs no model")
+
+    @classmethod
+    def reported(cls, features: dict[str, float]) -> dict[str, float]:
+        """The subset of this check's features a report shows (all, unless they are raw model inputs)."""
+        return features
+
+    @classmethod
     def summarize(cls, signal: CheckSignal) -> dict[str, float]:
         """Features of a signal (whole track or a window). NaN when unmeasurable.
 
@@ -107,6 +121,59 @@ class TrackCheck(abc.ABC):
             return {f"{cls.name}.median": np.nan, f"{cls.name}.spread": np.nan}
         med = float(np.median(v))
         return {f"{cls.name}.median": med, f"{cls.name}.spread": float(np.median(np.abs(v - med)))}
+
+
+class SampledCropCheck(TrackCheck):
+    """A learned check: runs the worker's shared model on the track's aligned crops.
+
+    Crops are sampled at most every ``min_interval`` seconds (neighbouring
+    frames carry nearly the same evidence) and buffered, so the model runs in
+    batches of ``flush_every``; subclasses turn one batch into emitted values.
+    """
+
+    min_interval: float = 0.5
+    flush_every: int = 16
+
+    def __init__(self, context: "CheckContext", min_interval: float | None = None):
+        super().__init__(context)
+        if min_interval is not None:
+            self.min_interval = float(min_interval)
+        try:
+            self.model = context.models[self.shared_model]
+        except KeyError:
+            raise ModelError(f"{type(self).__name__} needs its shared model in "
+                             f"context.models[{self.shared_model!r}]") from None
+        self._last: float | None = None
+        self._buf_crops: list[np.ndarray] = []
+        self._buf_times: list[float] = []
+
+    def update(self, obs: FaceObservation) -> None:
+        if obs.crop is None:
+            return
+        t = obs.seconds
+        # small tolerance: a 4 fps stream has timestamps like 0.49999 for 0.5 s
+        if self._last is not None and t - self._last < self.min_interval - 1e-3:
+            return
+        self._last = t
+        self._buf_crops.append(np.asarray(obs.crop, dtype=np.uint8))
+        self._buf_times.append(t)
+        if len(self._buf_crops) >= self.flush_every:
+            self._flush()
+
+    @abc.abstractmethod
+    def score_batch(self, times: list[float], crops: np.ndarray) -> None:
+        """Run the model on a batch of sampled crops (N,112,112,3) and :meth:`emit` one value per crop."""
+
+    def _flush(self) -> None:
+        if not self._buf_crops:
+            return
+        self.score_batch(list(self._buf_times), np.stack(self._buf_crops))
+        self._buf_crops.clear()
+        self._buf_times.clear()
+
+    def finalize(self) -> CheckSignal:
+        self._flush()
+        return super().finalize()
 
 
 @dataclass

@@ -21,9 +21,10 @@ from typing import ClassVar
 
 import numpy as np
 
-from detector.checks.base import CheckContext, CheckSignal, FaceObservation, TrackCheck
+from detector.checks.base import CheckSignal, SampledCropCheck
 from detector.paths import models_dir
 from detector.errors import ModelError
+from detector.onnx_session import open_session
 
 CROP_SIZE = 112
 #: per-channel normalisation of the model input: x = (rgb / 255 - MEAN) / STD
@@ -67,17 +68,7 @@ class SBIModel:
         if not path.is_file():
             raise ModelError(f"self-blend face model not found at {path} (set DETECTOR_MODELS_DIR or "
                              "train one with `python -m detector.training.sbi_train`)")
-        try:
-            import onnxruntime as ort
-
-            so = ort.SessionOptions()
-            so.intra_op_num_threads = max(1, int(self.options.intra_op_threads))
-            so.inter_op_num_threads = 1
-            so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-            so.log_severity_level = 3
-            self._session = ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
-        except Exception as exc:
-            raise ModelError(f"cannot load self-blend face model {path}: {exc}") from exc
+        self._session = open_session(path, "self-blend face model", self.options.intra_op_threads)
         inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
         shape = list(inputs[0].shape) if inputs else []
         if (len(inputs) != 1 or inputs[0].name != "input" or inputs[0].type != "tensor(float)"
@@ -134,7 +125,7 @@ def summarize_values(v: np.ndarray, prefix: str = "sbi") -> dict[str, float]:
     }
 
 
-class LearnedArtifactCheck(TrackCheck):
+class LearnedArtifactCheck(SampledCropCheck):
     """Per-crop blend-seam logits from the shared :class:`SBIModel` (``context.models["sbi"]``)."""
 
     name: ClassVar[str] = "sbi"
@@ -143,50 +134,19 @@ class LearnedArtifactCheck(TrackCheck):
                                   "as left when a swapped face is pasted into the frame")
     direction: ClassVar[int] = 1
     model_metadata: ClassVar[str | None] = "sbi_face.json"
+    shared_model: ClassVar[str | None] = "sbi"
 
     #: seconds between sampled crops: neighbouring frames carry nearly the same
     #: evidence; at ~1.5 ms per crop, 2 crops/s costs well under 1% of one core
     min_interval: float = 0.5
-    #: crops buffered before a batched model call
-    flush_every: int = 16
 
-    def __init__(self, context: CheckContext, min_interval: float | None = None):
-        super().__init__(context)
-        if min_interval is not None:
-            self.min_interval = float(min_interval)
-        try:
-            self.model: SBIModel = context.models["sbi"]
-        except KeyError:
-            raise ModelError("LearnedArtifactCheck needs a shared SBIModel in context.models['sbi']") from None
-        self._last: float | None = None
-        self._buf_crops: list[np.ndarray] = []
-        self._buf_times: list[float] = []
+    @classmethod
+    def open_model(cls, intra_op_threads: int = 1) -> SBIModel:
+        return SBIModel(SBIModelOptions(intra_op_threads=intra_op_threads))
 
-    def update(self, obs: FaceObservation) -> None:
-        if obs.crop is None:
-            return
-        t = obs.seconds
-        # small tolerance: a 4 fps stream has timestamps like 0.49999 for 0.5 s
-        if self._last is not None and t - self._last < self.min_interval - 1e-3:
-            return
-        self._last = t
-        self._buf_crops.append(np.asarray(obs.crop, dtype=np.uint8))
-        self._buf_times.append(t)
-        if len(self._buf_crops) >= self.flush_every:
-            self._flush()
-
-    def _flush(self) -> None:
-        if not self._buf_crops:
-            return
-        logits = self.model.predict(np.stack(self._buf_crops))
-        for t, v in zip(self._buf_times, logits):
+    def score_batch(self, times: list[float], crops: np.ndarray) -> None:
+        for t, v in zip(times, self.model.predict(crops)):
             self.emit(t, float(v))
-        self._buf_crops.clear()
-        self._buf_times.clear()
-
-    def finalize(self) -> CheckSignal:
-        self._flush()
-        return super().finalize()
 
     @classmethod
     def summarize(cls, signal: CheckSignal) -> dict[str, float]:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from detector.errors import ModelError
+from detector.onnx_session import open_session
 from detector.paths import models_dir
 
 
@@ -43,20 +44,14 @@ class FusionModel:
             self.high = float(self.meta["thresholds"]["high"])
         except (ValueError, KeyError, TypeError) as exc:
             raise ModelError(f"malformed fusion metadata {meta_path}: {exc}") from exc
-        import onnxruntime as ort
-
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = self.options.intra_op_threads
-        so.inter_op_num_threads = 1
-        try:
-            self._session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-        except Exception as exc:
-            raise ModelError(f"cannot load fusion model {path}: {exc}") from exc
+        self._session = open_session(path, "fusion model", self.options.intra_op_threads)
         shape = self._session.get_inputs()[0].shape
         if len(shape) != 2 or shape[1] != len(self.feature_names):
             raise ModelError(f"fusion model expects {shape[1]} features, metadata lists {len(self.feature_names)}")
         self._reference = {k: (np.asarray(v["genuine_quantiles"], dtype=np.float64), int(v["sign"]))
                            for k, v in self.meta.get("reference", {}).items()}
+        self._blocks = {check: {k: np.asarray(v, dtype=np.float64) for k, v in b.items() if k != "features"}
+                        | {"features": list(b["features"])} for check, b in self.meta.get("blocks", {}).items()}
 
     # -- inference ------------------------------------------------------------
     def vectorize(self, features: list[dict[str, float]]) -> np.ndarray:
@@ -92,6 +87,15 @@ class FusionModel:
             s = float(q if sign > 0 else 1 - q)
             check = name.split(".", 1)[0]
             out[check] = max(out.get(check, 0.0), s)
+        for check, b in self._blocks.items():
+            # a block of raw model inputs (pooled CNN activations): its share of the fused logit
+            raw = np.array([np.nan if features.get(n) is None else features[n] for n in b["features"]], dtype=np.float64)
+            if not np.isfinite(raw).any():
+                continue
+            x = np.where(np.isfinite(raw), raw, b["mean"])  # imputed as the ONNX graph does
+            part = float(np.clip((x - b["mean"]) / b["scale"], -5, 5) @ b["coef"])
+            q = b["genuine_quantiles"]
+            out[check] = float(np.interp(part, q, np.linspace(0, 1, len(q))))
         return out
 
     def band(self, p: float) -> str:

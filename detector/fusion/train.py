@@ -19,7 +19,7 @@ import numpy as np
 from detector.checks import CHECKS
 from detector.evaluation import (ClipFeatures, cross_validated_scores, extract_features, feature_matrix, fit_final,
                                  metrics, read_manifest, split_seen, threshold_for_fpr, window_matrix)
-from detector.fusion.logistic import roc_auc, to_onnx
+from detector.fusion.logistic import LogisticModel, roc_auc, to_onnx
 from detector.options import ScanOptions
 from detector.paths import models_dir
 
@@ -34,6 +34,30 @@ def fusion_feature_names(clips: list[ClipFeatures]) -> list[str]:
     names = sorted({k for c in clips for t in c.tracks for k in t["features"]})
     names = [n for n in names if not n.startswith(EXCLUDED_PREFIXES) and n.split(".")[0] in CHECKS]
     return names
+
+
+def is_reported(name: str) -> bool:
+    """Whether a feature is something a person reads (not one of a learned check's raw model inputs)."""
+    return bool(CHECKS[name.split(".")[0]].reported({name: 0.0}))
+
+
+def block_references(model, names: list[str], genuine: np.ndarray) -> dict[str, dict]:
+    """For checks whose features are raw model inputs: their share of the fused logit on genuine clips.
+
+    A pooled CNN activation means nothing on its own, so such a check's
+    suspicion is read from its whole block of weights instead: how far this
+    track's partial logit sits above genuine footage's (see
+    :meth:`FusionModel.suspicion`).
+    """
+    blocks: dict[str, dict] = {}
+    for check in sorted({n.split(".")[0] for n in names if not is_reported(n)}):
+        cols = [j for j, n in enumerate(names) if n.split(".")[0] == check and not is_reported(n)]
+        part = LogisticModel(model.mean[cols], model.scale[cols], model.coef[cols], 0.0)
+        values = part.decision(genuine[:, cols])
+        blocks[check] = {"features": [names[j] for j in cols], "mean": model.mean[cols].tolist(),
+                         "scale": model.scale[cols].tolist(), "coef": model.coef[cols].tolist(),
+                         "genuine_quantiles": np.quantile(values, np.linspace(0, 1, 21)).tolist()}
+    return blocks
 
 
 def thresholds_from_oof(y: np.ndarray, oof: np.ndarray) -> tuple[float, float]:
@@ -62,8 +86,8 @@ def train(manifest: Path, out: Path | None = None, workers: int = 2, fps: float 
     windows = window_matrix(clips, names)
     oof = cross_validated_scores(x, y, groups, usable, l2=L2, windows=windows)
     low, high = thresholds_from_oof(y, oof)
-    per_feature = {n: roc_auc(y[usable], x[usable, j]) for j, n in enumerate(names)}
-    m = metrics(clips, oof, high, low, per_check={n: x[:, j] for j, n in enumerate(names)})
+    per_feature = {n: roc_auc(y[usable], x[usable, j]) for j, n in enumerate(names) if is_reported(n)}
+    m = metrics(clips, oof, high, low, per_check={n: x[:, j] for j, n in enumerate(names) if is_reported(n)})
     model = fit_final(x, y, usable, l2=L2, windows=windows)
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -74,13 +98,14 @@ def train(manifest: Path, out: Path | None = None, workers: int = 2, fps: float 
     reference = {}
     for j, n in enumerate(names):
         col = genuine[:, j][np.isfinite(genuine[:, j])]
-        if col.size >= 5:
+        if col.size >= 5 and is_reported(n):
             reference[n] = {"genuine_quantiles": np.quantile(col, np.linspace(0, 1, 21)).tolist(),
                             "sign": int(np.sign(model.coef[j]))}
     meta = {
         "feature_names": names,
         "thresholds": {"low": low, "high": high},
         "reference": reference,
+        "blocks": block_references(model, names, genuine),
         "coefficients": dict(zip(names, model.coef.tolist())),
         "intercept": model.intercept,
         "trained_on": str(manifest),
@@ -117,7 +142,7 @@ def model_card(meta: dict, per_feature: dict[str, float]) -> str:
         f"- Analysis rate: {meta['analysis_fps']} fps. Created {meta['created']}.",
         "- Reproduce: `detector train-fusion ../shared/data/dev/manifest.csv`"
         + (f" --checks {','.join(meta['checks'])}" if meta.get("checks") else "") + " (default check set: "
-        "every hand-made check; the learned `sbi` check is opt-in)",
+        "every hand-made check and the pretrained `face_cnn` features; the self-blend `sbi` check is opt-in)",
         "- Graph: impute NaN with the training mean -> standardise -> clip to +-5 sd -> linear -> sigmoid.",
         "",
         "## Grouped cross-validation (6 folds by footage group, 3 fold assignments averaged)",
@@ -144,7 +169,12 @@ def model_card(meta: dict, per_feature: dict[str, float]) -> str:
         "|---|---|---|",
     ]
     for n in meta["feature_names"]:
-        lines.append(f"| `{n}` | {per_feature[n]:.3f} | {meta['coefficients'][n]:+.3f} |")
+        if n in per_feature:
+            lines.append(f"| `{n}` | {per_feature[n]:.3f} | {meta['coefficients'][n]:+.3f} |")
+    for check, block in meta["blocks"].items():
+        coef = np.asarray(block["coef"])
+        lines.append(f"| `{block['features'][0]}` ... `{block['features'][-1]}` ({len(coef)} pooled CNN activations"
+                     f" of `{check}`; not read one by one) | n/a | L2 norm {np.linalg.norm(coef):.3f} |")
     lines += ["", "## Limits", "",
               "The dev set is small (tens of clips, few footage groups) and its faces are small and heavily "
               "compressed; treat the numbers as indicative. Thresholds are set from out-of-fold scores. The checks "

@@ -54,7 +54,8 @@ def _track_outcome(analysis: CallAnalysis, td: TrackData, fusion: FusionModel | 
     checks = []
     for name in td.signals:
         cls = CHECKS[name]
-        f = {k: (None if not np.isfinite(v) else round(float(v), 6)) for k, v in feats.items() if k.startswith(name + ".")}
+        own = cls.reported({k: v for k, v in feats.items() if k.startswith(name + ".")})
+        f = {k: (None if not np.isfinite(v) else round(float(v), 6)) for k, v in own.items()}
         s = suspicion.get(name)
         checks.append(CheckResult(name=name, title=cls.title, explanation=cls.explanation,
                                   suspicion=None if s is None else round(s, 4), features=f))

@@ -30,7 +30,7 @@ def _run(name, observations):
     return sig, CHECKS[name].summarize(sig)
 
 
-@pytest.mark.parametrize("name", [n for n in CHECKS if n != "sbi"])
+@pytest.mark.parametrize("name", [n for n, c in CHECKS.items() if not c.shared_model])  # learned: own tests
 def test_every_check_produces_a_signal_and_finite_features(name, observations):
     sig, feats = _run(name, observations)
     assert len(sig.times) == len(sig.values)
@@ -116,9 +116,9 @@ def test_pose_disagreement_rises_when_inner_face_turns_alone(observations):
 
 
 def test_summaries_are_nan_on_too_little_data():
-    # temporal checks need several samples; the learned check scores single crops
+    # temporal checks need several samples; learned checks read single crops
     for name, cls in CHECKS.items():
-        if name == "sbi":
+        if cls.shared_model:
             continue
         feats = cls.summarize(CheckSignal(name, np.array([0.0]), np.array([1.0])))
         assert all(not np.isfinite(v) for v in feats.values())
