@@ -53,7 +53,9 @@ class FaceMeshFeaturesOptions:
     #: one session serves every track of a worker and workers run in
     #: parallel, so one thread each avoids oversubscription
     intra_op_threads: int = 1
-    batch_size: int = 16
+    #: crops per session call. Measured: one crop at a time is as fast per crop
+    #: as 16 (4.8 vs 5.5 ms) and its activations take ~2 MB of arena instead of ~69
+    batch_size: int = 1
 
 
 class FaceMeshFeatures:

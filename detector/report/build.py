@@ -20,6 +20,8 @@ from detector.report.model import (CheckResult, Evidence, Report, Segment, Thres
 # Tracks seen in fewer frames than this are detector noise (a face-like
 # poster, a flicker of the detector) and are not reported at all.
 _NOISE_FRAMES = 3
+#: timeline windows whose features are held at once while scoring them
+_WINDOW_BATCH = 64
 
 
 def fmt_time(seconds: float) -> str:
@@ -71,11 +73,13 @@ def _track_outcome(analysis: CallAnalysis, td: TrackData, fusion: FusionModel | 
         prob = float(fusion.predict([feats])[0])
         verdict = Verdict(fusion.band(prob))
         spans = analysis.window_spans(td)
-        wfeats = [analysis.window_features(td, a, b) for a, b in spans]
-        wp = fusion.predict(wfeats)
-        for (a, b), p, f in zip(spans, wp, wfeats):
-            windows.append((a, b, float(p), fusion.suspicion(f)))
-            timeline.append(TimelinePoint(start_s=round(a, 3), end_s=round(b, 3), probability=round(float(p), 4)))
+        # a few windows at a time: a 2-hour call has thousands, each with hundreds of features
+        for i in range(0, len(spans), _WINDOW_BATCH):
+            batch = spans[i:i + _WINDOW_BATCH]
+            wfeats = [analysis.window_features(td, a, b) for a, b in batch]
+            for (a, b), p, f in zip(batch, fusion.predict(wfeats), wfeats):
+                windows.append((a, b, float(p), fusion.suspicion(f)))
+                timeline.append(TimelinePoint(start_s=round(a, 3), end_s=round(b, 3), probability=round(float(p), 4)))
     rep = TrackReport(track_id=td.track_id, first_seen_s=round(td.first_seen, 3), last_seen_s=round(td.last_seen, 3),
                       observed_frames=len(td.times), median_face_px=round(float(np.median(td.face_heights)), 1),
                       verdict=verdict, probability=None if prob is None else round(prob, 4), checks=checks,
