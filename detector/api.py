@@ -44,11 +44,11 @@ class Analyzer:
                 cls = CHECKS[name]
                 if cls.shared_model and cls.shared_model not in self.context.models:
                     self.context.models[cls.shared_model] = cls.open_model(self.options.onnx_threads)
+            if self.options.use_fusion:
+                self.fusion = FusionModel(FusionOptions(intra_op_threads=self.options.onnx_threads))
         except BaseException:
-            self.close()
+            self.close()  # no session is left open when one model fails to load
             raise
-        self.fusion = FusionModel(FusionOptions(intra_op_threads=self.options.onnx_threads)) \
-            if self.options.use_fusion else None
 
     def analyse(self, path: str | os.PathLike, progress: ProgressCallback | None = None,
                 should_stop=None) -> CallAnalysis:

@@ -21,7 +21,7 @@ from detector.evaluation import (ClipFeatures, cross_validated_scores, extract_f
                                  read_manifest, split_seen, window_matrix)
 from detector.fusion.logistic import roc_auc
 from detector.fusion.model import FusionModel
-from detector.fusion.train import fusion_feature_names, is_reported, thresholds_from_oof
+from detector.fusion.train import block_masks, fusion_feature_names, is_reported, thresholds_from_oof
 from detector.options import ScanOptions
 
 
@@ -46,7 +46,7 @@ def run_eval(manifest: Path, out: Path, workers: int = 2, fps: float = 10.0, cv:
             names = fusion_feature_names(clips)
             x, _, usable = feature_matrix(clips, names)
             scores = cross_validated_scores(x, y, [c.row.group for c in clips], usable,
-                                            windows=window_matrix(clips, names))
+                                            windows=window_matrix(clips, names), blocks=block_masks(names))
             low, high = thresholds_from_oof(y, scores)
             mode = "grouped cross-validation (fusion refitted per fold; thresholds from out-of-fold scores)"
         else:
@@ -71,7 +71,7 @@ def run_eval(manifest: Path, out: Path, workers: int = 2, fps: float = 10.0, cv:
             cols = [j for j, n in enumerate(all_names) if n.split(".")[0] == check]
             xw, yw, iw = window_matrix(clips, all_names)
             oof = cross_validated_scores(xs[:, cols], y, [c.row.group for c in clips], usable_all,
-                                         windows=(xw[:, cols], yw, iw))
+                                         windows=(xw[:, cols], yw, iw), blocks=block_masks([all_names[j] for j in cols]))
             own[check] = roc_auc(y, oof)
     finally:
         fusion.close()

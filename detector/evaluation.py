@@ -18,7 +18,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from detector.errors import ConfigError, DetectorError
-from detector.fusion.logistic import LogisticModel, fit_logistic, roc_auc
+from detector.fusion.logistic import LogisticModel, bound_blocks, fit_logistic, roc_auc
 from detector.options import ScanOptions
 
 
@@ -224,12 +224,15 @@ def group_folds(groups: list[str], k: int, seed: int = 0) -> list[np.ndarray]:
 
 def cross_validated_scores(x: np.ndarray, y: np.ndarray, groups: list[str], usable: np.ndarray,
                            k: int = 6, l2: float = 4.0, seeds: Iterable[int] = (0, 1, 2),
-                           windows: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+                           windows: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+                           blocks: list[np.ndarray] | None = None) -> np.ndarray:
     """Out-of-fold probabilities (averaged over several fold assignments).
 
     With ``windows`` (from :func:`window_matrix`), each fold's model is fitted
     on the timeline windows of its training clips and scores the test clips'
     whole-track features, as :func:`fit_final` does for the shipped model.
+    ``blocks`` (feature masks) are bounded to their training fold's range
+    (:func:`~detector.fusion.logistic.bound_blocks`), as in the shipped model.
     """
     acc = np.zeros(len(y))
     seeds = list(seeds)
@@ -242,8 +245,10 @@ def cross_validated_scores(x: np.ndarray, y: np.ndarray, groups: list[str], usab
                 xw, yw, iw = windows
                 sel = np.isin(iw, np.flatnonzero(train))
                 model = fit_logistic(xw[sel], yw[sel], l2=l2, sample_weight=balanced_weights(yw[sel]))
+                model = bound_blocks(model, xw[sel], blocks or [])
             else:
                 model = fit_logistic(x[train], y[train], l2=l2, sample_weight=balanced_weights(y[train]))
+                model = bound_blocks(model, x[train], blocks or [])
             acc[test] += model.predict_proba(x[test])
     out = acc / len(seeds)
     out[~usable] = np.nan
@@ -257,12 +262,14 @@ def balanced_weights(y: np.ndarray) -> np.ndarray:
 
 
 def fit_final(x: np.ndarray, y: np.ndarray, usable: np.ndarray, l2: float = 4.0,
-              windows: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> LogisticModel:
+              windows: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+              blocks: list[np.ndarray] | None = None) -> LogisticModel:
     """The shipped model: fitted on every timeline window when given (see :func:`cross_validated_scores`)."""
     if windows is not None:
         xw, yw, _ = windows
-        return fit_logistic(xw, yw, l2=l2, sample_weight=balanced_weights(yw))
-    return fit_logistic(x[usable], y[usable], l2=l2, sample_weight=balanced_weights(y[usable]))
+        return bound_blocks(fit_logistic(xw, yw, l2=l2, sample_weight=balanced_weights(yw)), xw, blocks or [])
+    model = fit_logistic(x[usable], y[usable], l2=l2, sample_weight=balanced_weights(y[usable]))
+    return bound_blocks(model, x[usable], blocks or [])
 
 
 # -- metrics -------------------------------------------------------------------

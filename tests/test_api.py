@@ -118,3 +118,28 @@ def test_cancelling_stops_the_scan_and_leaves_no_worker_thread(analyzer, genuine
         analyzer.scan(genuine_clip, should_stop=stop_after_five)
     names = [t.name for t in threading.enumerate()]
     assert "detector-checks" not in names and "detector-decode" not in names
+
+
+def test_a_model_that_fails_to_load_leaves_no_session_open(monkeypatch):
+    from detector import api
+    from detector.checks.embedding import FaceAppearanceCheck
+    from detector.errors import ModelError
+
+    opened = []
+
+    class Recorder:
+        closed = False
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr(FaceAppearanceCheck, "open_model", classmethod(lambda cls, threads=1: opened.append(Recorder())
+                                                                       or opened[-1]))
+
+    def no_fusion(*a, **k):
+        raise ModelError("fusion model not found (simulated)")
+
+    monkeypatch.setattr(api, "FusionModel", no_fusion)
+    with pytest.raises(ModelError, match="simulated"):
+        Analyzer(ScanOptions())
+    assert opened and all(m.closed for m in opened)

@@ -73,9 +73,10 @@ class FaceMeshFeatures:
                              "with `python -m detector.training.face_mesh_onnx`)")
         self._session = open_session(path, "Face Mesh feature model", self.options.intra_op_threads)
         inputs = self._session.get_inputs()
-        outputs = {o.name: o.shape for o in self._session.get_outputs()}
-        if (len(inputs) != 1 or inputs[0].name != "input" or list(inputs[0].shape[1:]) != [3, INPUT_SIZE, INPUT_SIZE]
-                or outputs.get("features", [None, None])[1] != FEATURE_COUNT or "face_flag" not in outputs):
+        outputs = {o.name: list(o.shape) for o in self._session.get_outputs()}
+        if (len(inputs) != 1 or inputs[0].name != "input" or inputs[0].type != "tensor(float)"
+                or list(inputs[0].shape[1:]) != [3, INPUT_SIZE, INPUT_SIZE]
+                or outputs.get("features", [])[1:] != [FEATURE_COUNT] or "face_flag" not in outputs):
             self._session = None
             raise ModelError(f"{path} does not have the Face Mesh feature signature input[N,3,{INPUT_SIZE},"
                              f"{INPUT_SIZE}] -> features[N,{FEATURE_COUNT}], face_flag[N,1]; got inputs "
@@ -149,6 +150,7 @@ class FaceAppearanceCheck(SampledCropCheck):
     def finalize(self) -> CheckSignal:
         signal = super().finalize()  # flushes the last batch first
         signal.extra["vectors"] = np.asarray(self._vectors, dtype=np.float16).reshape(-1, FEATURE_COUNT)
+        self._vectors.clear()  # the list and the array would otherwise both live until the track is dropped
         return signal
 
     @classmethod
@@ -161,7 +163,8 @@ class FaceAppearanceCheck(SampledCropCheck):
         if vectors is None or len(vectors) == 0:
             out.update(dict.fromkeys(names, np.nan))
         else:
-            out.update(zip(names, vectors.astype(np.float64).mean(0).tolist()))
+            # accumulate in float64 without a float64 copy of a long track's vectors
+            out.update(zip(names, vectors.mean(0, dtype=np.float64).tolist()))
         return out
 
     @classmethod

@@ -6,7 +6,7 @@ and skl2onnx into the runtime: the fusion model is tiny, and its ONNX graph
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -17,12 +17,25 @@ class LogisticModel:
     scale: np.ndarray  # standard deviation, per feature
     coef: np.ndarray  # weights on standardised features
     intercept: float
+    #: (feature mask, low, high): a block of many features (a CNN's pooled
+    #: activations) whose summed contribution to the logit is clipped to the
+    #: range it spanned in training. Clipping each feature at +-5 sd is not
+    #: enough there: hundreds of clipped features can still add up to a logit
+    #: no training clip came near, and footage unlike the training set would
+    #: then be decided by that block alone.
+    blocks: list[tuple[np.ndarray, float, float]] = field(default_factory=list)
+
+    def standardise(self, x: np.ndarray) -> np.ndarray:
+        x = np.where(np.isfinite(x), x, self.mean)
+        return np.clip((x - self.mean) / self.scale, -5, 5)  # one wild feature must not decide a call alone
 
     def decision(self, x: np.ndarray) -> np.ndarray:
-        x = np.where(np.isfinite(x), x, self.mean)
-        z = (x - self.mean) / self.scale
-        z = np.clip(z, -5, 5)  # one wild feature must not decide a call alone
-        return z @ self.coef + self.intercept
+        z = self.standardise(x)
+        d = z @ self.coef + self.intercept
+        for mask, lo, hi in self.blocks:
+            part = z[..., mask] @ self.coef[mask]
+            d = d + (np.clip(part, lo, hi) - part)
+        return d
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-self.decision(x)))
@@ -52,6 +65,18 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, sample_weight: n
         if np.abs(step).max() < 1e-8:
             break
     return LogisticModel(mean=mean, scale=scale, coef=beta[:-1], intercept=float(beta[-1]))
+
+
+def bound_blocks(model: LogisticModel, x: np.ndarray, masks: list[np.ndarray]) -> LogisticModel:
+    """``model`` with each block's contribution clipped to its range on the training rows ``x``."""
+    z = model.standardise(np.asarray(x, dtype=np.float64))
+    blocks = []
+    for mask in masks:
+        mask = np.asarray(mask, dtype=bool)
+        if mask.any() and len(z):
+            part = z[:, mask] @ model.coef[mask]
+            blocks.append((mask, float(part.min()), float(part.max())))
+    return replace(model, blocks=blocks)
 
 
 def roc_auc(y: np.ndarray, score: np.ndarray) -> float:
@@ -96,8 +121,21 @@ def to_onnx(model: LogisticModel, feature_count: int):
         helper.make_node("Sub", ["imputed", "mean"], ["centred"]),
         helper.make_node("Div", ["centred", "scale"], ["z_raw"]),
         helper.make_node("Clip", ["z_raw", "lo", "hi"], ["z"]),
-        helper.make_node("MatMul", ["z", "coef"], ["lin"]),
-        helper.make_node("Add", ["lin", "intercept"], ["logit"]),
+        helper.make_node("MatMul", ["z", "coef"], ["lin_0"]),
+    ]
+    # each bounded block: its own weights (zero elsewhere), clipped, replacing its unclipped share
+    main = model.coef.astype(f32).copy()
+    for k, (mask, lo, hi) in enumerate(model.blocks):
+        main[mask] = 0.0
+        inits += [numpy_helper.from_array(np.where(mask, model.coef, 0.0).astype(f32).reshape(-1, 1), f"coef_b{k}"),
+                  numpy_helper.from_array(np.array(lo, dtype=f32), f"lo_b{k}"),
+                  numpy_helper.from_array(np.array(hi, dtype=f32), f"hi_b{k}")]
+        nodes += [helper.make_node("MatMul", ["z", f"coef_b{k}"], [f"part_b{k}"]),
+                  helper.make_node("Clip", [f"part_b{k}", f"lo_b{k}", f"hi_b{k}"], [f"clipped_b{k}"]),
+                  helper.make_node("Add", [f"lin_{k}", f"clipped_b{k}"], [f"lin_{k + 1}"])]
+    inits[2] = numpy_helper.from_array(main.reshape(-1, 1), "coef")
+    nodes += [
+        helper.make_node("Add", [f"lin_{len(model.blocks)}", "intercept"], ["logit"]),
         helper.make_node("Sigmoid", ["logit"], ["probability"]),
     ]
     graph = helper.make_graph(

@@ -25,6 +25,23 @@ class FusionOptions:
     intra_op_threads: int = 1
 
 
+def _parse_block(block: dict, feature_names: list[str]) -> dict:
+    """One ``blocks`` entry of the metadata, checked (ValueError/KeyError/TypeError when malformed)."""
+    features = [str(n) for n in block["features"]]
+    out: dict = {"features": features}
+    for key in ("mean", "scale", "coef"):
+        out[key] = np.asarray(block[key], dtype=np.float64)
+        if out[key].shape != (len(features),):
+            raise ValueError(f"block {key} has {out[key].size} values for {len(features)} features")
+    out["genuine_quantiles"] = np.asarray(block["genuine_quantiles"], dtype=np.float64)
+    if out["genuine_quantiles"].ndim != 1 or out["genuine_quantiles"].size < 2:
+        raise ValueError("block genuine_quantiles must list at least 2 values")
+    unknown = set(features) - set(feature_names)
+    if unknown:
+        raise ValueError(f"block features not among the model's: {sorted(unknown)[:3]}")
+    return out
+
+
 class FusionModel:
     """Loads the fusion ONNX model and its metadata.
 
@@ -42,16 +59,16 @@ class FusionModel:
             self.feature_names: list[str] = list(self.meta["feature_names"])
             self.low = float(self.meta["thresholds"]["low"])
             self.high = float(self.meta["thresholds"]["high"])
+            self._reference = {k: (np.asarray(v["genuine_quantiles"], dtype=np.float64), int(v["sign"]))
+                               for k, v in self.meta.get("reference", {}).items()}
+            self._blocks = {check: _parse_block(b, self.feature_names)
+                            for check, b in self.meta.get("blocks", {}).items()}
         except (ValueError, KeyError, TypeError) as exc:
             raise ModelError(f"malformed fusion metadata {meta_path}: {exc}") from exc
         self._session = open_session(path, "fusion model", self.options.intra_op_threads)
         shape = self._session.get_inputs()[0].shape
         if len(shape) != 2 or shape[1] != len(self.feature_names):
             raise ModelError(f"fusion model expects {shape[1]} features, metadata lists {len(self.feature_names)}")
-        self._reference = {k: (np.asarray(v["genuine_quantiles"], dtype=np.float64), int(v["sign"]))
-                           for k, v in self.meta.get("reference", {}).items()}
-        self._blocks = {check: {k: np.asarray(v, dtype=np.float64) for k, v in b.items() if k != "features"}
-                        | {"features": list(b["features"])} for check, b in self.meta.get("blocks", {}).items()}
 
     # -- inference ------------------------------------------------------------
     def vectorize(self, features: list[dict[str, float]]) -> np.ndarray:
@@ -95,7 +112,7 @@ class FusionModel:
             x = np.where(np.isfinite(raw), raw, b["mean"])  # imputed as the ONNX graph does
             part = float(np.clip((x - b["mean"]) / b["scale"], -5, 5) @ b["coef"])
             q = b["genuine_quantiles"]
-            out[check] = float(np.interp(part, q, np.linspace(0, 1, len(q))))
+            out[check] = max(out.get(check, 0.0), float(np.interp(part, q, np.linspace(0, 1, len(q)))))
         return out
 
     def band(self, p: float) -> str:

@@ -41,6 +41,12 @@ def is_reported(name: str) -> bool:
     return bool(CHECKS[name.split(".")[0]].reported({name: 0.0}))
 
 
+def block_masks(names: list[str]) -> list[np.ndarray]:
+    """One feature mask per check whose features are raw model inputs (bounded together in the fusion)."""
+    checks = sorted({n.split(".")[0] for n in names if not is_reported(n)})
+    return [np.array([n.split(".")[0] == c and not is_reported(n) for n in names]) for c in checks]
+
+
 def block_references(model, names: list[str], genuine: np.ndarray) -> dict[str, dict]:
     """For checks whose features are raw model inputs: their share of the fused logit on genuine clips.
 
@@ -54,9 +60,11 @@ def block_references(model, names: list[str], genuine: np.ndarray) -> dict[str, 
         cols = [j for j, n in enumerate(names) if n.split(".")[0] == check and not is_reported(n)]
         part = LogisticModel(model.mean[cols], model.scale[cols], model.coef[cols], 0.0)
         values = part.decision(genuine[:, cols])
+        bound = next(((lo, hi) for m, lo, hi in model.blocks if m[cols].all() and m.sum() == len(cols)), None)
         blocks[check] = {"features": [names[j] for j in cols], "mean": model.mean[cols].tolist(),
                          "scale": model.scale[cols].tolist(), "coef": model.coef[cols].tolist(),
-                         "genuine_quantiles": np.quantile(values, np.linspace(0, 1, 21)).tolist()}
+                         "genuine_quantiles": np.quantile(values, np.linspace(0, 1, 21)).tolist(),
+                         "logit_bounds": list(bound) if bound else None}
     return blocks
 
 
@@ -84,11 +92,12 @@ def train(manifest: Path, out: Path | None = None, workers: int = 2, fps: float 
     # fitted on timeline windows: many noisy looks at each clip steady the weights,
     # and the model then scores windows (timeline) and whole tracks (verdict) alike
     windows = window_matrix(clips, names)
-    oof = cross_validated_scores(x, y, groups, usable, l2=L2, windows=windows)
+    blocks = block_masks(names)
+    oof = cross_validated_scores(x, y, groups, usable, l2=L2, windows=windows, blocks=blocks)
     low, high = thresholds_from_oof(y, oof)
     per_feature = {n: roc_auc(y[usable], x[usable, j]) for j, n in enumerate(names) if is_reported(n)}
     m = metrics(clips, oof, high, low, per_check={n: x[:, j] for j, n in enumerate(names) if is_reported(n)})
-    model = fit_final(x, y, usable, l2=L2, windows=windows)
+    model = fit_final(x, y, usable, l2=L2, windows=windows, blocks=blocks)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     import onnx
@@ -143,7 +152,8 @@ def model_card(meta: dict, per_feature: dict[str, float]) -> str:
         "- Reproduce: `detector train-fusion ../shared/data/dev/manifest.csv`"
         + (f" --checks {','.join(meta['checks'])}" if meta.get("checks") else "") + " (default check set: "
         "every hand-made check and the pretrained `face_cnn` features; the self-blend `sbi` check is opt-in)",
-        "- Graph: impute NaN with the training mean -> standardise -> clip to +-5 sd -> linear -> sigmoid.",
+        "- Graph: impute NaN with the training mean -> standardise -> clip to +-5 sd -> linear (each block of raw "
+        "CNN activations contributes its weighted sum clipped to its range on the training windows) -> sigmoid.",
         "",
         "## Grouped cross-validation (6 folds by footage group, 3 fold assignments averaged)",
         "",
@@ -174,7 +184,9 @@ def model_card(meta: dict, per_feature: dict[str, float]) -> str:
     for check, block in meta["blocks"].items():
         coef = np.asarray(block["coef"])
         lines.append(f"| `{block['features'][0]}` ... `{block['features'][-1]}` ({len(coef)} pooled CNN activations"
-                     f" of `{check}`; not read one by one) | n/a | L2 norm {np.linalg.norm(coef):.3f} |")
+                     f" of `{check}`; not read one by one) | n/a | L2 norm {np.linalg.norm(coef):.3f}; their summed "
+                     f"share of the logit is clipped to {block['logit_bounds'][0]:+.2f} .. "
+                     f"{block['logit_bounds'][1]:+.2f}, its range on the training windows |")
     lines += ["", "## Limits", "",
               "The dev set is small (tens of clips, few footage groups) and its faces are small and heavily "
               "compressed; treat the numbers as indicative. Thresholds are set from out-of-fold scores. The checks "

@@ -107,4 +107,8 @@ def test_block_suspicion_follows_the_block_share_of_the_fused_logit(tmp_path):
     high = fusion.suspicion(pushed)["face_cnn"]
     assert 0.0 <= low < high <= 1.0
     assert "face_cnn" not in fusion.suspicion({"jitter.median": 0.0})  # no vector, no reading
+    # the face logit keeps its own reading: the check reports the larger of the two
+    extreme = dict(track, **{"face_cnn.face_logit": 1e6})
+    alone = fusion.suspicion({"face_cnn.face_logit": 1e6}).get("face_cnn", 0.0)
+    assert fusion.suspicion(extreme)["face_cnn"] >= max(alone, low)
     fusion.close()

@@ -5,8 +5,8 @@ import onnxruntime as ort
 import pytest
 
 from detector.errors import ModelError
-from detector.evaluation import group_folds, threshold_for_fpr
-from detector.fusion.logistic import fit_logistic, roc_auc, to_onnx
+from detector.evaluation import cross_validated_scores, group_folds, threshold_for_fpr
+from detector.fusion.logistic import bound_blocks, fit_logistic, roc_auc, to_onnx
 from detector.fusion.model import FusionModel, FusionOptions
 
 
@@ -101,3 +101,48 @@ def test_window_trained_cross_validation_scores_every_clip_out_of_fold():
     assert xw.shape == (120, 2) and set(iw) == set(range(24))
     oof = cross_validated_scores(x, y, [c.row.group for c in clips], usable, windows=(xw, yw, iw))
     assert np.isfinite(oof).all() and roc_auc(y, oof) > 0.9
+
+
+def test_a_block_of_many_features_cannot_push_the_logit_past_its_training_range():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(300, 12))
+    y = (x[:, 0] + x[:, 2:12].sum(1) / 3 + rng.normal(0, 0.5, 300) > 0).astype(int)
+    block = np.arange(12) >= 2  # ten "pooled activations"
+    m = bound_blocks(fit_logistic(x, y, l2=1.0), x, [block])
+    (mask, lo, hi), = m.blocks
+    part = m.standardise(x)[:, block] @ m.coef[block]
+    assert lo == pytest.approx(part.min()) and hi == pytest.approx(part.max())
+    # on the training rows nothing is clipped; far outside them the block's share stops at its range
+    unbounded = fit_logistic(x, y, l2=1.0)
+    np.testing.assert_allclose(m.decision(x), unbounded.decision(x))
+    wild = np.zeros((1, 12))
+    wild[0, 2:] = 5 * x[:, 2:].std(0) * np.sign(m.coef[2:])
+    assert unbounded.decision(wild)[0] - m.decision(wild)[0] > 1.0
+    assert m.decision(wild)[0] == pytest.approx(m.intercept + m.standardise(wild)[0, ~block] @ m.coef[~block] + hi)
+    wild[0, 2] = np.nan
+    sess = ort.InferenceSession(to_onnx(m, 12).SerializeToString(), providers=["CPUExecutionProvider"])
+    both = np.vstack([x[:20], wild]).astype(np.float32)
+    np.testing.assert_allclose(sess.run(None, {"features": both})[0][:, 0], m.predict_proba(both), atol=1e-5)
+    # cross-validation bounds each fold's model the same way and still scores every clip
+    groups = [f"g{i % 30}" for i in range(300)]
+    oof = cross_validated_scores(x, y, groups, np.ones(300, bool), blocks=[block])
+    assert np.isfinite(oof).all() and roc_auc(y, oof) > 0.8
+
+
+def test_a_malformed_block_in_the_metadata_fails_at_load(tmp_path):
+    shipped = FusionModel()
+    meta = dict(shipped.meta)
+    shipped.close()
+    import shutil
+
+    shutil.copy(FusionOptions().model_path, tmp_path / "f.onnx")
+    block = dict(meta["blocks"]["face_cnn"])
+    block["coef"] = block["coef"][:-1]  # one weight short
+    meta["blocks"] = {"face_cnn": block}
+    (tmp_path / "f.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="malformed"):
+        FusionModel(FusionOptions(model_path=tmp_path / "f.onnx"))
+    del meta["blocks"]  # an older model without blocks still loads
+    (tmp_path / "f.json").write_text(json.dumps(meta))
+    with FusionModel(FusionOptions(model_path=tmp_path / "f.onnx")) as old:
+        assert "face_cnn" not in old.suspicion({})
