@@ -29,6 +29,12 @@ def _fmt(v: float) -> str:
     return "n/a" if v is None or not np.isfinite(v) else f"{v:.3f}"
 
 
+def _interval(iv) -> str:
+    if not iv or not all(np.isfinite(iv)):
+        return ""
+    return f"  (95% interval resampling footage groups: {iv[0]:.3f}-{iv[1]:.3f})"
+
+
 def run_eval(manifest: Path, out: Path, workers: int = 2, fps: float = 10.0, cv: bool = True,
              checks: tuple[str, ...] | None = None,
              progress: Callable[[int, int, ClipFeatures], None] | None = None) -> str:
@@ -88,8 +94,9 @@ def run_eval(manifest: Path, out: Path, workers: int = 2, fps: float = 10.0, cv:
     (out / "metrics.json").write_text(json.dumps(m, indent=2, default=float))
     lines = [f"mode: {mode}", f"clips: {m['clips']}, scored: {m['scored']}"
              + (f" (left out {len(seen)} clips whose footage trained a shipped model)" if seen else ""),
-             f"ROC AUC (video level): {_fmt(m['auc'])}"]
-    lines += [f"  source {k}: {_fmt(v)}" for k, v in m["auc_by_source"].items()]
+             f"ROC AUC (video level): {_fmt(m['auc'])}{_interval(m['auc_interval_95'])}"]
+    lines += [f"  source {k}: {_fmt(v)}{_interval(m['auc_interval_95_by_source'].get(k))}"
+              for k, v in m["auc_by_source"].items()]
     lines += [f"  method {k}: {_fmt(v)}" for k, v in m["auc_by_method"].items()]
     lines.append(f"at 'likely face-swapped' threshold {high:.3f}: accuracy {_fmt(m['accuracy_at_high'])}, "
                  f"FPR {_fmt(m['fpr_at_high'])}, TPR {_fmt(m['tpr_at_high'])}")

@@ -284,11 +284,42 @@ def threshold_for_fpr(scores_genuine: np.ndarray, max_fpr: float) -> float:
     return float(min(1.0, s[idx] + 1e-6)) if idx >= 0 else float(s[0])
 
 
+def group_bootstrap_auc(y: np.ndarray, scores: np.ndarray, groups: list[str], reps: int = 1000,
+                        seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Interval of the ROC AUC when whole footage groups are resampled with replacement.
+
+    With a few dozen groups one clip more or less moves the AUC by several
+    points; this says how far, resampling groups (not clips) because clips of
+    one group are not independent evidence. NaN when a class is missing.
+    """
+    y = np.asarray(y)
+    scores = np.asarray(scores, dtype=np.float64)
+    ok = np.isfinite(scores)
+    ga = np.asarray(groups)[ok]
+    y, scores = y[ok], scores[ok]
+    uniq = sorted(set(ga.tolist()))
+    if len(set(y.tolist())) < 2 or len(uniq) < 2:
+        return float("nan"), float("nan")
+    members = [np.flatnonzero(ga == g) for g in uniq]
+    rng = np.random.default_rng(seed)
+    aucs = []
+    for _ in range(reps):
+        idx = np.concatenate([members[i] for i in rng.integers(0, len(uniq), len(uniq))])
+        a = roc_auc(y[idx], scores[idx])
+        if np.isfinite(a):
+            aucs.append(a)
+    if not aucs:
+        return float("nan"), float("nan")
+    tail = (1 - level) / 2 * 100
+    return float(np.percentile(aucs, tail)), float(np.percentile(aucs, 100 - tail))
+
+
 def metrics(clips: list[ClipFeatures], scores: np.ndarray, high: float, low: float,
             per_check: dict[str, np.ndarray] | None = None) -> dict:
     y = np.array([c.y for c in clips])
     ok = np.isfinite(scores)
-    out: dict = {"clips": len(clips), "scored": int(ok.sum()), "auc": roc_auc(y, scores)}
+    out: dict = {"clips": len(clips), "scored": int(ok.sum()), "auc": roc_auc(y, scores),
+                 "auc_interval_95": group_bootstrap_auc(y, scores, [c.row.group for c in clips])}
     for key in ("source", "method"):
         vals = sorted({getattr(c.row, key) for c in clips})
         out[f"auc_by_{key}"] = {}
@@ -299,6 +330,9 @@ def metrics(clips: list[ClipFeatures], scores: np.ndarray, high: float, low: flo
                 srcs = {c.row.source for c in clips if getattr(c.row, key) == v}
                 sel = sel | np.array([c.row.source in srcs and c.y == 0 for c in clips])
             out[f"auc_by_{key}"][v] = roc_auc(y[sel], scores[sel])
+            if key == "source":
+                out.setdefault("auc_interval_95_by_source", {})[v] = group_bootstrap_auc(
+                    y[sel], scores[sel], [c.row.group for c, s_ in zip(clips, sel) if s_])
     pred = scores >= high
     # sources with genuine clips only have no AUC: their false-positive rate is what matters
     out["fpr_by_source"] = {}

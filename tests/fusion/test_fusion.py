@@ -5,7 +5,7 @@ import onnxruntime as ort
 import pytest
 
 from detector.errors import ModelError
-from detector.evaluation import cross_validated_scores, group_folds, threshold_for_fpr
+from detector.evaluation import cross_validated_scores, group_bootstrap_auc, group_folds, threshold_for_fpr
 from detector.fusion.logistic import bound_blocks, fit_logistic, roc_auc, to_onnx
 from detector.fusion.model import FusionModel, FusionOptions
 
@@ -146,3 +146,18 @@ def test_a_malformed_block_in_the_metadata_fails_at_load(tmp_path):
     (tmp_path / "f.json").write_text(json.dumps(meta))
     with FusionModel(FusionOptions(model_path=tmp_path / "f.onnx")) as old:
         assert "face_cnn" not in old.suspicion({})
+
+
+def test_group_bootstrap_interval_resamples_whole_groups():
+    rng = np.random.default_rng(0)
+    groups = [f"g{i // 2}" for i in range(80)]
+    y = np.array([i % 2 for i in range(80)])
+    assert group_bootstrap_auc(y, y + 0.1 * rng.random(80), groups) == (1.0, 1.0)
+    lo, hi = group_bootstrap_auc(y, rng.random(80), groups, reps=400)
+    assert lo < 0.5 < hi and hi - lo > 0.1
+    # one group holding every fake: each resample has all of them or none, never a partial AUC
+    y2 = np.array([1] * 10 + [0] * 70)
+    s2 = np.r_[np.full(10, 0.9), rng.random(70) * 0.5]
+    g2 = ["fakes"] * 10 + [f"r{i}" for i in range(70)]
+    assert group_bootstrap_auc(y2, s2, g2, reps=200) == (1.0, 1.0)
+    assert all(np.isnan(group_bootstrap_auc(np.ones(10), rng.random(10), [f"g{i}" for i in range(10)])))
