@@ -157,7 +157,8 @@ def model_card(meta: dict, per_feature: dict[str, float]) -> str:
         "",
         "## Grouped cross-validation (6 folds by footage group, 3 fold assignments averaged)",
         "",
-        f"- Video-level ROC AUC: **{m['auc']:.3f}**",
+        f"- Video-level ROC AUC: **{m['auc']:.3f}** (95% interval resampling whole footage groups: "
+        f"{m['auc_interval_95'][0]:.3f}-{m['auc_interval_95'][1]:.3f})",
     ]
     for k, v in m["auc_by_source"].items():
         if np.isfinite(v):
