@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from detector.errors import ModelError
+from detector.fusion.logistic import LogisticModel
 from detector.onnx_session import open_session
 from detector.paths import models_dir
 
@@ -28,14 +29,15 @@ class FusionOptions:
 def _parse_block(block: dict, feature_names: list[str]) -> dict:
     """One ``blocks`` entry of the metadata, checked (ValueError/KeyError/TypeError when malformed)."""
     features = [str(n) for n in block["features"]]
-    out: dict = {"features": features}
-    for key in ("mean", "scale", "coef"):
-        out[key] = np.asarray(block[key], dtype=np.float64)
-        if out[key].shape != (len(features),):
-            raise ValueError(f"block {key} has {out[key].size} values for {len(features)} features")
-    out["genuine_quantiles"] = np.asarray(block["genuine_quantiles"], dtype=np.float64)
-    if out["genuine_quantiles"].ndim != 1 or out["genuine_quantiles"].size < 2:
+    arrays = {key: np.asarray(block[key], dtype=np.float64) for key in ("mean", "scale", "coef")}
+    for key, a in arrays.items():
+        if a.shape != (len(features),):
+            raise ValueError(f"block {key} has {a.size} values for {len(features)} features")
+    quantiles = np.asarray(block["genuine_quantiles"], dtype=np.float64)
+    if quantiles.ndim != 1 or quantiles.size < 2:
         raise ValueError("block genuine_quantiles must list at least 2 values")
+    # the block's share of the logit: the fusion's own arithmetic on its columns, without intercept
+    out = {"features": features, "genuine_quantiles": quantiles, "share": LogisticModel(**arrays, intercept=0.0)}
     unknown = set(features) - set(feature_names)
     if unknown:
         raise ValueError(f"block features not among the model's: {sorted(unknown)[:3]}")
@@ -109,8 +111,7 @@ class FusionModel:
             raw = np.array([np.nan if features.get(n) is None else features[n] for n in b["features"]], dtype=np.float64)
             if not np.isfinite(raw).any():
                 continue
-            x = np.where(np.isfinite(raw), raw, b["mean"])  # imputed as the ONNX graph does
-            part = float(np.clip((x - b["mean"]) / b["scale"], -5, 5) @ b["coef"])
+            part = float(b["share"].decision(raw[None])[0])  # imputes and clips as the ONNX graph does
             q = b["genuine_quantiles"]
             out[check] = max(out.get(check, 0.0), float(np.interp(part, q, np.linspace(0, 1, len(q)))))
         return out

@@ -43,12 +43,12 @@ def is_reported(name: str) -> bool:
 
 def block_masks(names: list[str]) -> list[np.ndarray]:
     """One feature mask per check whose features are raw model inputs (bounded together in the fusion)."""
-    checks = sorted({n.split(".")[0] for n in names if not is_reported(n)})
-    return [np.array([n.split(".")[0] == c and not is_reported(n) for n in names]) for c in checks]
+    raw = [n.split(".")[0] if not is_reported(n) else None for n in names]
+    return [np.array([c == check for c in raw]) for check in sorted({c for c in raw if c})]
 
 
-def block_references(model, names: list[str], genuine: np.ndarray) -> dict[str, dict]:
-    """For checks whose features are raw model inputs: their share of the fused logit on genuine clips.
+def block_references(model: LogisticModel, names: list[str], genuine: np.ndarray) -> dict[str, dict]:
+    """For each block of raw model inputs (:func:`block_masks`): its share of the fused logit on genuine clips.
 
     A pooled CNN activation means nothing on its own, so such a check's
     suspicion is read from its whole block of weights instead: how far this
@@ -56,15 +56,15 @@ def block_references(model, names: list[str], genuine: np.ndarray) -> dict[str, 
     :meth:`FusionModel.suspicion`).
     """
     blocks: dict[str, dict] = {}
-    for check in sorted({n.split(".")[0] for n in names if not is_reported(n)}):
-        cols = [j for j, n in enumerate(names) if n.split(".")[0] == check and not is_reported(n)]
-        part = LogisticModel(model.mean[cols], model.scale[cols], model.coef[cols], 0.0)
-        values = part.decision(genuine[:, cols])
-        bound = next(((lo, hi) for m, lo, hi in model.blocks if m[cols].all() and m.sum() == len(cols)), None)
-        blocks[check] = {"features": [names[j] for j in cols], "mean": model.mean[cols].tolist(),
-                         "scale": model.scale[cols].tolist(), "coef": model.coef[cols].tolist(),
-                         "genuine_quantiles": np.quantile(values, np.linspace(0, 1, 21)).tolist(),
-                         "logit_bounds": list(bound) if bound else None}
+    for mask in block_masks(names):
+        part = LogisticModel(model.mean[mask], model.scale[mask], model.coef[mask], 0.0)
+        values = part.decision(genuine[:, mask])
+        bound = next(([lo, hi] for m, lo, hi in model.blocks if np.array_equal(m, mask)), None)
+        features = [n for n, m in zip(names, mask) if m]
+        blocks[features[0].split(".")[0]] = {
+            "features": features, "mean": part.mean.tolist(), "scale": part.scale.tolist(),
+            "coef": part.coef.tolist(), "genuine_quantiles": np.quantile(values, np.linspace(0, 1, 21)).tolist(),
+            "logit_bounds": bound}
     return blocks
 
 
