@@ -51,8 +51,12 @@ def run_eval(manifest: Path, out: Path, workers: int = 2, fps: float = 10.0, cv:
         if cv:
             names = fusion_feature_names(clips)
             x, _, usable = feature_matrix(clips, names)
-            scores = cross_validated_scores(x, y, [c.row.group for c in clips], usable,
-                                            windows=window_matrix(clips, names), blocks=block_masks(names))
+            groups, windows, blocks = [c.row.group for c in clips], window_matrix(clips, names), block_masks(names)
+            scores = cross_validated_scores(x, y, groups, usable, windows=windows, blocks=blocks)
+            # the same folds without calibration: calibration keeps each fold's ranking, but pooling
+            # folds that were calibrated apart can move the AUC either way; both are reported
+            auc_uncalibrated = roc_auc(y, cross_validated_scores(x, y, groups, usable, windows=windows,
+                                                                 blocks=blocks, calibrate=False))
             low, high = thresholds_from_oof(y, scores)
             mode = "grouped cross-validation (fusion refitted per fold; thresholds from out-of-fold scores)"
         else:
@@ -68,6 +72,7 @@ def run_eval(manifest: Path, out: Path, workers: int = 2, fps: float = 10.0, cv:
             x, _, _ = feature_matrix(clips, names)
             low, high = fusion.low, fusion.high
             mode = "shipped fusion model (in-sample if this manifest was used to train it)"
+            auc_uncalibrated = float("nan")
         per_check = {n: x[:, j] for j, n in enumerate(names) if is_reported(n)}
         # each check's own AUC: its features alone, fused the same way under grouped CV
         xs, _, usable_all = feature_matrix(clips, fusion_feature_names(clips))
@@ -82,6 +87,7 @@ def run_eval(manifest: Path, out: Path, workers: int = 2, fps: float = 10.0, cv:
     finally:
         fusion.close()
     m = metrics(clips, scores, high, low, per_check=per_check)
+    m["auc_uncalibrated"] = auc_uncalibrated
     m["check_own_auc"] = own
     m["mode"] = mode
     m["excluded_seen_clips"] = [r.rel_path for r in seen]
@@ -95,12 +101,19 @@ def run_eval(manifest: Path, out: Path, workers: int = 2, fps: float = 10.0, cv:
     lines = [f"mode: {mode}", f"clips: {m['clips']}, scored: {m['scored']}"
              + (f" (left out {len(seen)} clips whose footage trained a shipped model)" if seen else ""),
              f"ROC AUC (video level): {_fmt(m['auc'])}{_interval(m['auc_interval_95'])}"]
+    if np.isfinite(m["auc_uncalibrated"]):
+        lines.append(f"  same folds before calibration: {_fmt(m['auc_uncalibrated'])}")
     lines += [f"  source {k}: {_fmt(v)}{_interval(m['auc_interval_95_by_source'].get(k))}"
               for k, v in m["auc_by_source"].items()]
     lines += [f"  method {k}: {_fmt(v)}" for k, v in m["auc_by_method"].items()]
     lines.append(f"at 'likely face-swapped' threshold {high:.3f}: accuracy {_fmt(m['accuracy_at_high'])}, "
                  f"FPR {_fmt(m['fpr_at_high'])}, TPR {_fmt(m['tpr_at_high'])}")
     lines += [f"  FPR on genuine clips of {k}: {_fmt(v)}" for k, v in m["fpr_by_source"].items()]
+    lines.append(f"calibration (classes weighted equally; constant 0.5 scores 0.693 / 0.250): "
+                 f"log loss {_fmt(m['log_loss'])}, Brier {_fmt(m['brier'])}")
+    lines += [f"  P {b['from']:.1f}-{b['to']:.1f}: {b['clips']} clips"
+              + (f", mean P {b['mean_probability']:.2f}, fraction fake {b['fraction_fake']:.2f}" if b["clips"] else "")
+              for b in m["reliability"]]
     lines.append("each check alone (its features fused under grouped CV):")
     lines += [f"  {k}: {_fmt(v)}" for k, v in m["check_own_auc"].items()]
     lines.append("per-feature AUC (< 0.5: lower is more suspicious):")

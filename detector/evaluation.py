@@ -18,7 +18,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from detector.errors import ConfigError, DetectorError
-from detector.fusion.logistic import LogisticModel, bound_blocks, fit_logistic, roc_auc
+from detector.fusion.logistic import LogisticModel, bound_blocks, fit_logistic, fit_platt, roc_auc
 from detector.options import ScanOptions
 
 
@@ -222,10 +222,43 @@ def group_folds(groups: list[str], k: int, seed: int = 0) -> list[np.ndarray]:
     return [np.isin(ga, f) for f in folds]
 
 
+Windows = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def _fit_on(x: np.ndarray, y: np.ndarray, train: np.ndarray, l2: float, windows: Windows | None,
+            blocks: list[np.ndarray] | None) -> LogisticModel:
+    """Fusion fitted on the clips in mask ``train``: on their timeline windows when given, else on the clips."""
+    if windows is not None:
+        xw, yw, iw = windows
+        sel = np.isin(iw, np.flatnonzero(train))
+        xt, yt = xw[sel], yw[sel]
+    else:
+        xt, yt = x[train], y[train]
+    return bound_blocks(fit_logistic(xt, yt, l2=l2, sample_weight=balanced_weights(yt)), xt, blocks or [])
+
+
+def cross_validated_logits(x: np.ndarray, y: np.ndarray, groups: list[str], usable: np.ndarray,
+                           k: int = 6, l2: float = 4.0, seeds: Iterable[int] = (0, 1, 2),
+                           windows: Windows | None = None, blocks: list[np.ndarray] | None = None) -> np.ndarray:
+    """Out-of-fold *uncalibrated* fusion logits, averaged over several fold assignments (NaN: unusable)."""
+    acc = np.zeros(len(y))
+    n = np.zeros(len(y))
+    for seed in seeds:
+        for test in group_folds(groups, k, seed):
+            train = ~test & usable
+            if len(set(y[train])) < 2:
+                continue
+            acc[test] += _fit_on(x, y, train, l2, windows, blocks).decision(x[test])
+            n[test] += 1
+    out = np.where(n > 0, acc / np.maximum(n, 1), np.nan)
+    out[~usable] = np.nan
+    return out
+
+
 def cross_validated_scores(x: np.ndarray, y: np.ndarray, groups: list[str], usable: np.ndarray,
                            k: int = 6, l2: float = 4.0, seeds: Iterable[int] = (0, 1, 2),
-                           windows: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
-                           blocks: list[np.ndarray] | None = None) -> np.ndarray:
+                           windows: Windows | None = None,
+                           blocks: list[np.ndarray] | None = None, calibrate: bool = True) -> np.ndarray:
     """Out-of-fold probabilities (averaged over several fold assignments).
 
     With ``windows`` (from :func:`window_matrix`), each fold's model is fitted
@@ -233,26 +266,43 @@ def cross_validated_scores(x: np.ndarray, y: np.ndarray, groups: list[str], usab
     whole-track features, as :func:`fit_final` does for the shipped model.
     ``blocks`` (feature masks) are bounded to their training fold's range
     (:func:`~detector.fusion.logistic.bound_blocks`), as in the shipped model.
+
+    With ``calibrate``, each fold also calibrates its model as :func:`fit_final`
+    does, from an inner grouped CV over the fold's own training clips only, so
+    the calibration is as out-of-fold as the ranking.
     """
     acc = np.zeros(len(y))
-    seeds = list(seeds)
+    n = np.zeros(len(y))
+    ga = np.asarray(groups)
     for seed in seeds:
         for test in group_folds(groups, k, seed):
             train = ~test & usable
             if len(set(y[train])) < 2:
                 continue
-            if windows is not None:
-                xw, yw, iw = windows
-                sel = np.isin(iw, np.flatnonzero(train))
-                model = fit_logistic(xw[sel], yw[sel], l2=l2, sample_weight=balanced_weights(yw[sel]))
-                model = bound_blocks(model, xw[sel], blocks or [])
-            else:
-                model = fit_logistic(x[train], y[train], l2=l2, sample_weight=balanced_weights(y[train]))
-                model = bound_blocks(model, x[train], blocks or [])
+            model = _fit_on(x, y, train, l2, windows, blocks)
+            if calibrate:
+                idx = np.flatnonzero(train)
+                inner = _inner_logits(x, y, ga, idx, k, l2, windows, blocks)
+                model = model.rescaled(*fit_platt(inner, y[idx]))
             acc[test] += model.predict_proba(x[test])
-    out = acc / len(seeds)
+            n[test] += 1
+    out = np.where(n > 0, acc / np.maximum(n, 1), np.nan)
     out[~usable] = np.nan
     return out
+
+
+def _inner_logits(x: np.ndarray, y: np.ndarray, groups: np.ndarray, idx: np.ndarray, k: int, l2: float,
+                  windows: Windows | None, blocks: list[np.ndarray] | None) -> np.ndarray:
+    """Out-of-fold logits of clips ``idx`` from models fitted on other clips of ``idx`` only (one fold assignment)."""
+    sub_windows = None
+    if windows is not None:
+        xw, yw, iw = windows
+        sel = np.isin(iw, idx)
+        # renumber window owners into positions within idx
+        sub_windows = (xw[sel], yw[sel], np.searchsorted(idx, iw[sel]))
+    k_inner = min(k, len(set(groups[idx].tolist())))
+    return cross_validated_logits(x[idx], y[idx], list(groups[idx]), np.ones(len(idx), bool), k=k_inner, l2=l2,
+                                  seeds=(0,), windows=sub_windows, blocks=blocks)
 
 
 def balanced_weights(y: np.ndarray) -> np.ndarray:
@@ -261,15 +311,18 @@ def balanced_weights(y: np.ndarray) -> np.ndarray:
     return np.where(y == 1, len(y) / (2 * pos), len(y) / (2 * neg))
 
 
-def fit_final(x: np.ndarray, y: np.ndarray, usable: np.ndarray, l2: float = 4.0,
-              windows: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
-              blocks: list[np.ndarray] | None = None) -> LogisticModel:
-    """The shipped model: fitted on every timeline window when given (see :func:`cross_validated_scores`)."""
-    if windows is not None:
-        xw, yw, _ = windows
-        return bound_blocks(fit_logistic(xw, yw, l2=l2, sample_weight=balanced_weights(yw)), xw, blocks or [])
-    model = fit_logistic(x[usable], y[usable], l2=l2, sample_weight=balanced_weights(y[usable]))
-    return bound_blocks(model, x[usable], blocks or [])
+def fit_final(x: np.ndarray, y: np.ndarray, groups: list[str], usable: np.ndarray, l2: float = 4.0,
+              windows: Windows | None = None,
+              blocks: list[np.ndarray] | None = None) -> tuple[LogisticModel, tuple[float, float]]:
+    """The shipped model and its Platt calibration ``(slope, offset)``, already folded into the model.
+
+    Fitted on every timeline window when given (see :func:`cross_validated_scores`).
+    Logits of a model scored on the clips it was fitted on are overconfident,
+    so the calibration is fitted on grouped out-of-fold logits instead.
+    """
+    model = _fit_on(x, y, usable, l2, windows, blocks)
+    calibration = fit_platt(cross_validated_logits(x, y, groups, usable, l2=l2, windows=windows, blocks=blocks), y)
+    return model.rescaled(*calibration), calibration
 
 
 # -- metrics -------------------------------------------------------------------
@@ -347,6 +400,33 @@ def metrics(clips: list[ClipFeatures], scores: np.ndarray, high: float, low: flo
     out["accuracy_at_high"] = float(((pred == (y == 1)) & ok).sum() / max(ok.sum(), 1))
     out["fpr_at_high"] = float((pred & gen).sum() / max(gen.sum(), 1))
     out["tpr_at_high"] = float((pred & fk).sum() / max(fk.sum(), 1))
+    out.update(calibration_metrics(y[ok], scores[ok]))
     if per_check:
         out["check_auc"] = {k: roc_auc(y, v) for k, v in per_check.items()}
     return out
+
+
+def calibration_metrics(y: np.ndarray, p: np.ndarray, bins: int = 5) -> dict:
+    """How far probabilities can be taken at their word: log loss, Brier score and a reliability table.
+
+    Each class is weighted equally, matching the even prior odds the fusion is
+    calibrated to (see :func:`~detector.fusion.logistic.fit_platt`); a constant
+    0.5 scores log loss 0.693 and Brier 0.25. The table lists, per probability
+    bin, how many clips fell in it, their mean probability and the fraction
+    of them that were fakes (counts are raw, not weighted).
+    """
+    y = np.asarray(y, dtype=np.float64)
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-6, 1 - 1e-6)
+    if len(set(y.tolist())) < 2:
+        return {"log_loss": float("nan"), "brier": float("nan"), "reliability": []}
+    w = balanced_weights(y)
+    log_loss = float(np.sum(w * -(y * np.log(p) + (1 - y) * np.log(1 - p))) / w.sum())
+    brier = float(np.sum(w * (p - y) ** 2) / w.sum())
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    table = []
+    for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
+        sel = (p >= lo) & ((p < hi) if i < bins - 1 else (p <= hi))
+        table.append({"from": float(lo), "to": float(hi), "clips": int(sel.sum()),
+                      "mean_probability": float(p[sel].mean()) if sel.any() else None,
+                      "fraction_fake": float(y[sel].mean()) if sel.any() else None})
+    return {"log_loss": log_loss, "brier": brier, "reliability": table}

@@ -40,6 +40,17 @@ class LogisticModel:
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-self.decision(x)))
 
+    def rescaled(self, slope: float, offset: float) -> "LogisticModel":
+        """The model whose logit is ``slope * logit + offset`` (Platt calibration folded into the weights).
+
+        ``slope`` must be positive, so ranking is unchanged; block bounds
+        scale with it because clipping commutes with a positive scale.
+        """
+        if not slope > 0:
+            raise ValueError(f"calibration slope must be positive, got {slope}")
+        return replace(self, coef=self.coef * slope, intercept=float(self.intercept * slope + offset),
+                       blocks=[(m, lo * slope, hi * slope) for m, lo, hi in self.blocks])
+
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, sample_weight: np.ndarray | None = None,
                  iterations: int = 100) -> LogisticModel:
@@ -65,6 +76,41 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, sample_weight: n
         if np.abs(step).max() < 1e-8:
             break
     return LogisticModel(mean=mean, scale=scale, coef=beta[:-1], intercept=float(beta[-1]))
+
+
+#: smallest calibration slope: a fusion with no out-of-fold signal gets nearly
+#: constant probabilities, but keeps its ranking (a slope of 0 would tie every call)
+MIN_SLOPE = 1e-3
+
+
+def fit_platt(logits: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Platt scaling: (slope, offset) so that ``sigmoid(slope * logit + offset)`` is calibrated.
+
+    Fitted on *out-of-fold* logits (in-sample ones are overconfident, which
+    is what this corrects), with the two classes weighted equally: the
+    probability it yields assumes even prior odds, i.e. it is the likelihood
+    ratio of the evidence expressed as a probability.
+    """
+    d = np.asarray(logits, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    ok = np.isfinite(d)
+    d, y = d[ok], y[ok]
+    if len(set(y.tolist())) < 2:
+        return 1.0, 0.0
+    pos, neg = max(y.sum(), 1.0), max((1 - y).sum(), 1.0)
+    w = np.where(y == 1, len(y) / (2 * pos), len(y) / (2 * neg))
+    beta = np.zeros(2)
+    a = np.stack([d, np.ones_like(d)], axis=1)
+    reg = np.array([1e-3, 0.0])  # a whisker of ridge keeps perfectly separated folds finite
+    for _ in range(100):
+        p = 1.0 / (1.0 + np.exp(-(a @ beta)))
+        g = a.T @ (w * (p - y)) + reg * beta
+        h = (a * (w * p * (1 - p))[:, None]).T @ a + np.diag(reg) + 1e-9 * np.eye(2)
+        step = np.linalg.solve(h, g)
+        beta -= step
+        if np.abs(step).max() < 1e-10:
+            break
+    return float(max(beta[0], MIN_SLOPE)), float(beta[1])
 
 
 def bound_blocks(model: LogisticModel, x: np.ndarray, masks: list[np.ndarray]) -> LogisticModel:

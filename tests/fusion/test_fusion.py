@@ -161,3 +161,74 @@ def test_group_bootstrap_interval_resamples_whole_groups():
     g2 = ["fakes"] * 10 + [f"r{i}" for i in range(70)]
     assert group_bootstrap_auc(y2, s2, g2, reps=200) == (1.0, 1.0)
     assert all(np.isnan(group_bootstrap_auc(np.ones(10), rng.random(10), [f"g{i}" for i in range(10)])))
+
+
+def test_platt_scaling_recovers_a_known_miscalibration():
+    from detector.fusion.logistic import fit_platt
+
+    rng = np.random.default_rng(7)
+    d = rng.normal(0, 6, 4000)  # an overconfident logit: the truth is 0.25 * d - 0.4
+    y = (rng.random(4000) < 1 / (1 + np.exp(-(0.25 * d - 0.4)))).astype(int)
+    slope, offset = fit_platt(d, y)
+    assert slope == pytest.approx(0.25, abs=0.04)
+    # classes are weighted equally, so the offset absorbs the sample's class imbalance as well
+    prior = np.log(y.mean() / (1 - y.mean()))
+    assert offset == pytest.approx(-0.4 - prior, abs=0.15)
+    # out-of-fold logits that point the wrong way: the slope stops at a small positive floor
+    # instead of flipping the ranking
+    backwards = np.abs(rng.normal(size=200)) * np.r_[np.ones(100), -np.ones(100)]
+    slope, _ = fit_platt(backwards, np.r_[np.zeros(100), np.ones(100)])
+    assert slope == pytest.approx(1e-3)
+
+
+def test_a_rescaled_model_is_the_same_ranking_with_the_calibrated_logit_in_numpy_and_onnx():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(200, 8))
+    y = (x[:, 0] + x[:, 3:].sum(1) / 2 + rng.normal(0, 0.5, 200) > 0).astype(int)
+    block = np.arange(8) >= 3
+    m = bound_blocks(fit_logistic(x, y, l2=1.0), x, [block])
+    c = m.rescaled(0.3, -0.2)
+    wild = np.zeros((1, 8))
+    wild[0, 3:] = 6 * np.sign(m.coef[3:])  # past the block's range: the scaled bound must clip it
+    both = np.vstack([x, wild])
+    np.testing.assert_allclose(c.decision(both), 0.3 * m.decision(both) - 0.2, atol=1e-9)
+    sess = ort.InferenceSession(to_onnx(c, 8).SerializeToString(), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(sess.run(None, {"features": both.astype(np.float32)})[0][:, 0],
+                               c.predict_proba(both), atol=1e-5)
+    with pytest.raises(ValueError):
+        m.rescaled(0.0, 0.0)
+
+
+def test_calibrated_cross_validation_tames_an_overconfident_fusion():
+    from detector.evaluation import calibration_metrics, fit_final
+
+    rng = np.random.default_rng(5)
+    n = 240
+    y = np.arange(n) % 2
+    # a weak signal in few features plus many noise features: the in-fold fit is overconfident
+    x = rng.normal(size=(n, 40))
+    x[:, 0] += 0.8 * y
+    groups = [f"g{i // 4}" for i in range(n)]
+    usable = np.ones(n, bool)
+    raw = cross_validated_scores(x, y, groups, usable, l2=0.01, calibrate=False)
+    cal = cross_validated_scores(x, y, groups, usable, l2=0.01)
+    before, after = calibration_metrics(y, raw), calibration_metrics(y, cal)
+    assert before["log_loss"] > 0.75  # worse than saying 0.5 every time
+    assert after["log_loss"] < 0.69 and after["brier"] < before["brier"]
+    assert sum(b["clips"] for b in after["reliability"]) == n
+    model, (slope, offset) = fit_final(x, y, groups, usable, l2=0.01)
+    assert 0 < slope < 1  # the shipped model is shrunk towards 0.5, as the folds were
+    unscaled = fit_logistic(x, y, l2=0.01, sample_weight=np.ones(n))
+    np.testing.assert_allclose(model.decision(x), slope * unscaled.decision(x) + offset, atol=1e-6)
+
+
+def test_calibration_metrics_of_known_forecasts():
+    from detector.evaluation import calibration_metrics
+
+    y = np.array([0, 0, 1, 1])
+    m = calibration_metrics(y, np.full(4, 0.5))
+    assert m["log_loss"] == pytest.approx(np.log(2)) and m["brier"] == pytest.approx(0.25)
+    assert [b["clips"] for b in m["reliability"]] == [0, 0, 4, 0, 0]
+    perfect = calibration_metrics(y, np.array([0.0, 0.0, 1.0, 1.0]))
+    assert perfect["log_loss"] < 1e-5 and perfect["brier"] < 1e-10
+    assert perfect["reliability"][-1]["fraction_fake"] == 1.0  # p = 1 falls in the last bin
