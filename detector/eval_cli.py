@@ -18,7 +18,7 @@ import numpy as np
 
 from detector.errors import ConfigError
 from detector.evaluation import (ClipFeatures, cross_validated_scores, extract_features, feature_matrix, metrics,
-                                 read_manifest, split_seen, window_matrix)
+                                 read_manifest, segment_rates, split_seen, window_matrix)
 from detector.fusion.logistic import roc_auc
 from detector.fusion.model import FusionModel
 from detector.fusion.train import block_masks, fusion_feature_names, is_reported, thresholds_from_oof
@@ -52,12 +52,15 @@ def run_eval(manifest: Path, out: Path, workers: int = 2, fps: float = 10.0, cv:
             names = fusion_feature_names(clips)
             x, _, usable = feature_matrix(clips, names)
             groups, windows, blocks = [c.row.group for c in clips], window_matrix(clips, names), block_masks(names)
-            scores = cross_validated_scores(x, y, groups, usable, windows=windows, blocks=blocks)
+            window_scores = np.full(len(windows[1]), np.nan)
+            scores = cross_validated_scores(x, y, groups, usable, windows=windows, blocks=blocks,
+                                            window_scores=window_scores)
             # the same folds without calibration: calibration keeps each fold's ranking, but pooling
             # folds that were calibrated apart can move the AUC either way; both are reported
             auc_uncalibrated = roc_auc(y, cross_validated_scores(x, y, groups, usable, windows=windows,
                                                                  blocks=blocks, calibrate=False))
             low, high = thresholds_from_oof(y, scores)
+            segments = segment_rates(y, window_scores, windows[2], high)
             mode = "grouped cross-validation (fusion refitted per fold; thresholds from out-of-fold scores)"
         else:
             names = fusion.feature_names
@@ -73,6 +76,7 @@ def run_eval(manifest: Path, out: Path, workers: int = 2, fps: float = 10.0, cv:
             low, high = fusion.low, fusion.high
             mode = "shipped fusion model (in-sample if this manifest was used to train it)"
             auc_uncalibrated = float("nan")
+            segments = {}
         per_check = {n: x[:, j] for j, n in enumerate(names) if is_reported(n)}
         # each check's own AUC: its features alone, fused the same way under grouped CV
         xs, _, usable_all = feature_matrix(clips, fusion_feature_names(clips))
@@ -88,6 +92,7 @@ def run_eval(manifest: Path, out: Path, workers: int = 2, fps: float = 10.0, cv:
         fusion.close()
     m = metrics(clips, scores, high, low, per_check=per_check)
     m["auc_uncalibrated"] = auc_uncalibrated
+    m.update(segments)
     m["check_own_auc"] = own
     m["mode"] = mode
     m["excluded_seen_clips"] = [r.rel_path for r in seen]
@@ -109,6 +114,9 @@ def run_eval(manifest: Path, out: Path, workers: int = 2, fps: float = 10.0, cv:
     lines.append(f"at 'likely face-swapped' threshold {high:.3f}: accuracy {_fmt(m['accuracy_at_high'])}, "
                  f"FPR {_fmt(m['fpr_at_high'])}, TPR {_fmt(m['tpr_at_high'])}")
     lines += [f"  FPR on genuine clips of {k}: {_fmt(v)}" for k, v in m["fpr_by_source"].items()]
+    if segments:
+        lines.append(f"timeline: clips with a window at or above {high:.3f} (a 'suspicious segment'): genuine "
+                     f"{_fmt(m['genuine_clips_with_segment'])}, fake {_fmt(m['fake_clips_with_segment'])}")
     lines.append(f"calibration (classes weighted equally; constant 0.5 scores 0.693 / 0.250): "
                  f"log loss {_fmt(m['log_loss'])}, Brier {_fmt(m['brier'])}")
     lines += [f"  P {b['from']:.1f}-{b['to']:.1f}: {b['clips']} clips"

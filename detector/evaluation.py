@@ -258,7 +258,8 @@ def cross_validated_logits(x: np.ndarray, y: np.ndarray, groups: list[str], usab
 def cross_validated_scores(x: np.ndarray, y: np.ndarray, groups: list[str], usable: np.ndarray,
                            k: int = 6, l2: float = 4.0, seeds: Iterable[int] = (0, 1, 2),
                            windows: Windows | None = None,
-                           blocks: list[np.ndarray] | None = None, calibrate: bool = True) -> np.ndarray:
+                           blocks: list[np.ndarray] | None = None, calibrate: bool = True,
+                           window_scores: np.ndarray | None = None) -> np.ndarray:
     """Out-of-fold probabilities (averaged over several fold assignments).
 
     With ``windows`` (from :func:`window_matrix`), each fold's model is fitted
@@ -270,9 +271,14 @@ def cross_validated_scores(x: np.ndarray, y: np.ndarray, groups: list[str], usab
     With ``calibrate``, each fold also calibrates its model as :func:`fit_final`
     does, from an inner grouped CV over the fold's own training clips only, so
     the calibration is as out-of-fold as the ranking.
+
+    ``window_scores`` (one slot per row of ``windows``), when given, is filled
+    with each test window's out-of-fold probability: what the timeline shows.
     """
     acc = np.zeros(len(y))
     n = np.zeros(len(y))
+    wacc = np.zeros(len(windows[1])) if windows is not None else None
+    wn = np.zeros_like(wacc) if wacc is not None else None
     ga = np.asarray(groups)
     for seed in seeds:
         for test in group_folds(groups, k, seed):
@@ -286,8 +292,29 @@ def cross_validated_scores(x: np.ndarray, y: np.ndarray, groups: list[str], usab
                 model = model.rescaled(*fit_platt(inner, y[idx]))
             acc[test] += model.predict_proba(x[test])
             n[test] += 1
+            if window_scores is not None and windows is not None:
+                sel = np.isin(windows[2], np.flatnonzero(test))
+                wacc[sel] += model.predict_proba(windows[0][sel])
+                wn[sel] += 1
     out = np.where(n > 0, acc / np.maximum(n, 1), np.nan)
     out[~usable] = np.nan
+    if window_scores is not None and wacc is not None:
+        window_scores[:] = np.where(wn > 0, wacc / np.maximum(wn, 1), np.nan)
+    return out
+
+
+def segment_rates(y: np.ndarray, window_scores: np.ndarray, owners: np.ndarray, high: float) -> dict:
+    """How often the timeline flags a stretch: clips with any window at or above ``high``, per class.
+
+    On genuine clips this is the rate of calls an interviewer would see a
+    "suspicious segment" on although nobody swapped a face.
+    """
+    flagged = np.array([bool((window_scores[owners == i] >= high).any()) for i in range(len(y))])
+    has = np.array([bool((owners == i).any()) for i in range(len(y))])
+    out = {}
+    for key, cls in (("genuine_clips_with_segment", 0), ("fake_clips_with_segment", 1)):
+        sel = has & (np.asarray(y) == cls)
+        out[key] = float(flagged[sel].mean()) if sel.any() else float("nan")
     return out
 
 

@@ -20,7 +20,8 @@ import numpy as np
 
 from detector.checks import CHECKS
 from detector.evaluation import (ClipFeatures, cross_validated_scores, extract_features, feature_matrix, fit_final,
-                                 metrics, read_manifest, split_seen, threshold_for_fpr, window_matrix)
+                                 metrics, read_manifest, segment_rates, split_seen, threshold_for_fpr,
+                                 window_matrix)
 from detector.fusion.logistic import LogisticModel, roc_auc, to_onnx
 from detector.options import ScanOptions
 from detector.paths import models_dir
@@ -95,10 +96,12 @@ def train(manifest: Path, out: Path | None = None, workers: int = 2, fps: float 
     # and the model then scores windows (timeline) and whole tracks (verdict) alike
     windows = window_matrix(clips, names)
     blocks = block_masks(names)
-    oof = cross_validated_scores(x, y, groups, usable, l2=L2, windows=windows, blocks=blocks)
+    window_oof = np.full(len(windows[1]), np.nan)
+    oof = cross_validated_scores(x, y, groups, usable, l2=L2, windows=windows, blocks=blocks, window_scores=window_oof)
     low, high = thresholds_from_oof(y, oof)
     per_feature = {n: roc_auc(y[usable], x[usable, j]) for j, n in enumerate(names) if is_reported(n)}
     m = metrics(clips, oof, high, low, per_check={n: x[:, j] for j, n in enumerate(names) if is_reported(n)})
+    m.update(segment_rates(y, window_oof, windows[2], high))
     m["auc_uncalibrated"] = roc_auc(y, cross_validated_scores(x, y, groups, usable, l2=L2, windows=windows,
                                                                blocks=blocks, calibrate=False))
     model, (slope, offset) = fit_final(x, y, groups, usable, l2=L2, windows=windows, blocks=blocks)
@@ -187,6 +190,9 @@ def model_card(meta: dict, per_feature: dict[str, float]) -> str:
         f"likely genuine < {m['threshold_low']:.3f}",
         f"- At the 'likely face-swapped' threshold: accuracy {m['accuracy_at_high']:.3f}, FPR {m['fpr_at_high']:.3f}, "
         f"TPR {m['tpr_at_high']:.3f}",
+        f"- Timeline: out-of-fold, {m['genuine_clips_with_segment']:.3f} of genuine clips and "
+        f"{m['fake_clips_with_segment']:.3f} of fakes have a 4 s window at or above that threshold (a 'suspicious "
+        "segment' in the report)",
         f"- Calibration of the out-of-fold probabilities (classes weighted equally; a constant 0.5 scores 0.693 and "
         f"0.250): log loss {m['log_loss']:.3f}, Brier score {m['brier']:.3f}",
         "",

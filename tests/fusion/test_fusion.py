@@ -99,8 +99,24 @@ def test_window_trained_cross_validation_scores_every_clip_out_of_fold():
     x, y, usable = feature_matrix(clips, names)
     xw, yw, iw = window_matrix(clips, names)
     assert xw.shape == (120, 2) and set(iw) == set(range(24))
-    oof = cross_validated_scores(x, y, [c.row.group for c in clips], usable, windows=(xw, yw, iw))
+    window_scores = np.full(len(yw), np.nan)
+    oof = cross_validated_scores(x, y, [c.row.group for c in clips], usable, windows=(xw, yw, iw),
+                                 window_scores=window_scores)
     assert np.isfinite(oof).all() and roc_auc(y, oof) > 0.9
+    # every window is scored by a fold that did not train on its clip, and ranks windows too
+    assert np.isfinite(window_scores).all() and roc_auc(yw, window_scores) > 0.8
+
+
+def test_segment_rates_count_clips_with_any_window_over_the_threshold():
+    from detector.evaluation import segment_rates
+
+    y = np.array([0, 0, 1, 1, 0])
+    owners = np.array([0, 0, 1, 1, 2, 3, 3])  # clip 4 has no windows and is not counted
+    scores = np.array([0.1, 0.8, 0.2, 0.3, 0.9, 0.6, 0.1])
+    assert segment_rates(y, scores, owners, 0.7) == {"genuine_clips_with_segment": 0.5,
+                                                     "fake_clips_with_segment": 0.5}
+    assert segment_rates(y, scores, owners, 0.5) == {"genuine_clips_with_segment": 0.5,
+                                                     "fake_clips_with_segment": 1.0}
 
 
 def test_a_block_of_many_features_cannot_push_the_logit_past_its_training_range():
