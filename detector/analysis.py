@@ -11,6 +11,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from array import array
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Callable, Iterator
@@ -19,6 +20,7 @@ import cv2
 import numpy as np
 
 from detector.checks import CHECKS, DEFAULT_CHECKS, CheckContext, CheckSignal, FaceObservation, TrackCheck
+from detector.checks.base import float_column
 from detector.errors import ConfigError, DetectorError
 from detector.faces import FaceTracker, LandmarkOptions, align_face, create_landmark_detector
 from detector.options import ScanOptions
@@ -76,8 +78,9 @@ class TrackData:
     track_id: int
     checks: dict[str, TrackCheck]
     thumbnails: ThumbnailStore
-    face_heights: list[float] = field(default_factory=list)
-    times: list[float] = field(default_factory=list)
+    # compact float64 columns (see float_column): one value per analysed frame of a long call
+    face_heights: array = field(default_factory=float_column)
+    times: array = field(default_factory=float_column)
     signals: dict[str, CheckSignal] = field(default_factory=dict)
 
     @property
@@ -128,8 +131,10 @@ class CallAnalysis:
         feats: dict[str, float] = {}
         for name, sig in track.signals.items():
             feats.update(CHECKS[name].summarize(sig.window(start, end)))
-        h = [hh for t, hh in zip(track.times, track.face_heights) if start <= t < end]
-        feats["track.log_face_px"] = float(np.log(max(np.median(h), 1.0))) if h else np.nan
+        times = np.frombuffer(track.times, dtype=np.float64)
+        i, j = np.searchsorted(times, [start, end], side="left")
+        h = np.frombuffer(track.face_heights, dtype=np.float64)[i:j]
+        feats["track.log_face_px"] = float(np.log(max(np.median(h), 1.0))) if h.size else np.nan
         return feats
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from detector.checks.base import CheckSignal, FaceObservation, TrackCheck
+from detector.checks.base import CheckSignal, FaceObservation, TrackCheck, column_array, float_column
 
 # Descriptor resolution: coarse enough to ignore expression detail and noise,
 # fine enough to tell two people apart.
@@ -83,7 +83,7 @@ class HardPoseCheck(TrackCheck):
 
     def __init__(self, context):
         super().__init__(context)
-        self._yaws: list[float] = []
+        self._yaws = float_column()
 
     def update(self, obs: FaceObservation) -> None:
         d = appearance_descriptor(obs)
@@ -96,7 +96,7 @@ class HardPoseCheck(TrackCheck):
 
     def finalize(self) -> CheckSignal:
         sig = super().finalize()
-        sig.extra["yaw"] = np.asarray(self._yaws, dtype=np.float64)
+        sig.extra["yaw"] = column_array(self._yaws)
         return sig
 
     @classmethod

@@ -135,7 +135,8 @@ class FaceAppearanceCheck(SampledCropCheck):
 
     def __init__(self, context: CheckContext, min_interval: float | None = None):
         super().__init__(context, min_interval)
-        self._vectors: list[np.ndarray] = []
+        # float16 bytes, FEATURE_COUNT values a crop: no per-crop numpy object overhead on a long call
+        self._vectors = bytearray()
 
     @classmethod
     def open_model(cls, intra_op_threads: int = 1) -> FaceMeshFeatures:
@@ -145,12 +146,12 @@ class FaceAppearanceCheck(SampledCropCheck):
         feats, flags = self.model.predict(crops)
         for t, f, flag in zip(times, feats, flags):
             self.emit(t, float(flag))
-            self._vectors.append(f.astype(np.float16))  # means are taken in float64
+            self._vectors += f.astype(np.float16).tobytes()  # means are taken in float64
 
     def finalize(self) -> CheckSignal:
         signal = super().finalize()  # flushes the last batch first
-        signal.extra["vectors"] = np.asarray(self._vectors, dtype=np.float16).reshape(-1, FEATURE_COUNT)
-        self._vectors.clear()  # the list and the array would otherwise both live until the track is dropped
+        signal.extra["vectors"] = np.frombuffer(self._vectors, dtype=np.float16).reshape(-1, FEATURE_COUNT).copy()
+        self._vectors = bytearray()  # the buffer and the array would otherwise both live until the track is dropped
         return signal
 
     @classmethod

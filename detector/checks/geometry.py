@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from detector.checks.base import CheckSignal, FaceObservation, TrackCheck
+from detector.checks.base import CheckSignal, FaceObservation, TrackCheck, column_array, float_column
 from detector.faces import regions
 
 _INNER = np.array(regions.INNER)
@@ -137,8 +137,8 @@ class ExpressionDynamicsCheck(TrackCheck):
 
     def __init__(self, context):
         super().__init__(context)
-        self._mouth: list[float] = []
-        self._iris: list[float] = []
+        self._mouth = float_column()
+        self._iris = float_column()
 
     def update(self, obs: FaceObservation) -> None:
         p = obs.face.points[:, :2].astype(np.float64)
@@ -154,8 +154,8 @@ class ExpressionDynamicsCheck(TrackCheck):
 
     def finalize(self) -> CheckSignal:
         sig = super().finalize()
-        sig.extra["mouth"] = np.asarray(self._mouth, dtype=np.float64)
-        sig.extra["iris"] = np.asarray(self._iris, dtype=np.float64)
+        sig.extra["mouth"] = column_array(self._mouth)
+        sig.extra["iris"] = column_array(self._iris)
         return sig
 
     @classmethod
