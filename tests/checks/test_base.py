@@ -1,0 +1,44 @@
+"""The check interface's own machinery: signal windows and per-frame storage."""
+import tracemalloc
+
+import numpy as np
+
+from detector.checks.base import CheckContext, CheckSignal, FaceObservation, TrackCheck
+
+
+class _Counting(TrackCheck):
+    name = "counting"
+    title = "Counting"
+    explanation = "test check"
+
+    def update(self, obs: FaceObservation) -> None:  # pragma: no cover - fed through emit directly
+        pass
+
+
+def test_a_window_is_the_half_open_interval_of_an_increasing_signal():
+    rng = np.random.default_rng(0)
+    times = np.cumsum(rng.choice([0.1, 0.1, 0.2, 0.5], size=400))
+    sig = CheckSignal("x", times, rng.normal(size=400), {"extra": rng.normal(size=400)})
+    for start, end in [(times[10], times[50]), (0.0, 1e9), (times[-1] + 1, times[-1] + 5), (3.05, 7.3), (5.0, 5.0)]:
+        sel = (times >= start) & (times < end)
+        w = sig.window(start, end)
+        np.testing.assert_array_equal(w.times, times[sel])
+        np.testing.assert_array_equal(w.values, sig.values[sel])
+        np.testing.assert_array_equal(w.extra["extra"], sig.extra["extra"][sel])
+
+
+def test_per_frame_values_cost_about_eight_bytes_each():
+    # a 2-hour call at 10 analysed frames/s is 72,000 values per column per participant;
+    # Python float lists would hold ~32 bytes a value (16 bytes x 2 columns x 100k = 6.4 MB here)
+    check = _Counting(CheckContext())
+    tracemalloc.start()
+    for i in range(100_000):
+        check.emit(i * 0.1, i * 0.5 if i % 7 else None)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 2.5e6, peak
+    sig = check.finalize()
+    assert sig.times.dtype == np.float64 and len(sig.times) == 100_000
+    assert np.isnan(sig.values[0]) and sig.values[1] == 0.5
+    check.emit(1e4, 1.0)  # the columns can still grow after a signal was taken
+    assert len(check.finalize().times) == 100_001
