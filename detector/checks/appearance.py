@@ -97,6 +97,7 @@ class HardPoseCheck(TrackCheck):
     def finalize(self) -> CheckSignal:
         sig = super().finalize()
         sig.extra["yaw"] = column_array(self._yaws)
+        self._yaws = float_column()
         return sig
 
     @classmethod

@@ -2,7 +2,7 @@
 
 A check is instantiated once per face track. ``update`` is called for every
 analysed frame in which the track's face was seen, in time order;
-``finalize`` returns the check's signal over time. Signals are summarised
+``finalize`` hands over the check's signal over time (once, at the end). Signals are summarised
 into features by :meth:`TrackCheck.summarize`, which is applied both to the
 whole track (for the per-call verdict) and to sliding windows (for the
 timeline), so the two always agree on what a feature means.
@@ -65,8 +65,14 @@ def float_column() -> array:
 
 
 def column_array(column: array) -> np.ndarray:
-    """A float64 numpy copy of a :func:`float_column` (the column can keep growing)."""
-    return np.frombuffer(column, dtype=np.float64).copy() if len(column) else np.zeros(0, dtype=np.float64)
+    """The values of a :func:`float_column` as a float64 array over the same memory (no copy).
+
+    The column must not grow afterwards (Python refuses to resize a buffer
+    numpy still views), so checks hand a column over once, in ``finalize``,
+    and start a fresh one: a copy here would double a long call's per-frame
+    record at the very moment its report is built.
+    """
+    return np.frombuffer(column, dtype=np.float64) if len(column) else np.zeros(0, dtype=np.float64)
 
 
 class TrackCheck(abc.ABC):
@@ -113,8 +119,14 @@ class TrackCheck(abc.ABC):
         self._values.append(np.nan if value is None else float(value))
 
     def finalize(self) -> CheckSignal:
-        """Return the signal; override to flush batched work first."""
-        return CheckSignal(self.name, column_array(self._times), column_array(self._values))
+        """Hand over the signal (once, when the track ends); override to flush batched work first.
+
+        The check's columns move into the signal without a copy and the check
+        starts empty again, so a second call returns only what came after.
+        """
+        times, values = column_array(self._times), column_array(self._values)
+        self._times, self._values = float_column(), float_column()
+        return CheckSignal(self.name, times, values)
 
     @classmethod
     def open_model(cls, intra_op_threads: int = 1) -> Any:

@@ -150,8 +150,9 @@ class FaceAppearanceCheck(SampledCropCheck):
 
     def finalize(self) -> CheckSignal:
         signal = super().finalize()  # flushes the last batch first
-        signal.extra["vectors"] = np.frombuffer(self._vectors, dtype=np.float16).reshape(-1, FEATURE_COUNT).copy()
-        self._vectors = bytearray()  # the buffer and the array would otherwise both live until the track is dropped
+        # handed over without a copy, as the base class does with its columns
+        signal.extra["vectors"] = np.frombuffer(self._vectors, dtype=np.float16).reshape(-1, FEATURE_COUNT)
+        self._vectors = bytearray()
         return signal
 
     @classmethod

@@ -156,6 +156,7 @@ class ExpressionDynamicsCheck(TrackCheck):
         sig = super().finalize()
         sig.extra["mouth"] = column_array(self._mouth)
         sig.extra["iris"] = column_array(self._iris)
+        self._mouth, self._iris = float_column(), float_column()
         return sig
 
     @classmethod
