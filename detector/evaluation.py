@@ -223,6 +223,9 @@ def group_folds(groups: list[str], k: int, seed: int = 0) -> list[np.ndarray]:
 
 
 Windows = tuple[np.ndarray, np.ndarray, np.ndarray]
+#: fold assignments whose out-of-fold logits (averaged) a calibration is fitted on: the same for the
+#: shipped model and for each fold of an evaluation, so the evaluation measures the shipped procedure
+CALIBRATION_SEEDS = (0, 1, 2)
 
 
 def _fit_on(x: np.ndarray, y: np.ndarray, train: np.ndarray, l2: float, windows: Windows | None,
@@ -275,6 +278,8 @@ def cross_validated_scores(x: np.ndarray, y: np.ndarray, groups: list[str], usab
     ``window_scores`` (one slot per row of ``windows``), when given, is filled
     with each test window's out-of-fold probability: what the timeline shows.
     """
+    if window_scores is not None and windows is None:
+        raise ValueError("window_scores needs windows")
     acc = np.zeros(len(y))
     n = np.zeros(len(y))
     wacc = np.zeros(len(windows[1])) if windows is not None else None
@@ -309,8 +314,12 @@ def segment_rates(y: np.ndarray, window_scores: np.ndarray, owners: np.ndarray, 
     On genuine clips this is the rate of calls an interviewer would see a
     "suspicious segment" on although nobody swapped a face.
     """
-    flagged = np.array([bool((window_scores[owners == i] >= high).any()) for i in range(len(y))])
-    has = np.array([bool((owners == i).any()) for i in range(len(y))])
+    window_scores, owners = np.asarray(window_scores, dtype=np.float64), np.asarray(owners, dtype=int)
+    scored = np.isfinite(window_scores)
+    flagged = np.zeros(len(y), bool)
+    has = np.zeros(len(y), bool)
+    flagged[owners[scored & (window_scores >= high)]] = True
+    has[owners[scored]] = True  # clips without a scored window are left out, not counted as unflagged
     out = {}
     for key, cls in (("genuine_clips_with_segment", 0), ("fake_clips_with_segment", 1)):
         sel = has & (np.asarray(y) == cls)
@@ -329,7 +338,7 @@ def _inner_logits(x: np.ndarray, y: np.ndarray, groups: np.ndarray, idx: np.ndar
         sub_windows = (xw[sel], yw[sel], np.searchsorted(idx, iw[sel]))
     k_inner = min(k, len(set(groups[idx].tolist())))
     return cross_validated_logits(x[idx], y[idx], list(groups[idx]), np.ones(len(idx), bool), k=k_inner, l2=l2,
-                                  seeds=(0,), windows=sub_windows, blocks=blocks)
+                                  seeds=CALIBRATION_SEEDS, windows=sub_windows, blocks=blocks)
 
 
 def balanced_weights(y: np.ndarray) -> np.ndarray:
@@ -348,7 +357,8 @@ def fit_final(x: np.ndarray, y: np.ndarray, groups: list[str], usable: np.ndarra
     so the calibration is fitted on grouped out-of-fold logits instead.
     """
     model = _fit_on(x, y, usable, l2, windows, blocks)
-    calibration = fit_platt(cross_validated_logits(x, y, groups, usable, l2=l2, windows=windows, blocks=blocks), y)
+    calibration = fit_platt(cross_validated_logits(x, y, groups, usable, l2=l2, seeds=CALIBRATION_SEEDS,
+                                                   windows=windows, blocks=blocks), y)
     return model.rescaled(*calibration), calibration
 
 

@@ -72,7 +72,9 @@ def column_array(column: array) -> np.ndarray:
     and start a fresh one: a copy here would double a long call's per-frame
     record at the very moment its report is built.
     """
-    return np.frombuffer(column, dtype=np.float64) if len(column) else np.zeros(0, dtype=np.float64)
+    out = np.frombuffer(column, dtype=np.float64) if len(column) else np.zeros(0, dtype=np.float64)
+    out.flags.writeable = False  # windows are views of it: a summary that wrote in place would corrupt the track
+    return out
 
 
 class TrackCheck(abc.ABC):

@@ -151,7 +151,9 @@ class FaceAppearanceCheck(SampledCropCheck):
     def finalize(self) -> CheckSignal:
         signal = super().finalize()  # flushes the last batch first
         # handed over without a copy, as the base class does with its columns
-        signal.extra["vectors"] = np.frombuffer(self._vectors, dtype=np.float16).reshape(-1, FEATURE_COUNT)
+        vectors = np.frombuffer(self._vectors, dtype=np.float16).reshape(-1, FEATURE_COUNT)
+        vectors.flags.writeable = False
+        signal.extra["vectors"] = vectors
         self._vectors = bytearray()
         return signal
 

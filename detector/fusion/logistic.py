@@ -81,6 +81,8 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, sample_weight: n
 #: smallest calibration slope: a fusion with no out-of-fold signal gets nearly
 #: constant probabilities, but keeps its ranking (a slope of 0 would tie every call)
 MIN_SLOPE = 1e-3
+#: fewest out-of-fold logits a calibration is fitted on (fewer: the model is left as fitted)
+MIN_CALIBRATION_CLIPS = 10
 
 
 def fit_platt(logits: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -95,22 +97,33 @@ def fit_platt(logits: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     y = np.asarray(y, dtype=np.float64)
     ok = np.isfinite(d)
     d, y = d[ok], y[ok]
-    if len(set(y.tolist())) < 2:
-        return 1.0, 0.0
+    if len(d) < MIN_CALIBRATION_CLIPS or len(set(y.tolist())) < 2:
+        return 1.0, 0.0  # too little to calibrate on: leave the model as fitted
     pos, neg = max(y.sum(), 1.0), max((1 - y).sum(), 1.0)
     w = np.where(y == 1, len(y) / (2 * pos), len(y) / (2 * neg))
-    beta = np.zeros(2)
     a = np.stack([d, np.ones_like(d)], axis=1)
-    reg = np.array([1e-3, 0.0])  # a whisker of ridge keeps perfectly separated folds finite
+    beta = _newton(a, y, w, np.array([1e-3, 0.0]))  # a whisker of ridge keeps separated folds finite
+    if beta[0] >= MIN_SLOPE:
+        return float(beta[0]), float(beta[1])
+    # the logits point the wrong way (or nowhere): fix the slope at the floor and refit the offset
+    # alone, which lands near P = 0.5 instead of wherever the backwards fit put it
+    offset = _newton(a[:, 1:], y, w, np.zeros(1), base=MIN_SLOPE * d)[0]
+    return MIN_SLOPE, float(offset)
+
+
+def _newton(a: np.ndarray, y: np.ndarray, w: np.ndarray, reg: np.ndarray, base: np.ndarray | float = 0.0
+            ) -> np.ndarray:
+    """Weighted logistic fit of ``y`` on ``base + a @ beta`` by Newton-Raphson."""
+    beta = np.zeros(a.shape[1])
     for _ in range(100):
-        p = 1.0 / (1.0 + np.exp(-(a @ beta)))
+        p = 1.0 / (1.0 + np.exp(-(base + a @ beta)))
         g = a.T @ (w * (p - y)) + reg * beta
-        h = (a * (w * p * (1 - p))[:, None]).T @ a + np.diag(reg) + 1e-9 * np.eye(2)
+        h = (a * (w * p * (1 - p))[:, None]).T @ a + np.diag(reg) + 1e-9 * np.eye(len(beta))
         step = np.linalg.solve(h, g)
         beta -= step
         if np.abs(step).max() < 1e-10:
             break
-    return float(max(beta[0], MIN_SLOPE)), float(beta[1])
+    return beta
 
 
 def bound_blocks(model: LogisticModel, x: np.ndarray, masks: list[np.ndarray]) -> LogisticModel:

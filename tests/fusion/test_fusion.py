@@ -190,11 +190,15 @@ def test_platt_scaling_recovers_a_known_miscalibration():
     # classes are weighted equally, so the offset absorbs the sample's class imbalance as well
     prior = np.log(y.mean() / (1 - y.mean()))
     assert offset == pytest.approx(-0.4 - prior, abs=0.15)
-    # out-of-fold logits that point the wrong way: the slope stops at a small positive floor
-    # instead of flipping the ranking
-    backwards = np.abs(rng.normal(size=200)) * np.r_[np.ones(100), -np.ones(100)]
-    slope, _ = fit_platt(backwards, np.r_[np.zeros(100), np.ones(100)])
+    # out-of-fold logits that point the wrong way, far from 0: the slope stops at a small positive
+    # floor instead of flipping the ranking, and the offset is refitted so that P stays near 0.5
+    backwards = 5 + np.abs(rng.normal(size=200)) * np.r_[np.ones(100), -np.ones(100)]
+    slope, offset = fit_platt(backwards, np.r_[np.zeros(100), np.ones(100)])
     assert slope == pytest.approx(1e-3)
+    p = 1 / (1 + np.exp(-(slope * backwards + offset)))
+    assert np.abs(p - 0.5).max() < 0.01
+    # too few logits to calibrate on: the model is left as fitted
+    assert fit_platt(np.array([-3.0, -2.0, 2.0, 3.0]), np.array([0, 0, 1, 1])) == (1.0, 0.0)
 
 
 def test_a_rescaled_model_is_the_same_ranking_with_the_calibrated_logit_in_numpy_and_onnx():
@@ -248,3 +252,52 @@ def test_calibration_metrics_of_known_forecasts():
     perfect = calibration_metrics(y, np.array([0.0, 0.0, 1.0, 1.0]))
     assert perfect["log_loss"] < 1e-5 and perfect["brier"] < 1e-10
     assert perfect["reliability"][-1]["fraction_fake"] == 1.0  # p = 1 falls in the last bin
+
+
+def test_nested_calibration_never_fits_on_the_clips_or_windows_it_scores(monkeypatch):
+    import detector.evaluation as ev
+
+    rng = np.random.default_rng(11)
+    n = 60
+    y = np.arange(n) % 2
+    x = rng.normal(size=(n, 3)) + 0.7 * y[:, None]
+    groups = [f"g{i // 3}" for i in range(n)]
+    # the last column of every clip and window row is its clip's index, so the spies can tell
+    # which clips a model was fitted on and scored, whatever renumbering happened on the way
+    owners = np.repeat(np.arange(n), 2)
+    xw = np.hstack([x[owners] + rng.normal(0, 0.3, (2 * n, 3)), owners[:, None].astype(float)])
+    xc = np.hstack([x, np.arange(n)[:, None].astype(float)])
+    events: list[tuple[str, set]] = []
+    real_fit, real_proba = ev._fit_on, ev.LogisticModel.predict_proba
+
+    def fit_spy(x_, y_, train, l2, windows, blocks):
+        sel = np.isin(windows[2], np.flatnonzero(train))
+        # renumbered window owners must point at the clip row of the same clip
+        assert np.array_equal(x_[windows[2][sel], -1], windows[0][sel, -1])
+        events.append(("fit", set(windows[0][sel, -1].astype(int).tolist())))
+        return real_fit(x_, y_, train, l2, windows, blocks)
+
+    def proba_spy(self, rows):
+        events.append(("score", set(np.asarray(rows)[:, -1].astype(int).tolist())))
+        return real_proba(self, rows)
+
+    monkeypatch.setattr(ev, "_fit_on", fit_spy)
+    monkeypatch.setattr(ev.LogisticModel, "predict_proba", proba_spy)
+    window_scores = np.full(2 * n, np.nan)
+    ev.cross_validated_scores(xc, y, groups, np.ones(n, bool), l2=1.0, seeds=(0,),
+                              windows=(xw, np.repeat(y, 2), owners), window_scores=window_scores)
+    assert np.isfinite(window_scores).all()
+    # each outer fold fits its model and its inner calibration folds, then scores its clips and their
+    # windows: every fit must be disjoint from the clips scored right after it
+    fits_since_score: list[set] = []
+    folds_seen = 0
+    for kind, clips in events:
+        if kind == "fit":
+            fits_since_score.append(clips)
+        elif fits_since_score:
+            assert len(fits_since_score) > 1  # the outer model and at least one inner calibration fold
+            assert all(not (f & clips) for f in fits_since_score), "a model saw a clip it scored"
+            fits_since_score, folds_seen = [], folds_seen + 1
+        else:  # the same fold's windows, scored by the same model
+            pass
+    assert folds_seen == 6
