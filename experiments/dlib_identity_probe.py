@@ -29,8 +29,8 @@ Measured on the dev set (72 clips, 2026-11-22): the inner-outer embedding
 distance has AUC 0.329 (DeepFaceLive 0.298): fakes are *closer*, the
 opposite of the ICT hypothesis, probably because DeepFaceLive's mask covers
 most of the outer region too; lower in 18 of 26 paired groups. Stacked on
-the fused out-of-fold logit of ``runs/eval`` (calibrated fusion): 0.702 ->
-0.714 (DFL 0.669 -> 0.689), within this set's noise.
+the fused out-of-fold logit of ``runs/eval`` (calibrated fusion): 0.707 ->
+0.721 (DFL 0.671 -> 0.694), within this set's noise.
 """
 from __future__ import annotations
 
