@@ -79,12 +79,12 @@ def run_eval(manifest: Path, out: Path, workers: int = 2, fps: float = 10.0, cv:
             segments = {}
         per_check = {n: x[:, j] for j, n in enumerate(names) if is_reported(n)}
         # each check's own AUC: its features alone, fused the same way under grouped CV
-        xs, _, usable_all = feature_matrix(clips, fusion_feature_names(clips))
         all_names = fusion_feature_names(clips)
+        xs, _, usable_all = feature_matrix(clips, all_names)
+        xw, yw, iw = window_matrix(clips, all_names)
         own: dict[str, float] = {}
         for check in sorted({n.split(".")[0] for n in all_names}):
             cols = [j for j, n in enumerate(all_names) if n.split(".")[0] == check]
-            xw, yw, iw = window_matrix(clips, all_names)
             # ranking only: calibration would cost ~7x the fits and cannot improve a single fold's AUC
             oof = cross_validated_scores(xs[:, cols], y, [c.row.group for c in clips], usable_all,
                                          windows=(xw[:, cols], yw, iw), blocks=block_masks([all_names[j] for j in cols]),

@@ -13,12 +13,13 @@ import multiprocessing as mp
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
 from detector.errors import ConfigError, DetectorError
-from detector.fusion.logistic import LogisticModel, bound_blocks, fit_logistic, fit_platt, roc_auc
+from detector.fusion.logistic import (LogisticModel, balanced_weights, bound_blocks, fit_logistic, fit_platt,
+                                      roc_auc)
 from detector.options import ScanOptions
 
 
@@ -240,20 +241,31 @@ def _fit_on(x: np.ndarray, y: np.ndarray, train: np.ndarray, l2: float, windows:
     return bound_blocks(fit_logistic(xt, yt, l2=l2, sample_weight=balanced_weights(yt)), xt, blocks or [])
 
 
+def _training_folds(y: np.ndarray, groups: list[str], usable: np.ndarray, k: int, seeds: Iterable[int]
+                    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(test, train) masks of every grouped fold of every seed whose training part holds both classes."""
+    for seed in seeds:
+        for test in group_folds(groups, k, seed):
+            train = ~test & usable
+            if len(set(y[train])) == 2:
+                yield test, train
+
+
+def _fold_mean(total: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """Per-row mean over the folds that scored the row; NaN where none did."""
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
 def cross_validated_logits(x: np.ndarray, y: np.ndarray, groups: list[str], usable: np.ndarray,
                            k: int = 6, l2: float = 4.0, seeds: Iterable[int] = (0, 1, 2),
                            windows: Windows | None = None, blocks: list[np.ndarray] | None = None) -> np.ndarray:
     """Out-of-fold *uncalibrated* fusion logits, averaged over several fold assignments (NaN: unusable)."""
     acc = np.zeros(len(y))
     n = np.zeros(len(y))
-    for seed in seeds:
-        for test in group_folds(groups, k, seed):
-            train = ~test & usable
-            if len(set(y[train])) < 2:
-                continue
-            acc[test] += _fit_on(x, y, train, l2, windows, blocks).decision(x[test])
-            n[test] += 1
-    out = np.where(n > 0, acc / np.maximum(n, 1), np.nan)
+    for test, train in _training_folds(y, groups, usable, k, seeds):
+        acc[test] += _fit_on(x, y, train, l2, windows, blocks).decision(x[test])
+        n[test] += 1
+    out = _fold_mean(acc, n)
     out[~usable] = np.nan
     return out
 
@@ -285,26 +297,22 @@ def cross_validated_scores(x: np.ndarray, y: np.ndarray, groups: list[str], usab
     wacc = np.zeros(len(windows[1])) if windows is not None else None
     wn = np.zeros_like(wacc) if wacc is not None else None
     ga = np.asarray(groups)
-    for seed in seeds:
-        for test in group_folds(groups, k, seed):
-            train = ~test & usable
-            if len(set(y[train])) < 2:
-                continue
-            model = _fit_on(x, y, train, l2, windows, blocks)
-            if calibrate:
-                idx = np.flatnonzero(train)
-                inner = _inner_logits(x, y, ga, idx, k, l2, windows, blocks)
-                model = model.rescaled(*fit_platt(inner, y[idx]))
-            acc[test] += model.predict_proba(x[test])
-            n[test] += 1
-            if window_scores is not None and windows is not None:
-                sel = np.isin(windows[2], np.flatnonzero(test))
-                wacc[sel] += model.predict_proba(windows[0][sel])
-                wn[sel] += 1
-    out = np.where(n > 0, acc / np.maximum(n, 1), np.nan)
+    for test, train in _training_folds(y, groups, usable, k, seeds):
+        model = _fit_on(x, y, train, l2, windows, blocks)
+        if calibrate:
+            idx = np.flatnonzero(train)
+            inner = _inner_logits(x, y, ga, idx, k, l2, windows, blocks)
+            model = model.rescaled(*fit_platt(inner, y[idx]))
+        acc[test] += model.predict_proba(x[test])
+        n[test] += 1
+        if window_scores is not None:
+            sel = np.isin(windows[2], np.flatnonzero(test))
+            wacc[sel] += model.predict_proba(windows[0][sel])
+            wn[sel] += 1
+    out = _fold_mean(acc, n)
     out[~usable] = np.nan
-    if window_scores is not None and wacc is not None:
-        window_scores[:] = np.where(wn > 0, wacc / np.maximum(wn, 1), np.nan)
+    if window_scores is not None:
+        window_scores[:] = _fold_mean(wacc, wn)
     return out
 
 
@@ -339,12 +347,6 @@ def _inner_logits(x: np.ndarray, y: np.ndarray, groups: np.ndarray, idx: np.ndar
     k_inner = min(k, len(set(groups[idx].tolist())))
     return cross_validated_logits(x[idx], y[idx], list(groups[idx]), np.ones(len(idx), bool), k=k_inner, l2=l2,
                                   seeds=CALIBRATION_SEEDS, windows=sub_windows, blocks=blocks)
-
-
-def balanced_weights(y: np.ndarray) -> np.ndarray:
-    pos = max(int(y.sum()), 1)
-    neg = max(int((1 - y).sum()), 1)
-    return np.where(y == 1, len(y) / (2 * pos), len(y) / (2 * neg))
 
 
 def fit_final(x: np.ndarray, y: np.ndarray, groups: list[str], usable: np.ndarray, l2: float = 4.0,

@@ -64,17 +64,9 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, sample_weight: n
     scale[scale < 1e-9] = 1.0
     z = np.clip((xf - mean) / scale, -5, 5)
     a = np.hstack([z, np.ones((len(z), 1))])
-    beta = np.zeros(a.shape[1])
     reg = np.full(a.shape[1], l2)
     reg[-1] = 0.0  # no penalty on the intercept
-    for _ in range(iterations):
-        p = 1.0 / (1.0 + np.exp(-(a @ beta)))
-        g = a.T @ (w_s * (p - y)) + reg * beta
-        h = (a * (w_s * p * (1 - p))[:, None]).T @ a + np.diag(reg) + 1e-9 * np.eye(len(beta))
-        step = np.linalg.solve(h, g)
-        beta -= step
-        if np.abs(step).max() < 1e-8:
-            break
+    beta = _newton(a, y, w_s, reg, iterations=iterations, tolerance=1e-8)
     return LogisticModel(mean=mean, scale=scale, coef=beta[:-1], intercept=float(beta[-1]))
 
 
@@ -99,8 +91,7 @@ def fit_platt(logits: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     d, y = d[ok], y[ok]
     if len(d) < MIN_CALIBRATION_CLIPS or len(set(y.tolist())) < 2:
         return 1.0, 0.0  # too little to calibrate on: leave the model as fitted
-    pos, neg = max(y.sum(), 1.0), max((1 - y).sum(), 1.0)
-    w = np.where(y == 1, len(y) / (2 * pos), len(y) / (2 * neg))
+    w = balanced_weights(y)
     a = np.stack([d, np.ones_like(d)], axis=1)
     beta = _newton(a, y, w, np.array([1e-3, 0.0]))  # a whisker of ridge keeps separated folds finite
     if beta[0] >= MIN_SLOPE:
@@ -111,17 +102,24 @@ def fit_platt(logits: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return MIN_SLOPE, float(offset)
 
 
-def _newton(a: np.ndarray, y: np.ndarray, w: np.ndarray, reg: np.ndarray, base: np.ndarray | float = 0.0
-            ) -> np.ndarray:
-    """Weighted logistic fit of ``y`` on ``base + a @ beta`` by Newton-Raphson."""
+def balanced_weights(y: np.ndarray) -> np.ndarray:
+    """Sample weights that give both classes the same total weight."""
+    pos = max(int(y.sum()), 1)
+    neg = max(int((1 - y).sum()), 1)
+    return np.where(y == 1, len(y) / (2 * pos), len(y) / (2 * neg))
+
+
+def _newton(a: np.ndarray, y: np.ndarray, w: np.ndarray, reg: np.ndarray, base: np.ndarray | float = 0.0,
+            iterations: int = 100, tolerance: float = 1e-10) -> np.ndarray:
+    """Weighted, ridge-penalised logistic fit of ``y`` on ``base + a @ beta`` by Newton-Raphson."""
     beta = np.zeros(a.shape[1])
-    for _ in range(100):
+    for _ in range(iterations):
         p = 1.0 / (1.0 + np.exp(-(base + a @ beta)))
         g = a.T @ (w * (p - y)) + reg * beta
         h = (a * (w * p * (1 - p))[:, None]).T @ a + np.diag(reg) + 1e-9 * np.eye(len(beta))
         step = np.linalg.solve(h, g)
         beta -= step
-        if np.abs(step).max() < 1e-10:
+        if np.abs(step).max() < tolerance:
             break
     return beta
 
