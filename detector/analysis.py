@@ -2,28 +2,28 @@
 
 Decoding runs in its own thread and hands frames over through a bounded
 queue, so memory stays flat however long the call is: at most
-``queue_size`` decoded frames exist at once, and each track keeps only its
-check signals (a few floats per analysed frame) and a decimated set of
-small JPEG thumbnails for evidence.
+``queue_size`` decoded frames exist at once, and each track keeps about one
+timeline window of check samples (:mod:`detector.timeline` cuts windows
+while the call streams), what its window reducer made of every window, and a
+decimated set of small JPEG thumbnails for evidence.
 """
 from __future__ import annotations
 
 import queue
 import threading
 import time
-from array import array
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Callable, Iterator
 
 import cv2
 import numpy as np
 
-from detector.checks import CHECKS, DEFAULT_CHECKS, CheckContext, CheckSignal, FaceObservation, TrackCheck
-from detector.checks.base import float_column
+from detector.checks import CHECKS, DEFAULT_CHECKS, CheckContext, FaceObservation, TrackCheck
 from detector.errors import ConfigError, DetectorError
 from detector.faces import FaceTracker, LandmarkOptions, align_face, create_landmark_detector
 from detector.options import ScanOptions
+from detector.timeline import TimelineWindow, TrackTimeline, WindowReducer, keep_features
 from detector.video import Frame, PyAVSource, VideoInfo
 
 ProgressCallback = Callable[[float, str], None]
@@ -78,22 +78,28 @@ class TrackData:
     track_id: int
     checks: dict[str, TrackCheck]
     thumbnails: ThumbnailStore
-    # compact float64 columns (see float_column): one value per analysed frame of a long call
-    face_heights: array = field(default_factory=float_column)
-    times: array = field(default_factory=float_column)
-    signals: dict[str, CheckSignal] = field(default_factory=dict)
+    timeline: TrackTimeline
+
+    @property
+    def frames(self) -> int:
+        """Analysed frames in which this track's face was seen."""
+        return self.timeline.frames
 
     @property
     def first_seen(self) -> float:
-        return self.times[0]
+        return self.timeline.first_seen
 
     @property
     def last_seen(self) -> float:
-        return self.times[-1]
+        return self.timeline.last_seen
 
     @property
     def duration(self) -> float:
-        return self.times[-1] - self.times[0] if self.times else 0.0
+        return self.timeline.duration
+
+    @property
+    def windows(self) -> list[TimelineWindow]:
+        return self.timeline.windows
 
 
 @dataclass
@@ -108,35 +114,14 @@ class CallAnalysis:
     truncated: bool
     timings: dict[str, float]
 
+    @property
+    def check_names(self) -> list[str]:
+        """The checks that ran, in registry order."""
+        return list(selected_checks(self.options))
+
     def track_features(self, track: TrackData) -> dict[str, float]:
-        feats: dict[str, float] = {}
-        for name, sig in track.signals.items():
-            feats.update(CHECKS[name].summarize(sig))
-        feats["track.log_face_px"] = float(np.log(max(np.median(track.face_heights), 1.0)))
-        return feats
-
-    def window_spans(self, track: TrackData) -> list[tuple[float, float]]:
-        """The timeline's sliding windows over a track (one short window for a short track)."""
-        window, hop = self.options.window_s, self.options.hop_s
-        start, end = track.first_seen, track.last_seen
-        if end - start < window:
-            return [(start, end + 1e-6)]
-        out, t = [], start
-        while t + window <= end + hop * 0.5:
-            out.append((t, min(t + window, end + 1e-6)))
-            t += hop
-        return out
-
-    def window_features(self, track: TrackData, start: float, end: float) -> dict[str, float]:
-        feats: dict[str, float] = {}
-        for name, sig in track.signals.items():
-            feats.update(CHECKS[name].summarize(sig.window(start, end)))
-        times = np.frombuffer(track.times, dtype=np.float64)
-        i, j = np.searchsorted(times, [start, end], side="left")
-        h = np.frombuffer(track.face_heights, dtype=np.float64)[i:j]
-        feats["track.log_face_px"] = float(np.log(max(np.median(h), 1.0))) if h.size else np.nan
-        return feats
-
+        """The track's features: the mean of its timeline windows' features (see :mod:`detector.timeline`)."""
+        return track.timeline.features()
 
 
 def _frame_producer(source: PyAVSource, rate: float, out: "queue.Queue", stop: threading.Event) -> None:
@@ -196,12 +181,15 @@ class _CheckStage:
     slows the pipeline down instead of growing memory.
     """
 
-    def __init__(self, check_classes: dict[str, type[TrackCheck]], context: CheckContext, queue_size: int):
+    def __init__(self, check_classes: dict[str, type[TrackCheck]], context: CheckContext, options: ScanOptions,
+                 window_reducer: WindowReducer):
         self.check_classes = check_classes
         self.context = context
+        self.options = options
+        self.window_reducer = window_reducer
         self.tracks: dict[int, TrackData] = {}
         self.busy = 0.0
-        self._q: queue.Queue = queue.Queue(maxsize=queue_size)
+        self._q: queue.Queue = queue.Queue(maxsize=options.queue_size)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="detector-checks", daemon=True)
         self._thread.start()
@@ -229,24 +217,25 @@ class _CheckStage:
         for track_id, face in assigned:
             td = self.tracks.get(track_id)
             if td is None:
-                td = TrackData(track_id, {n: c(self.context) for n, c in self.check_classes.items()}, ThumbnailStore())
+                td = TrackData(track_id, {n: c(self.context) for n, c in self.check_classes.items()}, ThumbnailStore(),
+                               TrackTimeline(self.options.window_s, self.options.hop_s, self.window_reducer))
                 self.tracks[track_id] = td
             crop, m = align_face(frame.image, face.points)
             obs = FaceObservation(track_id, frame.pts, frame.image, face, crop, m)
-            td.times.append(frame.seconds)
-            td.face_heights.append(face.height)
+            # windows that end before this frame are cut from what the checks recorded so far
+            td.timeline.advance(frame.seconds, face.height, td.checks)
             for check in td.checks.values():
                 check.update(obs)
             td.thumbnails.offer(frame.seconds, crop, face.bbox)
 
     def close(self) -> dict[int, TrackData]:
-        """Finish queued work, finalize every check and return the tracks."""
+        """Finish queued work, cut every track's last windows and return the tracks."""
         self._q.put(_END)
         self._thread.join()
         if self._error is not None:
             raise self._error
         for td in self.tracks.values():
-            td.signals = {n: c.finalize() for n, c in td.checks.items()}
+            td.timeline.finish(td.checks)
             td.checks = {}
         return self.tracks
 
@@ -264,8 +253,15 @@ class _CheckStage:
 
 def analyse_video(path: str, options: ScanOptions, context: CheckContext,
                   progress: ProgressCallback | None = None,
-                  should_stop: Callable[[], bool] | None = None) -> CallAnalysis:
-    """Run the streaming analysis of one recording."""
+                  should_stop: Callable[[], bool] | None = None,
+                  window_reducer: WindowReducer = keep_features) -> CallAnalysis:
+    """Run the streaming analysis of one recording.
+
+    ``window_reducer`` turns each timeline window's features into what the
+    track keeps of it. The default keeps the features themselves (what
+    training and evaluation need), which grows with the call's length; a scan
+    keeps only the fusion's verdict on each window.
+    """
     options.validate()
     check_classes = selected_checks(options)
     t0 = time.perf_counter()
@@ -276,7 +272,7 @@ def analyse_video(path: str, options: ScanOptions, context: CheckContext,
         analysed = 0
         t_landmarks = 0.0
         last_progress = -1.0
-        stage = _CheckStage(check_classes, context, options.queue_size)
+        stage = _CheckStage(check_classes, context, options, window_reducer)
         try:
             with create_landmark_detector(LandmarkOptions(max_faces=options.max_faces,
                                                                      gallery_grid=options.gallery_grid)) as detector:

@@ -25,6 +25,11 @@ def file_sha256(path: str, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def _drop_window(features: dict[str, float]) -> None:
+    """Window reducer without fusion: a report without a fusion model has no timeline to keep."""
+    return None
+
+
 class Analyzer:
     """Scans recordings; holds the models so a worker loads them once.
 
@@ -52,7 +57,12 @@ class Analyzer:
 
     def analyse(self, path: str | os.PathLike, progress: ProgressCallback | None = None,
                 should_stop=None) -> CallAnalysis:
-        """Measure every check on every track, without fusing (used by training and eval)."""
+        """Measure every check on every track, without fusing (used by training and eval).
+
+        Keeps every timeline window's features (hundreds of floats per window
+        of each track), so its memory grows with the recording's length;
+        :meth:`scan` keeps only each window's score.
+        """
         return analyse_video(os.fspath(path), self.options, self.context, progress, should_stop)
 
     def scan(self, path: str | os.PathLike, progress: ProgressCallback | None = None, should_stop=None) -> Report:
@@ -61,7 +71,9 @@ class Analyzer:
             raise InputError(f"no such file: {path}")
         t0 = time.perf_counter()
         sha = file_sha256(path) if self.options.hash_file else None
-        analysis = self.analyse(path, progress, should_stop)
+        # the scan keeps only the fusion's verdict on each timeline window, not its features
+        reducer = self.fusion.score_window if self.fusion is not None else _drop_window
+        analysis = analyse_video(path, self.options, self.context, progress, should_stop, reducer)
         report = build_report(analysis, self.fusion, sha256=sha)
         report.timings_s["total"] = round(time.perf_counter() - t0, 3)
         if progress is not None:

@@ -122,10 +122,10 @@ def _extract_one(row: ManifestRow) -> ClipFeatures:
         def clean(f: dict[str, float]) -> dict[str, float | None]:
             return {k: (None if not math.isfinite(v) else v) for k, v in f.items()}
 
-        tracks = [{"track_id": t.track_id, "duration": t.duration, "frames": len(t.times),
+        tracks = [{"track_id": t.track_id, "duration": t.duration, "frames": t.frames,
                    "features": clean(analysis.track_features(t)),
-                   "windows": [clean(analysis.window_features(t, a, b)) for a, b in analysis.window_spans(t)]}
-                  for t in analysis.tracks if len(t.times) >= 3]
+                   "windows": [clean(w.value) for w in t.windows]}
+                  for t in analysis.tracks if t.frames >= 3]
         return ClipFeatures(row, tracks)
     except DetectorError as exc:
         return ClipFeatures(row, [], f"{exc.code}: {exc}")

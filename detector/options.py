@@ -8,9 +8,9 @@ from dataclasses import asdict, dataclass
 
 from detector.errors import ConfigError
 
-# Bump when a check's arithmetic changes: cached features and batch results
+# Bump when a check's arithmetic or how features are summarised changes: cached features and batch results
 # computed by an older analysis are then recomputed, not reused.
-ANALYSIS_VERSION = "3"
+ANALYSIS_VERSION = "4"
 
 
 @dataclass

@@ -2,10 +2,13 @@
 
 A check is instantiated once per face track. ``update`` is called for every
 analysed frame in which the track's face was seen, in time order;
-``finalize`` hands over the check's signal over time (once, at the end). Signals are summarised
-into features by :meth:`TrackCheck.summarize`, which is applied both to the
-whole track (for the per-call verdict) and to sliding windows (for the
-timeline), so the two always agree on what a feature means.
+``finalize`` hands over what the check recorded since its last call, as a
+signal over time. The analysis calls it whenever a timeline window is
+complete (:mod:`detector.timeline`), so a check holds at most a few seconds
+of values however long the call. Signals are summarised into features by
+:meth:`TrackCheck.summarize`, applied to each sliding window of the
+timeline; a whole track's features are the mean of its windows', so the
+verdict and the timeline always agree on what a feature means.
 """
 from __future__ import annotations
 
@@ -68,9 +71,8 @@ def column_array(column: array) -> np.ndarray:
     """The values of a :func:`float_column` as a float64 array over the same memory (no copy).
 
     The column must not grow afterwards (Python refuses to resize a buffer
-    numpy still views), so checks hand a column over once, in ``finalize``,
-    and start a fresh one: a copy here would double a long call's per-frame
-    record at the very moment its report is built.
+    numpy still views), so checks hand a column over in ``finalize`` and
+    start a fresh one: handing over costs no copy.
     """
     out = np.frombuffer(column, dtype=np.float64) if len(column) else np.zeros(0, dtype=np.float64)
     out.flags.writeable = False  # windows are views of it: a summary that wrote in place would corrupt the track
@@ -121,10 +123,13 @@ class TrackCheck(abc.ABC):
         self._values.append(np.nan if value is None else float(value))
 
     def finalize(self) -> CheckSignal:
-        """Hand over the signal (once, when the track ends); override to flush batched work first.
+        """Hand over what was recorded since the last call; override to flush batched work first.
 
-        The check's columns move into the signal without a copy and the check
-        starts empty again, so a second call returns only what came after.
+        Called every time a timeline window completes and once at the end. The
+        check's columns move into the signal without a copy and the check
+        starts empty again, so the next call returns only what came after.
+        State that spans frames (the previous frame, a running reference)
+        stays in the check.
         """
         times, values = column_array(self._times), column_array(self._values)
         self._times, self._values = float_column(), float_column()

@@ -21,6 +21,14 @@ from detector.paths import models_dir
 
 
 @dataclass
+class WindowScore:
+    """What a scan keeps of one timeline window: the fused probability and each check's suspicion."""
+
+    probability: float
+    suspicion: dict[str, float]
+
+
+@dataclass
 class FusionOptions:
     model_path: Path = field(default_factory=lambda: models_dir() / "fusion.onnx")
     intra_op_threads: int = 1
@@ -90,6 +98,10 @@ class FusionModel:
         if self._session is None:
             raise ModelError("fusion model is closed")
         return self._session.run(None, {"features": x})[0][:, 0].astype(np.float64)
+
+    def score_window(self, features: dict[str, float]) -> WindowScore:
+        """A timeline window's probability and per-check suspicion (the scan's window reducer)."""
+        return WindowScore(float(self.predict([features])[0]), self.suspicion(features))
 
     def suspicion(self, features: dict[str, float]) -> dict[str, float]:
         """Per-check suspicion in [0, 1]: the share of genuine tracks less extreme than this one.

@@ -92,8 +92,9 @@ def train(manifest: Path, out: Path | None = None, workers: int = 2, fps: float 
     names = fusion_feature_names(clips)
     x, y, usable = feature_matrix(clips, names)
     groups = [c.row.group for c in clips]
-    # fitted on timeline windows: many noisy looks at each clip steady the weights,
-    # and the model then scores windows (timeline) and whole tracks (verdict) alike
+    # fitted on timeline windows: many noisy looks at each clip steady the weights, and the
+    # model then scores windows (timeline) and tracks (verdict; a track's features are the
+    # mean of its windows', see detector.timeline) in the same units
     windows = window_matrix(clips, names)
     blocks = block_masks(names)
     window_oof = np.full(len(windows[1]), np.nan)
@@ -150,8 +151,9 @@ def model_card(meta: dict, per_feature: dict[str, float]) -> str:
         "",
         "Logistic regression (L2, class-balanced) over the temporal checks' features -> calibrated "
         "probability that a participant's face is swapped. Fitted on the features of every 4 s timeline window "
-        "(2 s hop) of each clip's main track; applied to whole-track features for the verdict and to windows for "
-        "the timeline. A call takes its most suspicious participant.",
+        "(2 s hop) of each clip's main track; applied to each window for the timeline and, for the verdict, to the "
+        "track's features, which are the mean of its windows' features (cut while the call streams, so memory does "
+        "not grow with its length). A call takes its most suspicious participant.",
         "",
         f"Calibration: the fitted logit is multiplied by {meta['calibration']['slope']:.3f} and shifted by "
         f"{meta['calibration']['offset']:+.3f} (Platt scaling fitted on grouped out-of-fold logits: a model scored "

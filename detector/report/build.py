@@ -13,15 +13,13 @@ import numpy as np
 from detector import __version__
 from detector.analysis import CallAnalysis, TrackData
 from detector.checks import CHECKS
-from detector.fusion.model import FusionModel
+from detector.fusion.model import FusionModel, WindowScore
 from detector.report.model import (CheckResult, Evidence, Report, Segment, Thresholds, TimelinePoint,
                                    TrackReport, Verdict, VideoMeta)
 
 # Tracks seen in fewer frames than this are detector noise (a face-like
 # poster, a flicker of the detector) and are not reported at all.
 _NOISE_FRAMES = 3
-#: timeline windows whose features are held at once while scoring them
-_WINDOW_BATCH = 64
 
 
 def fmt_time(seconds: float) -> str:
@@ -48,13 +46,23 @@ class _TrackOutcome:
         self.data = data
 
 
+def _window_score(value, fusion: FusionModel) -> WindowScore:
+    """A window as the scan's reducer scored it, or scored now (an analysis that kept the window's features)."""
+    if isinstance(value, WindowScore):
+        return value
+    if isinstance(value, dict):
+        return fusion.score_window(value)
+    raise ValueError(f"timeline window holds {type(value).__name__}, neither a WindowScore nor features; "
+                     "analyse with the fusion's score_window (or the default reducer) to build a report")
+
+
 def _track_outcome(analysis: CallAnalysis, td: TrackData, fusion: FusionModel | None) -> _TrackOutcome:
     opts = analysis.options
     feats = analysis.track_features(td)
-    sufficient = td.duration >= opts.min_track_seconds and len(td.times) >= opts.min_track_frames
+    sufficient = td.duration >= opts.min_track_seconds and td.frames >= opts.min_track_frames
     suspicion = fusion.suspicion(feats) if fusion is not None else {}
     checks = []
-    for name in td.signals:
+    for name in analysis.check_names:
         cls = CHECKS[name]
         own = cls.reported({k: v for k, v in feats.items() if k.startswith(name + ".")})
         f = {k: (None if not np.isfinite(v) else round(float(v), 6)) for k, v in own.items()}
@@ -64,7 +72,7 @@ def _track_outcome(analysis: CallAnalysis, td: TrackData, fusion: FusionModel | 
     prob, note, windows, timeline = None, None, [], []
     if not sufficient:
         verdict = Verdict.insufficient_evidence
-        note = (f"face seen for {td.duration:.1f} s in {len(td.times)} analysed frames; "
+        note = (f"face seen for {td.duration:.1f} s in {td.frames} analysed frames; "
                 f"at least {opts.min_track_seconds:.0f} s and {opts.min_track_frames} frames are needed")
     elif fusion is None:
         verdict = Verdict.inconclusive
@@ -72,16 +80,13 @@ def _track_outcome(analysis: CallAnalysis, td: TrackData, fusion: FusionModel | 
     else:
         prob = float(fusion.predict([feats])[0])
         verdict = Verdict(fusion.band(prob))
-        spans = analysis.window_spans(td)
-        # a few windows at a time: a 2-hour call has thousands, each with hundreds of features
-        for i in range(0, len(spans), _WINDOW_BATCH):
-            batch = spans[i:i + _WINDOW_BATCH]
-            wfeats = [analysis.window_features(td, a, b) for a, b in batch]
-            for (a, b), p, f in zip(batch, fusion.predict(wfeats), wfeats):
-                windows.append((a, b, float(p), fusion.suspicion(f)))
-                timeline.append(TimelinePoint(start_s=round(a, 3), end_s=round(b, 3), probability=round(float(p), 4)))
+        for w in td.windows:
+            score = _window_score(w.value, fusion)
+            windows.append((w.start, w.end, score.probability, score.suspicion))
+            timeline.append(TimelinePoint(start_s=round(w.start, 3), end_s=round(w.end, 3),
+                                          probability=round(score.probability, 4)))
     rep = TrackReport(track_id=td.track_id, first_seen_s=round(td.first_seen, 3), last_seen_s=round(td.last_seen, 3),
-                      observed_frames=len(td.times), median_face_px=round(float(np.median(td.face_heights)), 1),
+                      observed_frames=td.frames, median_face_px=round(td.timeline.median_face_px(), 1),
                       verdict=verdict, probability=None if prob is None else round(prob, 4), checks=checks,
                       timeline=timeline, note=note)
     return _TrackOutcome(rep, windows, td)
@@ -149,7 +154,7 @@ def summarize(verdict: Verdict, prob: float | None, tracks: list[TrackReport], s
 
 def build_report(analysis: CallAnalysis, fusion: FusionModel | None, sha256: str | None = None) -> Report:
     info, opts = analysis.info, analysis.options
-    outcomes = [_track_outcome(analysis, td, fusion) for td in analysis.tracks if len(td.times) >= _NOISE_FRAMES]
+    outcomes = [_track_outcome(analysis, td, fusion) for td in analysis.tracks if td.frames >= _NOISE_FRAMES]
     judged = [o.report for o in outcomes if o.report.probability is not None]
     if not outcomes:
         verdict, prob = Verdict.no_face, None
