@@ -279,7 +279,7 @@ def cross_validated_scores(x: np.ndarray, y: np.ndarray, groups: list[str], usab
 
     With ``windows`` (from :func:`window_matrix`), each fold's model is fitted
     on the timeline windows of its training clips and scores the test clips'
-    whole-track features, as :func:`fit_final` does for the shipped model.
+    track features (the mean of their windows'), as :func:`fit_final` does for the shipped model.
     ``blocks`` (feature masks) are bounded to their training fold's range
     (:func:`~detector.fusion.logistic.bound_blocks`), as in the shipped model.
 

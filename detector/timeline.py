@@ -22,6 +22,7 @@ probability and per-check suspicion) and only its result is kept.
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -34,8 +35,6 @@ WindowReducer = Callable[[dict[str, float]], Any]
 
 #: per-track feature of the face size, computed by the timeline itself
 FACE_SIZE_FEATURE = "track.log_face_px"
-#: face heights are counted in 1-pixel bins up to this size for the track's median
-_HEIGHT_BINS = 4096
 
 
 def keep_features(features: dict[str, float]) -> dict[str, float]:
@@ -57,7 +56,9 @@ def window_spans(first: float, last: float, window: float, hop: float) -> list[t
     The streaming :class:`TrackTimeline` cuts exactly these spans; this batch
     form states the rule in one place and lets tests compare the two.
     """
-    if last - first < window:
+    # ``first + window > last`` is the very comparison TrackTimeline.advance makes (``last - first < window``
+    # can disagree with it in floating point, e.g. 4.1 - 0.1 < 4.0)
+    if first + window > last:
         return [(first, last + 1e-6)]
     out, t = [], first
     while t + window <= last + hop * 0.5:
@@ -92,13 +93,21 @@ class FeatureMean:
         return dict(zip(self._names, mean.tolist()))
 
 
+def _frozen(x: np.ndarray) -> np.ndarray:
+    x.flags.writeable = False  # windows are views of it: a summary that wrote in place would corrupt the next window
+    return x
+
+
 def _concat(a: CheckSignal | None, b: CheckSignal) -> CheckSignal:
     if a is None or len(a.times) == 0:
         return b
     if len(b.times) == 0:
         return a
-    return CheckSignal(b.name, np.concatenate([a.times, b.times]), np.concatenate([a.values, b.values]),
-                       {k: np.concatenate([a.extra[k], v]) for k, v in b.extra.items() if k in a.extra})
+    if a.extra.keys() != b.extra.keys():
+        raise ValueError(f"check {b.name!r} handed over extra columns {sorted(b.extra)} after {sorted(a.extra)}")
+    return CheckSignal(b.name, _frozen(np.concatenate([a.times, b.times])),
+                       _frozen(np.concatenate([a.values, b.values])),
+                       {k: _frozen(np.concatenate([a.extra[k], v])) for k, v in b.extra.items()})
 
 
 def _drop_before(sig: CheckSignal, start: float) -> CheckSignal:
@@ -126,7 +135,7 @@ class TrackTimeline:
         # face times and heights of the samples still needed, and the whole track's height histogram
         self._times = np.zeros(0)
         self._heights = np.zeros(0)
-        self._height_counts = np.zeros(_HEIGHT_BINS, dtype=np.int64)
+        self._height_counts: Counter[int] = Counter()  # 1-pixel bins: a noise track of 2 frames costs 2 entries
         self.frames = 0
         self.first_seen: float | None = None
         self.last_seen: float | None = None
@@ -140,9 +149,10 @@ class TrackTimeline:
         """Median face height over the whole track, to the nearest pixel (NaN before any frame)."""
         if self.frames == 0:
             return float("nan")
-        cum = np.cumsum(self._height_counts)
-        lo = int(np.searchsorted(cum, (self.frames + 1) // 2))
-        hi = int(np.searchsorted(cum, self.frames // 2 + 1))
+        bins = sorted(self._height_counts)
+        cum = np.cumsum([self._height_counts[b] for b in bins])
+        lo = bins[int(np.searchsorted(cum, (self.frames + 1) // 2))]
+        hi = bins[int(np.searchsorted(cum, self.frames // 2 + 1))]
         return (lo + hi) / 2.0
 
     def advance(self, seconds: float, face_height: float, checks: dict[str, TrackCheck]) -> None:
@@ -159,7 +169,7 @@ class TrackTimeline:
         self.frames += 1
         self._times = np.append(self._times, seconds)
         self._heights = np.append(self._heights, face_height)
-        self._height_counts[min(max(int(round(face_height)), 0), _HEIGHT_BINS - 1)] += 1
+        self._height_counts[max(int(round(face_height)), 0)] += 1
 
     def finish(self, checks: dict[str, TrackCheck]) -> None:
         """The call has ended: cut the windows left, by the same rule as :func:`window_spans`."""
@@ -167,7 +177,7 @@ class TrackTimeline:
             return
         self._collect(checks)
         first, last = self.first_seen, self.last_seen
-        if not self.windows and last - first < self.window_s:
+        if not self.windows and first + self.window_s > last:
             self._cut(first, last + 1e-6)
         else:
             t = self._next_start

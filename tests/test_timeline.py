@@ -84,6 +84,28 @@ def test_streamed_windows_match_the_batch_rule_on_the_whole_signal(seed, window,
         np.testing.assert_allclose([w.value[k] for k in feats], list(feats.values()), rtol=1e-12, equal_nan=True)
 
 
+def test_a_track_just_under_one_window_long_is_cut_the_same_way_streamed_and_batched():
+    # 4.1 - 0.1 < 4.0 in floating point although 0.1 + 4.0 == 4.1: both rules must make the same comparison
+    times = np.round(np.arange(1, 42) * 0.1, 10)
+    tl, _, _ = _stream(times, np.ones(len(times)), np.full(len(times), 70.0))
+    assert [(w.start, w.end) for w in tl.windows] == window_spans(times[0], times[-1], 4.0, 2.0)
+    assert tl.features()["recording.n"] == sum(w.value["recording.n"] for w in tl.windows) / len(tl.windows)
+
+
+def test_track_features_are_the_mean_of_every_windows_features():
+    times = np.arange(0, 20, 0.1)
+    values = times ** 2  # every window sums to something else
+    values[50:70] = np.nan  # and one feature is missing in some windows' samples only
+    tl, _, _ = _stream(times, values, np.full(len(times), 100.0))
+    sums = np.array([w.value["recording.sum"] for w in tl.windows])
+    assert len(set(sums.round(6))) == len(sums) > 5
+    assert tl.features()["recording.sum"] == pytest.approx(float(np.nanmean(sums)), rel=1e-12)
+    # the extra column's sum is NaN in the windows that hold a NaN sample: those windows are left out of its mean
+    extra = np.array([w.value["recording.extra_sum"] for w in tl.windows])
+    assert 0 < np.isnan(extra).sum() < len(extra)
+    assert tl.features()["recording.extra_sum"] == pytest.approx(float(np.nanmean(extra)), rel=1e-12)
+
+
 def test_a_track_holds_about_one_window_of_samples_however_long_it_runs():
     times = np.arange(0, 600, 0.1)  # 10 minutes at 10 analysed frames/s
     tl, check, held = _stream(times, np.sin(times), np.full(len(times), 100.0))

@@ -147,7 +147,7 @@ class TrackCheck(abc.ABC):
 
     @classmethod
     def summarize(cls, signal: CheckSignal) -> dict[str, float]:
-        """Features of a signal (whole track or a window). NaN when unmeasurable.
+        """Features of a stretch of signal (one timeline window). NaN when unmeasurable.
 
         Default: robust level (median) and spread (MAD) of the values.
         """

@@ -127,10 +127,9 @@ class FaceAppearanceCheck(SampledCropCheck):
     direction: ClassVar[int] = 1
     shared_model: ClassVar[str | None] = "face_mesh_features"
 
-    #: seconds between sampled crops. The vectors are kept until the track is
-    #: summarised, so this rate sets the memory a long call costs: 2 per second
-    #: in float16 is ~1.8 kB per second of face, ~13 MB for a 2-hour call per
-    #: participant; at ~5 ms per crop it costs ~1% of a core
+    #: seconds between sampled crops: 2 per second in float16 is ~1.8 kB per
+    #: second of face, kept only until the timeline window they fall in is cut
+    #: (a few seconds); at ~5 ms per crop it costs ~1% of a core
     min_interval: float = 0.5
 
     def __init__(self, context: CheckContext, min_interval: float | None = None):
