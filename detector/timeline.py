@@ -22,6 +22,7 @@ probability and per-check suspicion) and only its result is kept.
 """
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -133,8 +134,9 @@ class TrackTimeline:
         self._signals: dict[str, CheckSignal] = {}
         self._summarizers: dict[str, type[TrackCheck]] = {}
         # face times and heights of the samples still needed, and the whole track's height histogram
-        self._times = np.zeros(0)
-        self._heights = np.zeros(0)
+        # (lists: appended every frame, never more than about one window long, so no array is reallocated per frame)
+        self._times: list[float] = []
+        self._heights: list[float] = []
         self._height_counts: Counter[int] = Counter()  # 1-pixel bins: a noise track of 2 frames costs 2 entries
         self.frames = 0
         self.first_seen: float | None = None
@@ -167,8 +169,8 @@ class TrackTimeline:
             self.first_seen = self._next_start = seconds
         self.last_seen = seconds
         self.frames += 1
-        self._times = np.append(self._times, seconds)
-        self._heights = np.append(self._heights, face_height)
+        self._times.append(seconds)
+        self._heights.append(face_height)
         self._height_counts[max(int(round(face_height)), 0)] += 1
 
     def finish(self, checks: dict[str, TrackCheck]) -> None:
@@ -184,7 +186,7 @@ class TrackTimeline:
             while t + self.window_s <= last + self.hop_s * 0.5:
                 self._cut(t, min(t + self.window_s, last + 1e-6))
                 t += self.hop_s
-        self._signals, self._times, self._heights = {}, np.zeros(0), np.zeros(0)
+        self._signals, self._times, self._heights = {}, [], []
 
     def features(self) -> dict[str, float]:
         """The track's features: the mean of its windows' (after :meth:`finish`)."""
@@ -196,7 +198,7 @@ class TrackTimeline:
             self._signals[name] = _concat(self._signals.get(name), check.finalize())
 
     def _cut(self, start: float, end: float) -> None:
-        i, j = np.searchsorted(self._times, [start, end], side="left")
+        i, j = bisect_left(self._times, start), bisect_left(self._times, end)
         if j == i:
             return  # the face was away for the whole window: nothing to judge there
         feats: dict[str, float] = {}
@@ -209,5 +211,5 @@ class TrackTimeline:
     def _trim(self) -> None:
         start = self._next_start
         self._signals = {n: _drop_before(s, start) for n, s in self._signals.items()}
-        i = int(np.searchsorted(self._times, start, side="left"))
-        self._times, self._heights = self._times[i:], self._heights[i:]
+        i = bisect_left(self._times, start)
+        del self._times[:i], self._heights[:i]
