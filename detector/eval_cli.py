@@ -18,10 +18,10 @@ import numpy as np
 
 from detector.errors import ConfigError
 from detector.evaluation import (ClipFeatures, cross_validated_scores, extract_features, feature_matrix, metrics,
-                                 read_manifest, segment_rates, split_seen, window_matrix)
+                                 read_manifest, split_seen, window_matrix)
 from detector.fusion.logistic import roc_auc
 from detector.fusion.model import FusionModel
-from detector.fusion.train import block_masks, fusion_feature_names, is_reported, thresholds_from_oof
+from detector.fusion.train import block_masks, cross_validate_fusion, fusion_feature_names, is_reported
 from detector.options import ScanOptions
 
 
@@ -51,16 +51,9 @@ def run_eval(manifest: Path, out: Path, workers: int = 2, fps: float = 10.0, cv:
         if cv:
             names = fusion_feature_names(clips)
             x, _, usable = feature_matrix(clips, names)
-            groups, windows, blocks = [c.row.group for c in clips], window_matrix(clips, names), block_masks(names)
-            window_scores = np.full(len(windows[1]), np.nan)
-            scores = cross_validated_scores(x, y, groups, usable, windows=windows, blocks=blocks,
-                                            window_scores=window_scores)
-            # the same folds without calibration: calibration keeps each fold's ranking, but pooling
-            # folds that were calibrated apart can move the AUC either way; both are reported
-            auc_uncalibrated = roc_auc(y, cross_validated_scores(x, y, groups, usable, windows=windows,
-                                                                 blocks=blocks, calibrate=False))
-            low, high = thresholds_from_oof(y, scores)
-            segments = segment_rates(y, window_scores, windows[2], high)
+            fcv = cross_validate_fusion(clips, names, x, y, usable)  # the very procedure train-fusion reports
+            scores, auc_uncalibrated, low, high, segments = fcv.scores, fcv.auc_uncalibrated, fcv.low, fcv.high, \
+                fcv.segments
             mode = "grouped cross-validation (fusion refitted per fold; thresholds from out-of-fold scores)"
         else:
             names = fusion.feature_names

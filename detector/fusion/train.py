@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from detector.checks import CHECKS
-from detector.evaluation import (ClipFeatures, cross_validated_scores, extract_features, feature_matrix, fit_final,
-                                 metrics, read_manifest, segment_rates, split_seen, threshold_for_fpr,
+from detector.evaluation import (ClipFeatures, Windows, cross_validated_scores, extract_features, feature_matrix,
+                                 fit_final, metrics, read_manifest, segment_rates, split_seen, threshold_for_fpr,
                                  window_matrix)
 from detector.fusion.logistic import LogisticModel, roc_auc, to_onnx
 from detector.options import ScanOptions
@@ -80,6 +81,39 @@ def thresholds_from_oof(y: np.ndarray, oof: np.ndarray) -> tuple[float, float]:
     return low, high
 
 
+@dataclass
+class FusionCV:
+    """What grouped cross-validation of the fusion measured: one procedure for `train-fusion` and `eval`."""
+
+    scores: np.ndarray  # calibrated out-of-fold probability per clip (NaN: no usable track)
+    auc_uncalibrated: float  # the same folds before calibration
+    low: float
+    high: float
+    segments: dict[str, float]  # share of clips per class with an out-of-fold window >= high
+    windows: Windows
+    blocks: list[np.ndarray]
+
+
+def cross_validate_fusion(clips: list[ClipFeatures], names: list[str], x: np.ndarray, y: np.ndarray,
+                          usable: np.ndarray) -> FusionCV:
+    """Fusion fitted on the timeline windows of each fold's training clips, calibrated and thresholded out of fold."""
+    groups = [c.row.group for c in clips]
+    # fitted on timeline windows: many noisy looks at each clip steady the weights, and the
+    # model then scores windows (timeline) and tracks (verdict; a track's features are the
+    # mean of its windows', see detector.timeline) in the same units
+    windows, blocks = window_matrix(clips, names), block_masks(names)
+    window_scores = np.full(len(windows[1]), np.nan)
+    scores = cross_validated_scores(x, y, groups, usable, l2=L2, windows=windows, blocks=blocks,
+                                    window_scores=window_scores)
+    # calibration keeps each fold's ranking, but pooling folds that were calibrated apart
+    # can move the AUC either way; both are reported
+    auc_uncalibrated = roc_auc(y, cross_validated_scores(x, y, groups, usable, l2=L2, windows=windows,
+                                                         blocks=blocks, calibrate=False))
+    low, high = thresholds_from_oof(y, scores)
+    return FusionCV(scores, auc_uncalibrated, low, high, segment_rates(y, window_scores, windows[2], high),
+                    windows, blocks)
+
+
 def train(manifest: Path, out: Path | None = None, workers: int = 2, fps: float = 10.0,
           cache: Path | None = None, checks: tuple[str, ...] | None = None,
           progress: Callable[[int, int, ClipFeatures], None] | None = None) -> str:
@@ -92,20 +126,13 @@ def train(manifest: Path, out: Path | None = None, workers: int = 2, fps: float 
     names = fusion_feature_names(clips)
     x, y, usable = feature_matrix(clips, names)
     groups = [c.row.group for c in clips]
-    # fitted on timeline windows: many noisy looks at each clip steady the weights, and the
-    # model then scores windows (timeline) and tracks (verdict; a track's features are the
-    # mean of its windows', see detector.timeline) in the same units
-    windows = window_matrix(clips, names)
-    blocks = block_masks(names)
-    window_oof = np.full(len(windows[1]), np.nan)
-    oof = cross_validated_scores(x, y, groups, usable, l2=L2, windows=windows, blocks=blocks, window_scores=window_oof)
-    low, high = thresholds_from_oof(y, oof)
+    cv = cross_validate_fusion(clips, names, x, y, usable)
+    low, high = cv.low, cv.high
     per_feature = {n: roc_auc(y[usable], x[usable, j]) for j, n in enumerate(names) if is_reported(n)}
-    m = metrics(clips, oof, high, low, per_check={n: x[:, j] for j, n in enumerate(names) if is_reported(n)})
-    m.update(segment_rates(y, window_oof, windows[2], high))
-    m["auc_uncalibrated"] = roc_auc(y, cross_validated_scores(x, y, groups, usable, l2=L2, windows=windows,
-                                                               blocks=blocks, calibrate=False))
-    model, (slope, offset) = fit_final(x, y, groups, usable, l2=L2, windows=windows, blocks=blocks)
+    m = metrics(clips, cv.scores, high, low, per_check={n: x[:, j] for j, n in enumerate(names) if is_reported(n)})
+    m.update(cv.segments)
+    m["auc_uncalibrated"] = cv.auc_uncalibrated
+    model, (slope, offset) = fit_final(x, y, groups, usable, l2=L2, windows=cv.windows, blocks=cv.blocks)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     import onnx
