@@ -18,8 +18,8 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from detector.errors import ConfigError, DetectorError
-from detector.fusion.logistic import (LogisticModel, balanced_weights, bound_blocks, fit_logistic, fit_platt,
-                                      roc_auc)
+from detector.fusion.logistic import (LogisticModel, balanced_weights, bound_blocks, clip_balanced_weights,
+                                      fit_logistic, fit_platt, roc_auc)
 from detector.options import ScanOptions
 
 
@@ -236,9 +236,12 @@ def _fit_on(x: np.ndarray, y: np.ndarray, train: np.ndarray, l2: float, windows:
         xw, yw, iw = windows
         sel = np.isin(iw, np.flatnonzero(train))
         xt, yt = xw[sel], yw[sel]
+        # each clip weighs the same whatever its length (its windows share the weight)
+        weight = clip_balanced_weights(yt, iw[sel])
     else:
         xt, yt = x[train], y[train]
-    return bound_blocks(fit_logistic(xt, yt, l2=l2, sample_weight=balanced_weights(yt)), xt, blocks or [])
+        weight = balanced_weights(yt)
+    return bound_blocks(fit_logistic(xt, yt, l2=l2, sample_weight=weight), xt, blocks or [])
 
 
 def _training_folds(y: np.ndarray, groups: list[str], usable: np.ndarray, k: int, seeds: Iterable[int]

@@ -109,6 +109,30 @@ def balanced_weights(y: np.ndarray) -> np.ndarray:
     return np.where(y == 1, len(y) / (2 * pos), len(y) / (2 * neg))
 
 
+def clip_balanced_weights(y: np.ndarray, owners: np.ndarray) -> np.ndarray:
+    """Sample weights for rows that are windows of clips: each clip, then each class, weighs the same.
+
+    ``owners`` names each row's clip. A clip's windows share its weight, so a
+    35 s clip does not count five times a 7 s one: the clips, not their
+    windows, are the independent looks at footage. Then both classes get
+    the same total, as in :func:`balanced_weights`. Weights average 1, so a
+    penalty means the same as with unweighted rows.
+    """
+    y = np.asarray(y)
+    owners = np.asarray(owners)
+    if len(y) != len(owners):
+        raise ValueError(f"{len(y)} rows but {len(owners)} owners")
+    if len(y) == 0:
+        return np.zeros(0)
+    _, inverse, counts = np.unique(owners, return_inverse=True, return_counts=True)
+    w = 1.0 / counts[inverse]
+    for c in (0, 1):
+        total = w[y == c].sum()
+        if total > 0:
+            w[y == c] *= 0.5 / total
+    return w * len(y) / w.sum()
+
+
 def _newton(a: np.ndarray, y: np.ndarray, w: np.ndarray, reg: np.ndarray, base: np.ndarray | float = 0.0,
             iterations: int = 100, tolerance: float = 1e-10) -> np.ndarray:
     """Weighted, ridge-penalised logistic fit of ``y`` on ``base + a @ beta`` by Newton-Raphson."""

@@ -178,7 +178,9 @@ def model_card(meta: dict, per_feature: dict[str, float]) -> str:
         "",
         "Logistic regression (L2, class-balanced) over the temporal checks' features -> calibrated "
         "probability that a participant's face is swapped. Fitted on the features of every 4 s timeline window "
-        "(2 s hop) of each clip's main track; applied to each window for the timeline and, for the verdict, to the "
+        "(2 s hop) of each clip's main track, each clip weighing the same whatever its length (its windows share "
+        "its weight; the clips, not their windows, are the independent looks at footage); applied to each window "
+        "for the timeline and, for the verdict, to the "
         "track's features, which are the mean of its windows' features (cut while the call streams, so memory does "
         "not grow with its length). A call takes its most suspicious participant.",
         "",

@@ -107,6 +107,37 @@ def test_window_trained_cross_validation_scores_every_clip_out_of_fold():
     assert np.isfinite(window_scores).all() and roc_auc(yw, window_scores) > 0.8
 
 
+def test_clip_balanced_weights_give_every_clip_then_every_class_the_same_total():
+    from detector.fusion.logistic import clip_balanced_weights
+
+    owners = np.array([0] * 6 + [1] * 2 + [2] * 1 + [3] * 3 + [4] * 3)
+    y = np.array([1] * 9 + [0] * 6)  # fakes: clips 0, 1, 2 (6, 2, 1 windows); genuine: clips 3, 4
+    w = clip_balanced_weights(y, owners)
+    per_clip = np.bincount(owners, weights=w)
+    assert np.allclose(per_clip[:3], per_clip[0]) and np.allclose(per_clip[3:], per_clip[3])
+    assert np.isclose(w[y == 1].sum(), w[y == 0].sum()) and np.isclose(w.mean(), 1.0)
+    with pytest.raises(ValueError):
+        clip_balanced_weights(y, owners[:-1])
+
+
+def test_one_long_clip_cannot_outvote_the_other_clips_in_the_window_fit():
+    # 20 short clips where x separates the classes, and one long genuine clip (an hour of
+    # windows) that looks fake on x: weighted by window it would flip the sign of x
+    from detector.evaluation import _fit_on
+
+    rng = np.random.default_rng(5)
+    y_clip = np.array([0, 1] * 10 + [0])
+    x_clip = np.column_stack([y_clip + rng.normal(0, 0.3, 21), rng.normal(0, 1.0, 21)])
+    x_clip[20, 0] = 1.5
+    counts = np.full(21, 3)
+    counts[20] = 1800
+    owners = np.repeat(np.arange(21), counts)
+    xw = x_clip[owners] + rng.normal(0, 0.05, (len(owners), 2))
+    model = _fit_on(x_clip, y_clip, np.ones(21, bool), 4.0, (xw, y_clip[owners], owners), None)
+    assert model.coef[0] > 0.5
+    assert roc_auc(y_clip[:20], model.decision(x_clip[:20])) > 0.95
+
+
 def test_segment_rates_count_clips_with_any_window_over_the_threshold():
     from detector.evaluation import segment_rates
 
