@@ -2,7 +2,7 @@
 
 The shipped ``face_cnn`` check reads MediaPipe's Face Mesh network
 (``models/face_mesh_features.onnx``) frozen: four pooled layers, 448 values a
-crop, weighted by the fusion's logistic model. The README's probe table shows
+crop, weighted by the fusion's logistic model. The probe table in experiments/README.md shows
 a frozen read-out of this backbone is the only learned signal that moved
 grouped-CV AUC (0.715). The open question is whether letting the backbone's
 weights move (supervised by the dev set's own real and fake clips) finds more,
@@ -60,11 +60,9 @@ def pack(manifest: Path, fps: float, out: Path, cache_dir: Path) -> None:
     blobs = [cv2.imencode(".webp", c, [cv2.IMWRITE_WEBP_QUALITY, 101])[1].tobytes() for c in np.concatenate(crops)]
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(out, webp=np.frombuffer(b"".join(blobs), np.uint8), ends=np.cumsum([len(b) for b in blobs]),
-             clip=np.concatenate(clip),
-                        label=np.array([r["label"] == "fake" for r in rows]),
-                        source=np.array([r["source"] for r in rows]),
-                        group=np.array(merged_groups(rows, "celeb model")),
-                        path=np.array([r["path"] for r in rows]))
+             clip=np.concatenate(clip), label=np.array([r["label"] == "fake" for r in rows]),
+             source=np.array([r["source"] for r in rows]), group=np.array(merged_groups(rows, "celeb model")),
+             path=np.array([r["path"] for r in rows]))
 
 
 def unpack_crops(webp: np.ndarray, ends: np.ndarray) -> np.ndarray:

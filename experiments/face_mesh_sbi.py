@@ -10,11 +10,15 @@ photos and their self-blends (``detector.training.self_blend``, the same
 generator the shipped SBI model used), then scores every dev clip: no dev clip
 is trained on, so all 72 count.
 
-Three steps; the middle one wants a GPU (16 data workers make the pairs)::
+Three steps; the middle one wants a GPU (12 data workers make the pairs)::
 
     python experiments/face_mesh_sbi.py pack --faces ../shared/data/faces/utkface_adults --out /tmp/sbi/photos.npz --limit 2500
     python experiments/face_mesh_sbi.py train --data /tmp/sbi/photos.npz --out /tmp/sbi --mode frozen finetune --steps 3000
-    python experiments/face_mesh_sbi.py score --weights /tmp/sbi/sbi_finetune.pt --crops /tmp/ft/crops.npz
+    python experiments/face_mesh_sbi.py score --weights /tmp/sbi/sbi_finetune.pt --crops /tmp/ft/crops.npz --json /tmp/sbi/scores.json
+    python experiments/stack_probe.py --manifest ../shared/data/dev/manifest.csv \
+        --scores runs/eval-stream/scores.csv --features /tmp/sbi/scores.json --names sbi_finetune.pt
+
+``--crops`` is the pack of dev-clip crops that ``experiments/face_mesh_finetune.py --pack`` writes.
 
 The photos are third-party data: packs and weights stay outside the repository.
 """
@@ -149,7 +153,8 @@ def train(a) -> None:
         opt = torch.optim.AdamW(groups, weight_decay=1e-2)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, [g["lr"] for g in groups], total_steps=a.steps)
         loader = torch.utils.data.DataLoader(Pairs(tr_c, tr_p, a.batch_pairs, a.seed), batch_size=None,
-                                             num_workers=a.workers, prefetch_factor=4, persistent_workers=False)
+                                             num_workers=a.workers,
+                                             prefetch_factor=4 if a.workers else None)
         t0 = time.time()
         for step, (xb, yb) in enumerate(loader):
             if step == a.steps:
@@ -189,8 +194,9 @@ def score(a) -> None:
         dfl = source == "DeepFaceLive"
         print(f"{Path(w).name}: dev AUC {fmf.roc_auc(s[ok & label], s[ok & ~label]):.3f}  "
               f"DFL {fmf.roc_auc(s[ok & label & dfl], s[ok & ~label & dfl]):.3f}  ({int(ok.sum())} clips)")
-        per_clip[Path(w).name] = dict(zip(z["path"].tolist(), [None if not np.isfinite(v) else float(v) for v in s]))
-    if a.json:
+        for path, v in zip(z["path"].tolist(), s):
+            per_clip.setdefault(path, {})[Path(w).name] = None if not np.isfinite(v) else float(v)
+    if a.json:  # {clip path: {weights file: mean logit}}, the format experiments/stack_probe.py reads
         a.json.write_text(json.dumps(per_clip, indent=1))
 
 

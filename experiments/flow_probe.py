@@ -5,14 +5,16 @@ crops (15 fps, from the crop cache of ``detector.training.faces_cache``), this
 probe measures Farneback flow between consecutive crops and, per pair, the
 median motion of the inner face (eyes, brows, nose, lips), of the band inside
 the face oval and of the band just outside it, plus the non-rigid residual
-inside the inner face (mean distance of its flow from its median). Per clip it
-prints each feature's AUC over all dev clips and on DeepFaceLive, and how often
+inside the inner face (mean distance of its flow from its median), and averages
+them over each clip. For each feature it prints the AUC over all dev clips and on DeepFaceLive, and how often
 a DeepFaceLive fake scores below a genuine clip of its own footage group. Run it from
 the repository root::
 
     python experiments/flow_probe.py 15            # writes /tmp/flow_feats_15.0.json
+    python experiments/stack_probe.py --manifest ../shared/data/dev/manifest.csv \
+        --scores runs/eval-stream/scores.csv --features /tmp/flow_feats_15.0.json --names resid_std --log
 
-Measured in session 6 (README, "Also measured and dropped").
+Measured in session 6 (experiments/README.md, "Dropped hand-made features").
 """
 import json
 import os
@@ -83,7 +85,8 @@ if __name__ == "__main__":
     y = np.array([r["label"] == "fake" for r in rows])
     dfl = np.array([r["source"] == "DeepFaceLive" for r in rows])
     ok = np.array([f is not None for f in feats])
-    json.dump({"paths": [r["path"] for r in rows], "feats": feats}, open(f"/tmp/flow_feats_{FPS}.json", "w"), default=float)
+    # {clip path: {feature: value}}, the format experiments/stack_probe.py reads
+    json.dump({r["path"]: f for r, f in zip(rows, feats)}, open(f"/tmp/flow_feats_{FPS}.json", "w"), default=float)
     for k in feats[np.argmax(ok)]:
         v = np.array([f[k] if f else np.nan for f in feats])
         below = [v[i] < v[j] for i in np.flatnonzero(ok & y & dfl) for j in np.flatnonzero(ok & ~y & dfl)

@@ -116,12 +116,16 @@ def clip_balanced_weights(y: np.ndarray, owners: np.ndarray) -> np.ndarray:
     35 s clip does not count five times a 7 s one: the clips, not their
     windows, are the independent looks at footage. Then both classes get
     the same total, as in :func:`balanced_weights`. Weights average 1, so a
-    penalty means the same as with unweighted rows.
+    penalty means the same as with unweighted rows. (:func:`fit_logistic`
+    still standardises over rows, so a long clip weighs more in the
+    imputation mean and the +-5 sd clipping range than in the fit.)
     """
     y = np.asarray(y)
     owners = np.asarray(owners)
     if len(y) != len(owners):
         raise ValueError(f"{len(y)} rows but {len(owners)} owners")
+    if not np.isin(y, (0, 1)).all():
+        raise ValueError("labels must be 0 or 1")
     if len(y) == 0:
         return np.zeros(0)
     _, inverse, counts = np.unique(owners, return_inverse=True, return_counts=True)

@@ -110,14 +110,20 @@ def test_window_trained_cross_validation_scores_every_clip_out_of_fold():
 def test_clip_balanced_weights_give_every_clip_then_every_class_the_same_total():
     from detector.fusion.logistic import clip_balanced_weights
 
-    owners = np.array([0] * 6 + [1] * 2 + [2] * 1 + [3] * 3 + [4] * 3)
-    y = np.array([1] * 9 + [0] * 6)  # fakes: clips 0, 1, 2 (6, 2, 1 windows); genuine: clips 3, 4
+    # owner ids as a fold sees them: a subset of clip numbers, windows not grouped in order
+    ids = np.array([40, 7, 23, 91, 12])  # fakes: 40, 7, 23 (6, 2, 1 windows); genuine: 91, 12 (3 each)
+    owners = np.repeat(ids, [6, 2, 1, 3, 3])
+    y = np.array([1] * 9 + [0] * 6)
+    order = np.random.default_rng(0).permutation(len(y))
+    owners, y = owners[order], y[order]
     w = clip_balanced_weights(y, owners)
-    per_clip = np.bincount(owners, weights=w)
+    per_clip = np.array([w[owners == i].sum() for i in ids])
     assert np.allclose(per_clip[:3], per_clip[0]) and np.allclose(per_clip[3:], per_clip[3])
     assert np.isclose(w[y == 1].sum(), w[y == 0].sum()) and np.isclose(w.mean(), 1.0)
     with pytest.raises(ValueError):
         clip_balanced_weights(y, owners[:-1])
+    with pytest.raises(ValueError):
+        clip_balanced_weights(np.where(y == 1, 2, 0), owners)
 
 
 def test_one_long_clip_cannot_outvote_the_other_clips_in_the_window_fit():
@@ -133,7 +139,10 @@ def test_one_long_clip_cannot_outvote_the_other_clips_in_the_window_fit():
     counts[20] = 1800
     owners = np.repeat(np.arange(21), counts)
     xw = x_clip[owners] + rng.normal(0, 0.05, (len(owners), 2))
-    model = _fit_on(x_clip, y_clip, np.ones(21, bool), 4.0, (xw, y_clip[owners], owners), None)
+    # trained as a fold is: on some of the clips only (two short ones held out)
+    train = np.ones(21, bool)
+    train[[3, 8]] = False
+    model = _fit_on(x_clip, y_clip, train, 4.0, (xw, y_clip[owners], owners), None)
     assert model.coef[0] > 0.5
     assert roc_auc(y_clip[:20], model.decision(x_clip[:20])) > 0.95
 
