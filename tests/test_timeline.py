@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from detector.checks.base import CheckContext, CheckSignal, FaceObservation, TrackCheck, column_array, float_column
+from detector.checks.base import CheckContext, CheckSignal, FaceObservation, TrackCheck
 from detector.timeline import FeatureMean, TrackTimeline, window_spans
 
 
@@ -15,22 +15,17 @@ class _Recording(TrackCheck):
 
     def __init__(self, context):
         super().__init__(context)
-        self._extra = float_column()
         self.finalize_calls = 0
 
     def update(self, obs: FaceObservation) -> None:  # pragma: no cover - the test calls feed()
         pass
 
     def feed(self, seconds: float, value: float) -> None:
-        self.emit(seconds, value)
-        self._extra.append(2.0 * value)
+        self.emit(seconds, value, double=2.0 * value)
 
     def finalize(self) -> CheckSignal:
         self.finalize_calls += 1
-        sig = super().finalize()
-        sig.extra["double"] = column_array(self._extra)
-        self._extra = float_column()
-        return sig
+        return super().finalize()
 
     @classmethod
     def summarize(cls, signal: CheckSignal) -> dict[str, float]:

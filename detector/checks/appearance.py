@@ -10,7 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from detector.checks.base import CheckSignal, FaceObservation, TrackCheck, column_array, float_column
+from detector.checks.base import CheckSignal, FaceObservation, TrackCheck
 
 # Descriptor resolution: coarse enough to ignore expression detail and noise,
 # fine enough to tell two people apart.
@@ -81,24 +81,11 @@ class HardPoseCheck(TrackCheck):
     title = "Behaviour at profile/occlusion"
     explanation = "the face becomes unstable when the head turns or something covers it, where swappers fail"
 
-    def __init__(self, context):
-        super().__init__(context)
-        self._yaws = float_column()
-
     def update(self, obs: FaceObservation) -> None:
         d = appearance_descriptor(obs)
         prev = self.previous(obs, d)
-        self._yaws.append(abs(yaw_proxy(obs.face.points)))
-        if prev is None:
-            self.emit(obs.seconds, None)
-            return
-        self.emit(obs.seconds, float(1.0 - np.dot(d, prev)))
-
-    def finalize(self) -> CheckSignal:
-        sig = super().finalize()
-        sig.extra["yaw"] = column_array(self._yaws)
-        self._yaws = float_column()
-        return sig
+        yaw = abs(yaw_proxy(obs.face.points))
+        self.emit(obs.seconds, None if prev is None else float(1.0 - np.dot(d, prev)), yaw=yaw)
 
     @classmethod
     def summarize(cls, signal: CheckSignal) -> dict[str, float]:

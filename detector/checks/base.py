@@ -105,6 +105,8 @@ class TrackCheck(abc.ABC):
         self.context = context
         self._times = float_column()
         self._values = float_column()
+        # further per-sample columns given to emit(), by name; fixed by the first sample
+        self._extra: dict[str, array] | None = None
         self._prev_item = None
         self._prev_t = -np.inf
 
@@ -118,9 +120,19 @@ class TrackCheck(abc.ABC):
     def update(self, obs: FaceObservation) -> None:
         """Consume one observation (record with :meth:`emit`)."""
 
-    def emit(self, seconds: float, value: float | None) -> None:
+    def emit(self, seconds: float, value: float | None, **extra: float) -> None:
+        """Record one sample; ``extra`` are further per-sample columns (the same names every time).
+
+        They reach :meth:`summarize` as ``signal.extra[name]``, aligned with the values.
+        """
+        if self._extra is None:
+            self._extra = {k: float_column() for k in extra}
+        elif extra.keys() != self._extra.keys():
+            raise ValueError(f"check {self.name!r} emitted columns {sorted(extra)} after {sorted(self._extra)}")
         self._times.append(seconds)
         self._values.append(np.nan if value is None else float(value))
+        for k, v in extra.items():
+            self._extra[k].append(v)
 
     def finalize(self) -> CheckSignal:
         """Hand over what was recorded since the last call; override to flush batched work first.
@@ -133,7 +145,11 @@ class TrackCheck(abc.ABC):
         """
         times, values = column_array(self._times), column_array(self._values)
         self._times, self._values = float_column(), float_column()
-        return CheckSignal(self.name, times, values)
+        extra = {}
+        if self._extra is not None:
+            extra = {k: column_array(c) for k, c in self._extra.items()}
+            self._extra = {k: float_column() for k in self._extra}
+        return CheckSignal(self.name, times, values, extra)
 
     @classmethod
     def open_model(cls, intra_op_threads: int = 1) -> Any:

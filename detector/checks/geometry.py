@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from detector.checks.base import CheckSignal, FaceObservation, TrackCheck, column_array, float_column
+from detector.checks.base import CheckSignal, FaceObservation, TrackCheck
 from detector.faces import regions
 
 _INNER = np.array(regions.INNER)
@@ -135,29 +135,16 @@ class ExpressionDynamicsCheck(TrackCheck):
     explanation = "eyes, mouth and gaze move in a damped, overly symmetric way, as a re-synthesised face does"
     direction = -1
 
-    def __init__(self, context):
-        super().__init__(context)
-        self._mouth = float_column()
-        self._iris = float_column()
-
     def update(self, obs: FaceObservation) -> None:
         p = obs.face.points[:, :2].astype(np.float64)
         left = _eye_aspect(p, 33, 160, 158, 133, 153, 144)
         right = _eye_aspect(p, 362, 385, 387, 263, 373, 380)
-        self._mouth.append(float(np.linalg.norm(p[13] - p[14]) / (np.linalg.norm(p[61] - p[291]) + 1e-6)))
+        mouth = float(np.linalg.norm(p[13] - p[14]) / (np.linalg.norm(p[61] - p[291]) + 1e-6))
+        iris = np.nan
         if len(p) >= 478:  # iris centre relative to the eye corners, in eye widths
             w = np.linalg.norm(p[33] - p[133]) + 1e-6
-            self._iris.append(float((p[468, 0] - (p[33, 0] + p[133, 0]) / 2) / w))
-        else:
-            self._iris.append(np.nan)
-        self.emit(obs.seconds, abs(left - right))
-
-    def finalize(self) -> CheckSignal:
-        sig = super().finalize()
-        sig.extra["mouth"] = column_array(self._mouth)
-        sig.extra["iris"] = column_array(self._iris)
-        self._mouth, self._iris = float_column(), float_column()
-        return sig
+            iris = float((p[468, 0] - (p[33, 0] + p[133, 0]) / 2) / w)
+        self.emit(obs.seconds, abs(left - right), mouth=mouth, iris=iris)
 
     @classmethod
     def summarize(cls, signal: CheckSignal) -> dict[str, float]:

@@ -2,6 +2,7 @@
 import tracemalloc
 
 import numpy as np
+import pytest
 
 from detector.checks.base import CheckContext, CheckSignal, FaceObservation, TrackCheck
 
@@ -44,3 +45,16 @@ def test_per_frame_values_cost_about_eight_bytes_each():
     check.emit(1e4, 1.0)
     assert check.finalize().times.tolist() == [1e4]
     assert len(sig.times) == 100_000 and sig.times[-1] == 99_999 * 0.1
+
+
+def test_extra_columns_given_to_emit_are_handed_over_aligned_and_cannot_change_name():
+    check = _Counting(CheckContext())
+    for i in range(5):
+        check.emit(0.1 * i, None if i == 2 else float(i), yaw=10.0 * i)
+    sig = check.finalize()
+    np.testing.assert_array_equal(sig.extra["yaw"], 10.0 * np.arange(5))
+    assert len(sig.extra["yaw"]) == len(sig.values) and np.isnan(sig.values[2])
+    check.emit(0.5, 1.0, yaw=50.0)  # the next hand-over starts empty, with the same column
+    np.testing.assert_array_equal(check.finalize().extra["yaw"], [50.0])
+    with pytest.raises(ValueError):
+        check.emit(0.6, 1.0, pitch=1.0)
