@@ -48,12 +48,15 @@ def run_eval(manifest: Path, out: Path, workers: int = 2, fps: float = 10.0, cv:
     y = np.array([c.y for c in clips])
     fusion = FusionModel()
     try:
+        # every check's features: what grouped CV fuses, and what each check's own AUC reads a subset of
+        all_names = fusion_feature_names(clips)
+        xs, _, usable_all = feature_matrix(clips, all_names)
+        windows = None
         if cv:
-            names = fusion_feature_names(clips)
-            x, _, usable = feature_matrix(clips, names)
-            fcv = cross_validate_fusion(clips, names, x, y, usable)  # the very procedure train-fusion reports
-            scores, auc_uncalibrated, low, high, segments = fcv.scores, fcv.auc_uncalibrated, fcv.low, fcv.high, \
-                fcv.segments
+            names, x = all_names, xs
+            fcv = cross_validate_fusion(clips, names, x, y, usable_all)  # the very procedure train-fusion reports
+            scores, auc_uncalibrated, segments = fcv.scores, fcv.auc_uncalibrated, fcv.segments
+            low, high, windows = fcv.low, fcv.high, fcv.windows
             mode = "grouped cross-validation (fusion refitted per fold; thresholds from out-of-fold scores)"
         else:
             names = fusion.feature_names
@@ -72,9 +75,7 @@ def run_eval(manifest: Path, out: Path, workers: int = 2, fps: float = 10.0, cv:
             segments = {}
         per_check = {n: x[:, j] for j, n in enumerate(names) if is_reported(n)}
         # each check's own AUC: its features alone, fused the same way under grouped CV
-        all_names = fusion_feature_names(clips)
-        xs, _, usable_all = feature_matrix(clips, all_names)
-        xw, yw, iw = window_matrix(clips, all_names)
+        xw, yw, iw = windows if windows is not None else window_matrix(clips, all_names)
         own: dict[str, float] = {}
         for check in sorted({n.split(".")[0] for n in all_names}):
             cols = [j for j, n in enumerate(all_names) if n.split(".")[0] == check]
