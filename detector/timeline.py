@@ -54,8 +54,8 @@ class TimelineWindow:
 def window_spans(first: float, last: float, window: float, hop: float) -> list[tuple[float, float]]:
     """The sliding windows over a track seen from ``first`` to ``last`` (one short window for a short track).
 
-    The streaming :class:`TrackTimeline` cuts exactly these spans; this batch
-    form states the rule in one place and lets tests compare the two.
+    The streaming :class:`TrackTimeline` cuts exactly these spans (its ``finish``
+    cuts the last ones from this list); tests compare the two.
     """
     # ``first + window > last`` is the very comparison TrackTimeline.advance makes (``last - first < window``
     # can disagree with it in floating point, e.g. 4.1 - 0.1 < 4.0)
@@ -178,14 +178,10 @@ class TrackTimeline:
         if self.first_seen is None:
             return
         self._collect(checks)
-        first, last = self.first_seen, self.last_seen
-        if not self.windows and first + self.window_s > last:
-            self._cut(first, last + 1e-6)
-        else:
-            t = self._next_start
-            while t + self.window_s <= last + self.hop_s * 0.5:
-                self._cut(t, min(t + self.window_s, last + 1e-6))
-                t += self.hop_s
+        # the spans advance has not cut yet; both step from first_seen by += hop_s, so the starts compare exactly
+        for start, end in window_spans(self.first_seen, self.last_seen, self.window_s, self.hop_s):
+            if start >= self._next_start:
+                self._cut(start, end)
         self._signals, self._times, self._heights = {}, [], []
 
     def features(self) -> dict[str, float]:
