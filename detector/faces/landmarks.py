@@ -71,6 +71,41 @@ class LandmarkDetector(abc.ABC):
         self.close()
 
 
+# Wire layout of one NormalizedLandmark holding exactly x, y and z (proto2 optional floats):
+# a length-delimited field-1 entry (0x0A, 15) wrapping three fixed32 fields (tags 0x0D, 0x15, 0x1D).
+_RECORD = 17
+_TAG_COLUMNS = {0: 0x0A, 1: 15, 2: 0x0D, 7: 0x15, 12: 0x1D}
+_FLOAT_COLUMNS = [3, 4, 5, 6, 8, 9, 10, 11, 13, 14, 15, 16]
+
+
+def landmark_array(landmarks) -> np.ndarray:
+    """(N, 3) float32 normalised x, y, z of a MediaPipe ``NormalizedLandmarkList``.
+
+    Reading 478 protobuf messages field by field takes about 0.5 ms of Python
+    per face and holds the GIL, which the decode and check threads need at the
+    same time. Face Mesh landmarks carry only x, y and z, so their serialised
+    form is a fixed 17-byte record each and is read in one NumPy view; any
+    other layout (visibility or presence set, a field missing) takes the
+    field-by-field path, so the result never depends on which path ran.
+    """
+    n = len(landmarks.landmark)
+    xyz = plain_xyz_records(landmarks.SerializeToString(), n)
+    if xyz is not None:
+        return xyz
+    return np.array([(p.x, p.y, p.z) for p in landmarks.landmark], dtype=np.float32)
+
+
+def plain_xyz_records(serialised: bytes, n: int) -> np.ndarray | None:
+    """(n, 3) float32 from ``n`` serialised x/y/z-only landmark records; None for any other layout."""
+    raw = np.frombuffer(serialised, dtype=np.uint8)
+    if raw.size != n * _RECORD:
+        return None
+    rec = raw.reshape(n, _RECORD)
+    if not all((rec[:, col] == val).all() for col, val in _TAG_COLUMNS.items()):
+        return None
+    return np.ascontiguousarray(rec[:, _FLOAT_COLUMNS]).view("<f4").reshape(n, 3).astype(np.float32)
+
+
 class MediaPipeFaceMesh(LandmarkDetector):
     """MediaPipe Face Mesh (legacy ``solutions`` API), 478 points with irises.
 
@@ -103,7 +138,8 @@ class MediaPipeFaceMesh(LandmarkDetector):
         result = self._mesh.process(image_rgb)
         faces: list[FaceLandmarks] = []
         for lms in result.multi_face_landmarks or []:
-            pts = np.array([(p.x * w, p.y * h, p.z * w) for p in lms.landmark], dtype=np.float32)
+            # scaled in float64 then rounded once, as the per-field path did
+            pts = (landmark_array(lms).astype(np.float64) * (w, h, w)).astype(np.float32)
             faces.append(FaceLandmarks(points=pts))
         return faces
 

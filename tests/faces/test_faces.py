@@ -63,3 +63,40 @@ def test_face_mesh_finds_the_synthetic_face_and_alignment_hits_template(genuine_
 def test_no_face_in_blank_frame():
     with create_landmark_detector() as det:
         assert det.detect(np.full((240, 320, 3), 128, np.uint8)) == []
+
+
+def _field_by_field(landmarks) -> np.ndarray:
+    return np.array([(p.x, p.y, p.z) for p in landmarks.landmark], dtype=np.float32)
+
+
+def test_landmark_array_reads_the_wire_format_exactly(genuine_clip):
+    from mediapipe.python.solutions import face_mesh
+
+    from detector.faces.landmarks import landmark_array, plain_xyz_records
+
+    with open_video(genuine_clip) as src, face_mesh.FaceMesh(refine_landmarks=True) as mesh:
+        frame = next(iter(src.frames(rate=2)))
+        lms = mesh.process(frame.image).multi_face_landmarks[0]
+    fast = landmark_array(lms)
+    assert fast.shape == (478, 3) and fast.dtype == np.float32
+    np.testing.assert_array_equal(fast, _field_by_field(lms))
+    # Face Mesh output takes the one-view path, not the field-by-field fallback
+    assert plain_xyz_records(lms.SerializeToString(), 478) is not None
+
+
+def test_landmark_array_falls_back_when_the_records_are_not_plain_xyz():
+    from mediapipe.framework.formats import landmark_pb2
+
+    from detector.faces.landmarks import landmark_array, plain_xyz_records
+
+    lms = landmark_pb2.NormalizedLandmarkList()
+    for i in range(5):
+        lms.landmark.add(x=0.1 * i, y=0.2 + i, z=-0.5 * i)
+    np.testing.assert_array_equal(landmark_array(lms), _field_by_field(lms))
+    assert plain_xyz_records(lms.SerializeToString(), 5) is not None
+    lms.landmark[2].visibility = 0.7  # an extra field: the records are no longer 17 bytes each
+    lms.landmark[3].ClearField("z")  # and a missing one (reads as 0.0)
+    assert plain_xyz_records(lms.SerializeToString(), 5) is None
+    got = landmark_array(lms)
+    np.testing.assert_array_equal(got, _field_by_field(lms))
+    assert got[3, 2] == 0.0 and got[2, 0] == np.float32(0.2)
