@@ -164,6 +164,11 @@ def _iter_frames(source: PyAVSource, options: ScanOptions) -> Iterator[Frame]:
         t.join(timeout=5)
 
 
+def landmark_options(options: ScanOptions) -> LandmarkOptions:
+    """The landmark stage's options for a scan."""
+    return LandmarkOptions(max_faces=options.max_faces, gallery_grid=options.gallery_grid)
+
+
 def selected_checks(options: ScanOptions) -> dict[str, type[TrackCheck]]:
     names = list(DEFAULT_CHECKS) if options.checks is None else list(options.checks)
     unknown = [n for n in names if n not in CHECKS]
@@ -274,8 +279,7 @@ def analyse_video(path: str, options: ScanOptions, context: CheckContext,
         last_progress = -1.0
         stage = _CheckStage(check_classes, context, options, window_reducer)
         try:
-            with create_landmark_detector(LandmarkOptions(max_faces=options.max_faces,
-                                                                     gallery_grid=options.gallery_grid)) as detector:
+            with create_landmark_detector(landmark_options(options)) as detector:
                 for frame in _iter_frames(source, options):
                     if should_stop is not None and should_stop():
                         raise Cancelled("analysis cancelled")

@@ -5,9 +5,10 @@ import hashlib
 import os
 import time
 
-from detector.analysis import CallAnalysis, ProgressCallback, analyse_video, selected_checks
+from detector.analysis import CallAnalysis, ProgressCallback, analyse_video, landmark_options, selected_checks
 from detector.checks import CHECKS, CheckContext
 from detector.errors import InputError
+from detector.faces import create_landmark_detector
 from detector.fusion.model import FusionModel, FusionOptions
 from detector.options import ScanOptions
 from detector.report.build import build_report
@@ -34,7 +35,7 @@ class Analyzer:
     """Scans recordings; holds the models so a worker loads them once.
 
     Raises :class:`~detector.errors.ModelError` at construction when a model
-    file is missing, :class:`~detector.errors.InputError` subclasses from
+    file is missing or the landmark backend cannot load, :class:`~detector.errors.InputError` subclasses from
     :meth:`scan` for files that cannot be analysed. Use as a context manager
     or call :meth:`close`.
     """
@@ -51,6 +52,10 @@ class Analyzer:
                     self.context.models[cls.shared_model] = cls.open_model(self.options.onnx_threads)
             if self.options.use_fusion:
                 self.fusion = FusionModel(FusionOptions(intra_op_threads=self.options.onnx_threads))
+            # Load the landmark backend once now (importing mediapipe alone takes ~0.7 s): a broken
+            # install fails here, before any file is read, and the first scan costs what the others do.
+            # Each scan still opens its own detector, so no tracking state crosses recordings.
+            create_landmark_detector(landmark_options(self.options)).close()
         except BaseException:
             self.close()  # no session is left open when one model fails to load
             raise
