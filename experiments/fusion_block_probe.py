@@ -12,7 +12,10 @@ Reported is the out-of-fold AUC *before* calibration (calibration cannot change 
 the DeepFaceLive clips. The baseline here skips the block bounding the shipped fit applies, so it differs a
 little from the eval's own uncalibrated AUC.
 
-    python experiments/fusion_block_probe.py [--cache runs/eval-stream/features.jsonl]
+With ``--leave-one-out`` it instead refits with the shipped penalty leaving each check out in turn (and the four
+weakest hand-made checks together), to see how much of the ranking each contributes.
+
+    python experiments/fusion_block_probe.py [--cache runs/eval-stream/features.jsonl] [--leave-one-out]
 """
 from __future__ import annotations
 
@@ -47,6 +50,7 @@ def fit_with_penalties(x: np.ndarray, y: np.ndarray, penalties: np.ndarray, weig
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cache", type=Path, default=Path("runs/eval-stream/features.jsonl"))
+    ap.add_argument("--leave-one-out", action="store_true", help="leave each check out in turn instead")
     a = ap.parse_args()
     rows, _ = split_seen(read_manifest(MANIFEST))
     clips = extract_features(rows, ScanOptions(use_fusion=False), workers=1, cache=a.cache)
@@ -58,11 +62,16 @@ def main() -> None:
     xw, yw, iw = window_matrix(clips, names)
     block = np.array([n.startswith("face_cnn.v") for n in names])
 
-    def run(k: int | None = None, l2_hand: float = 4.0, l2_block: float = 4.0) -> str:
+    checks = np.array([n.split(".")[0] for n in names])
+
+    def run(k: int | None = None, l2_hand: float = 4.0, l2_block: float = 4.0, without: tuple[str, ...] = ()) -> str:
+        keep = ~np.isin(checks, without)
         total, count = np.zeros(len(y)), np.zeros(len(y))
         for test, train in _training_folds(y, groups, usable, 6, (0, 1, 2)):
             sel = np.isin(iw, np.flatnonzero(train))
             fit_x, score_x = xw[sel], xs
+            if without:
+                fit_x, score_x = fit_x[:, keep], score_x[:, keep]
             if k is not None:
                 c = fit_x[:, block]
                 mu = np.nanmean(c, 0)
@@ -76,7 +85,7 @@ def main() -> None:
             n_block = k if k is not None else int(block.sum())
             penalties = np.r_[np.full(int((~block).sum()), l2_hand), np.full(n_block, l2_block)]
             if k is None:  # keep the original column order
-                penalties = np.where(block, l2_block, l2_hand)
+                penalties = np.where(block, l2_block, l2_hand)[keep]
             model = fit_with_penalties(fit_x, yw[sel], penalties, clip_balanced_weights(yw[sel], iw[sel]))
             total[test] += model.decision(score_x[test])
             count[test] += 1
@@ -86,6 +95,12 @@ def main() -> None:
 
     print(f"{len(clips)} clips, {int((~block).sum())} hand-made features + {int(block.sum())} face_cnn activations")
     print("one penalty (4), full block:", run())
+    if a.leave_one_out:
+        for check in sorted(set(checks)):
+            print(f"without {check}:", run(without=(check,)))
+        print("without sharpness, identity, texture_flicker, hard_pose:",
+              run(without=("sharpness", "identity", "texture_flicker", "hard_pose")))
+        return
     for k in (4, 8, 16, 32, 64):
         print(f"PCA of the block to {k:2d} components:", run(k=k))
     for l2_hand, l2_block in [(1, 4), (2, 4), (4, 2), (4, 8), (4, 16), (1, 16), (8, 4), (16, 4)]:

@@ -9,7 +9,11 @@ pulse signal with the POS method (Wang et al., 2017), and scores per clip
 
 - ``snr``: how much of the face pulse's 0.7-4 Hz power sits at its peak (and first harmonic);
 - ``coherence``: the mean correlation of the band-passed patch pulses with each other;
-- ``peak_spread``: how far apart the patches' peak frequencies are.
+- ``peak_spread``: how far apart the patches' peak frequencies are;
+- ``cheek_corr``: the correlation of the two cheeks' pulses;
+- ``green_jump``: the median change of the patches' relative green level from one sample to the next
+  (one frame at the clip's own rate, 0.1 s with ``--fps 10``);
+- ``pulse_amp``: the face pulse's amplitude.
 
     python experiments/ppg_probe.py extract            # region means per clip, cached under /tmp/ppg
     python experiments/ppg_probe.py score [--fps 10]   # features, AUC and footage-pair counts
@@ -34,7 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 OUT = Path("/tmp/ppg")
 MANIFEST = Path(__file__).resolve().parents[2] / "shared/data/dev/manifest.csv"
 
-# Face Mesh landmark sets whose convex hull is a patch of bare skin (no brows, eyes, lips or nostrils).
+# Face Mesh landmark sets whose convex hull is a patch of skin. The chin set starts on the lower lip's outer
+# contour (17, 314, 405, 84, 181), so that patch takes in some of the lower lip as well as the chin below it.
 PATCHES = {
     "forehead": [10, 109, 67, 338, 297, 108, 151, 337, 69, 299],
     "cheek_l": [117, 118, 101, 36, 205, 187, 123, 50],
