@@ -36,9 +36,11 @@ def main() -> None:
         if not path.exists():
             render_call(path, seconds=a.seconds, fps=30, size=(1280, 720), seed=7)
         # a fresh process, so start-up is timed as a user's first scan pays it (rendering imported mediapipe)
-        out = subprocess.run([sys.executable, "-m", "detector.cli", "bench", str(path)], check=True,
+        out = subprocess.run([sys.executable, "-m", "detector.cli", "bench", str(path)],
                              capture_output=True, text=True)
         print(out.stdout, end="")
+        if out.returncode != 0:
+            sys.exit(f"detector bench failed (exit {out.returncode}):\n{out.stderr}")
 
 
 if __name__ == "__main__":

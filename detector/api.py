@@ -52,8 +52,8 @@ class Analyzer:
                     self.context.models[cls.shared_model] = cls.open_model(self.options.onnx_threads)
             if self.options.use_fusion:
                 self.fusion = FusionModel(FusionOptions(intra_op_threads=self.options.onnx_threads))
-            # Load the landmark backend once now (importing mediapipe alone takes ~0.7 s): a broken
-            # install fails here, before any file is read, and the first scan costs what the others do.
+            # Load the landmark backend once now (importing mediapipe is most of the ~0.7 s start-up): a
+            # broken install fails here, before any file is read, and the first scan costs what the others do.
             # Each scan still opens its own detector, so no tracking state crosses recordings.
             create_landmark_detector(landmark_options(self.options)).close()
         except BaseException:

@@ -125,13 +125,16 @@ class MediaPipeFaceMesh(LandmarkDetector):
                 "MediaPipe Face Mesh is not available; install mediapipe==0.10.21 "
                 f"(later releases ship no face model): {exc}"
             ) from exc
-        self._mesh = mp_face_mesh.FaceMesh(
-            static_image_mode=False,
-            max_num_faces=self.options.max_faces,
-            refine_landmarks=True,
-            min_detection_confidence=self.options.min_detection_confidence,
-            min_tracking_confidence=self.options.min_tracking_confidence,
-        )
+        try:
+            self._mesh = mp_face_mesh.FaceMesh(
+                static_image_mode=False,
+                max_num_faces=self.options.max_faces,
+                refine_landmarks=True,
+                min_detection_confidence=self.options.min_detection_confidence,
+                min_tracking_confidence=self.options.min_tracking_confidence,
+            )
+        except Exception as exc:  # a graph or model file missing from a broken install
+            raise ModelError(f"MediaPipe Face Mesh could not start: {exc}") from exc
 
     def detect(self, image_rgb: np.ndarray) -> list[FaceLandmarks]:
         h, w = image_rgb.shape[:2]

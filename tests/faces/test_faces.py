@@ -100,3 +100,18 @@ def test_landmark_array_falls_back_when_the_records_are_not_plain_xyz():
     got = landmark_array(lms)
     np.testing.assert_array_equal(got, _field_by_field(lms))
     assert got[3, 2] == 0.0 and got[2, 0] == np.float32(0.2)
+
+
+def test_a_face_mesh_that_cannot_start_is_a_model_error_also_for_the_analyzer(monkeypatch):
+    from mediapipe.python.solutions import face_mesh
+
+    from detector import Analyzer
+
+    def broken(*a, **k):
+        raise RuntimeError("calculator graph: model file missing")
+
+    monkeypatch.setattr(face_mesh, "FaceMesh", broken)
+    with pytest.raises(ModelError, match="could not start"):
+        create_landmark_detector()
+    with pytest.raises(ModelError, match="could not start"):
+        Analyzer()
