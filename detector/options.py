@@ -10,7 +10,7 @@ from detector.errors import ConfigError
 
 # Bump when a check's arithmetic or how features are summarised changes: cached features and batch results
 # computed by an older analysis are then recomputed, not reused.
-ANALYSIS_VERSION = "4"
+ANALYSIS_VERSION = "5"
 
 
 @dataclass

@@ -8,16 +8,24 @@ activations of four intermediate layers per 192x192 face crop. Layers that
 locate landmarks on skin, eyes and lips also encode fine texture and shading,
 which is where a rendered, resampled face differs from a filmed one.
 
-This check only *measures*: per sampled crop it records the 448-value vector
-and the network's own face-presence logit. Which directions of that space
-mean "swapped" is learned by the fusion model (``detector train-fusion``)
-under grouped cross-validation, so the evaluation stays out of fold. Measured
-on the dev clips with a linear read-out, these features alone reach a
-grouped-CV AUC of about 0.71 (``experiments/backbone_probe.py``).
+This check only *measures*: per sampled crop it runs the network on two
+views (:data:`VIEWS`), the whole aligned crop and its central 70% enlarged to
+the same input size, and records both 448-value vectors plus the network's
+own face-presence logit. A swapper renders the inner face; the second view
+gives that region about twice the input pixels and leaves out most of the
+hair, ears and background the swap does not touch. Which directions of that
+space mean "swapped" is learned by the fusion model (``detector
+train-fusion``) under grouped cross-validation, so the evaluation stays out of
+fold. Measured on the dev clips with a linear read-out, the whole-crop vector
+alone reaches a grouped-CV AUC of about 0.71 (``experiments/backbone_probe.py``)
+and both views 0.75 (``experiments/pooling_probe.py --views``); the whole
+fusion moved from 0.724 to 0.766 (see ``experiments/README.md``, session 7,
+for how the view was chosen and how far to trust that gain).
 
-The track summary is the mean vector (``face_cnn.v000`` ... ``v447``) plus the
-median face logit (``face_cnn.face_logit``); reports show only the latter,
-the vector is a model input rather than something a person reads.
+The track summary is the mean vector (``face_cnn.v000`` ... ``v895``: the
+whole crop's 448 values, then the inner view's) plus the median face logit
+(``face_cnn.face_logit``, whole crop); reports show only the latter, the
+vector is a model input rather than something a person reads.
 """
 from __future__ import annotations
 
@@ -34,7 +42,13 @@ from detector.onnx_session import open_session
 from detector.paths import models_dir
 
 INPUT_SIZE = 192
+#: pooled values the network returns per crop
 FEATURE_COUNT = 448
+#: the views of each sampled crop the check reads, as central fractions of the aligned crop's side: the
+#: whole crop, and the inner face enlarged (see the module docstring)
+VIEWS: tuple[float, ...] = (1.0, 0.7)
+#: values the check records per sampled crop: one pooled vector per view
+VECTOR_LENGTH = FEATURE_COUNT * len(VIEWS)
 #: feature-name prefix of the pooled vector inside the check's namespace
 VECTOR_KEY = "v"
 
@@ -44,7 +58,8 @@ def _default_model_path() -> Path:
 
 
 def vector_feature_names(prefix: str) -> list[str]:
-    return [f"{prefix}.{VECTOR_KEY}{i:03d}" for i in range(FEATURE_COUNT)]
+    """Names of the check's vector: ``v000``-``v447`` the whole crop, ``v448``-``v895`` the inner-face view."""
+    return [f"{prefix}.{VECTOR_KEY}{i:03d}" for i in range(VECTOR_LENGTH)]
 
 
 @dataclass
@@ -56,6 +71,8 @@ class FaceMeshFeaturesOptions:
     #: crops per session call. Measured: one crop at a time is as fast per crop
     #: as 16 (4.8 vs 5.5 ms) and its activations take ~2 MB of arena instead of ~69
     batch_size: int = 1
+    #: central fraction of the aligned crop the network sees (see :meth:`FaceMeshFeatures.preprocess`)
+    crop_fraction: float = 0.7
 
 
 class FaceMeshFeatures:
@@ -83,13 +100,26 @@ class FaceMeshFeatures:
                              f"{[(i.name, i.shape) for i in inputs]}, outputs {outputs}")
 
     @staticmethod
-    def preprocess(crops: np.ndarray) -> np.ndarray:
-        """(N,h,w,3) uint8 RGB crops -> (N,3,192,192) float32 in [0,1]."""
+    def preprocess(crops: np.ndarray, crop_fraction: float = 1.0) -> np.ndarray:
+        """(N,h,w,3) uint8 RGB crops -> (N,3,192,192) float32 in [0,1].
+
+        ``crop_fraction`` < 1 keeps only the central part of each crop (that
+        fraction of its side) before resizing.
+        """
+        crops = np.asarray(crops)
+        if crop_fraction != 1.0:
+            h, w = crops.shape[1:3]
+            ch, cw = max(1, int(round(h * crop_fraction))), max(1, int(round(w * crop_fraction)))
+            y0, x0 = (h - ch) // 2, (w - cw) // 2
+            crops = crops[:, y0:y0 + ch, x0:x0 + cw]
         x = np.stack([cv2.resize(c, (INPUT_SIZE, INPUT_SIZE), interpolation=cv2.INTER_LINEAR) for c in crops])
         return np.ascontiguousarray(x.astype(np.float32).transpose(0, 3, 1, 2) * (1.0 / 255.0))
 
-    def predict(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(features (N,448) float32, face logits (N,)) for (N,h,w,3) uint8 RGB face crops."""
+    def predict(self, crops: np.ndarray, crop_fraction: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+        """(features (N,448) float32, face logits (N,)) for (N,h,w,3) uint8 RGB face crops.
+
+        ``crop_fraction`` < 1 reads only the central part of each crop (see :meth:`preprocess`).
+        """
         if self._session is None:
             raise ModelError("Face Mesh feature model is closed")
         crops = np.asarray(crops)
@@ -102,7 +132,7 @@ class FaceMeshFeatures:
         feats, flags = [], []
         bs = max(1, int(self.options.batch_size))
         for i in range(0, len(crops), bs):
-            f, flag = self._session.run(["features", "face_flag"], {"input": self.preprocess(crops[i:i + bs])})
+            f, flag = self._session.run(["features", "face_flag"], {"input": self.preprocess(crops[i:i + bs], crop_fraction)})
             feats.append(f)
             flags.append(flag.reshape(-1))
         return np.concatenate(feats).astype(np.float32), np.concatenate(flags).astype(np.float32)
@@ -127,14 +157,14 @@ class FaceAppearanceCheck(SampledCropCheck):
     direction: ClassVar[int] = 1
     shared_model: ClassVar[str | None] = "face_mesh_features"
 
-    #: seconds between sampled crops: 2 per second in float16 is ~1.8 kB per
-    #: second of face, kept only until the timeline window they fall in is cut
-    #: (a few seconds); at ~5 ms per crop it costs ~1% of a core
+    #: seconds between sampled crops: 2 per second, two views each, in float16
+    #: is ~3.6 kB per second of face, kept only until the timeline window they
+    #: fall in is cut (a few seconds); at ~5 ms per view it costs ~2% of a core
     min_interval: float = 0.5
 
     def __init__(self, context: CheckContext, min_interval: float | None = None):
         super().__init__(context, min_interval)
-        # float16 bytes, FEATURE_COUNT values a crop: no per-crop numpy object overhead on a long call
+        # float16 bytes, VECTOR_LENGTH values a crop: no per-crop numpy object overhead on a long call
         self._vectors = bytearray()
 
     @classmethod
@@ -142,7 +172,8 @@ class FaceAppearanceCheck(SampledCropCheck):
         return FaceMeshFeatures(FaceMeshFeaturesOptions(intra_op_threads=intra_op_threads))
 
     def score_batch(self, times: list[float], crops: np.ndarray) -> None:
-        feats, flags = self.model.predict(crops)
+        feats, flags = self.model.predict(crops, VIEWS[0])  # the face logit is read on the whole crop
+        feats = np.concatenate([feats] + [self.model.predict(crops, f)[0] for f in VIEWS[1:]], axis=1)
         for t, f, flag in zip(times, feats, flags):
             self.emit(t, float(flag))
             self._vectors += f.astype(np.float16).tobytes()  # means are taken in float64
@@ -150,7 +181,7 @@ class FaceAppearanceCheck(SampledCropCheck):
     def finalize(self) -> CheckSignal:
         signal = super().finalize()  # flushes the last batch first
         # handed over without a copy, as the base class does with its columns
-        vectors = np.frombuffer(self._vectors, dtype=np.float16).reshape(-1, FEATURE_COUNT)
+        vectors = np.frombuffer(self._vectors, dtype=np.float16).reshape(-1, VECTOR_LENGTH)
         vectors.flags.writeable = False
         signal.extra["vectors"] = vectors
         self._vectors = bytearray()
@@ -172,5 +203,5 @@ class FaceAppearanceCheck(SampledCropCheck):
 
     @classmethod
     def reported(cls, features: dict[str, float]) -> dict[str, float]:
-        """Only the face logit: the 448 pooled activations are a model input, not a reading for people."""
+        """Only the face logit: the pooled activations are a model input, not a reading for people."""
         return {k: v for k, v in features.items() if not k.startswith(f"{cls.name}.{VECTOR_KEY}")}

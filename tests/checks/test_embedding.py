@@ -8,7 +8,7 @@ import pytest
 
 from detector.checks import CHECKS, DEFAULT_CHECKS
 from detector.checks.base import CheckContext, FaceObservation
-from detector.checks.embedding import (FEATURE_COUNT, FaceAppearanceCheck, FaceMeshFeatures,
+from detector.checks.embedding import (FEATURE_COUNT, VECTOR_LENGTH, VIEWS, FaceAppearanceCheck, FaceMeshFeatures,
                                        FaceMeshFeaturesOptions, vector_feature_names)
 from detector.errors import ModelError
 from detector.fusion.logistic import LogisticModel
@@ -67,10 +67,14 @@ def test_check_samples_twice_a_second_and_summarises_the_mean_vector(model):
     signal = check.finalize()
     np.testing.assert_allclose(signal.times, times[::5])
     feats, flags = model.predict(crops[::5])
+    # the whole crop's vector, then the inner-face view's; the face logit is the whole crop's
+    feats = np.concatenate([feats] + [model.predict(crops[::5], f)[0] for f in VIEWS[1:]], axis=1)
     np.testing.assert_allclose(signal.values, flags, rtol=1e-5, atol=1e-5)
     summary = FaceAppearanceCheck.summarize(signal)
     names = vector_feature_names("face_cnn")
-    assert len(summary) == FEATURE_COUNT + 1
+    assert VIEWS[0] == 1.0 and len(VIEWS) == 2 and VECTOR_LENGTH == 2 * FEATURE_COUNT
+    assert len(names) == VECTOR_LENGTH and names[-1] == "face_cnn.v895"
+    assert len(summary) == VECTOR_LENGTH + 1
     # kept in float16 until summarised (memory of long calls): means agree to float16 precision
     np.testing.assert_allclose([summary[n] for n in names], feats.mean(0), rtol=2e-3, atol=1e-3)
     assert summary["face_cnn.face_logit"] == pytest.approx(float(np.median(flags)), abs=1e-5)
@@ -80,6 +84,17 @@ def test_check_samples_twice_a_second_and_summarises_the_mean_vector(model):
     # the pooled activations are model inputs: reports show the face logit only
     assert FaceAppearanceCheck.reported(summary) == {"face_cnn.face_logit": summary["face_cnn.face_logit"]}
     assert not is_reported("face_cnn.v000") and is_reported("face_cnn.face_logit") and is_reported("jitter.median")
+
+
+def test_a_view_reads_the_central_part_of_the_crop(model):
+    crops = _crops(3, seed=2)
+    x = FaceMeshFeatures.preprocess(crops, 0.7)
+    # the central 78 px (70% of 112, rounded) resized to the input, as a crop cut by hand would be
+    np.testing.assert_array_equal(x, FaceMeshFeatures.preprocess(crops[:, 17:95, 17:95]))
+    np.testing.assert_array_equal(FaceMeshFeatures.preprocess(crops, 1.0), FaceMeshFeatures.preprocess(crops))
+    inner, _ = model.predict(crops, 0.7)
+    np.testing.assert_allclose(inner, model.predict(crops[:, 17:95, 17:95])[0], rtol=1e-5, atol=1e-5)
+    assert not np.allclose(inner, model.predict(crops)[0], atol=1e-3)
 
 
 def test_no_crop_no_evidence(model):
