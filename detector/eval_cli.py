@@ -57,6 +57,7 @@ def run_eval(manifest: Path, out: Path, workers: int = 2, fps: float = 10.0, cv:
             fcv = cross_validate_fusion(clips, names, x, y, usable_all)  # the very procedure train-fusion reports
             scores, auc_uncalibrated, segments = fcv.scores, fcv.auc_uncalibrated, fcv.segments
             low, high, windows = fcv.low, fcv.high, fcv.windows
+            segment_high = fcv.segment_high
             mode = "grouped cross-validation (fusion refitted per fold; thresholds from out-of-fold scores)"
         else:
             names = fusion.feature_names
@@ -73,6 +74,7 @@ def run_eval(manifest: Path, out: Path, workers: int = 2, fps: float = 10.0, cv:
             mode = "shipped fusion model (in-sample if this manifest was used to train it)"
             auc_uncalibrated = float("nan")
             segments = {}
+            segment_high = fusion.segment_high
         per_check = {n: x[:, j] for j, n in enumerate(names) if is_reported(n)}
         # each check's own AUC: its features alone, fused the same way under grouped CV
         xw, yw, iw = windows if windows is not None else window_matrix(clips, all_names)
@@ -89,6 +91,7 @@ def run_eval(manifest: Path, out: Path, workers: int = 2, fps: float = 10.0, cv:
     m = metrics(clips, scores, high, low, per_check=per_check)
     m["auc_uncalibrated"] = auc_uncalibrated
     m.update(segments)
+    m["segment_threshold"] = segment_high
     m["check_own_auc"] = own
     m["mode"] = mode
     m["excluded_seen_clips"] = [r.rel_path for r in seen]
@@ -111,7 +114,7 @@ def run_eval(manifest: Path, out: Path, workers: int = 2, fps: float = 10.0, cv:
                  f"FPR {_fmt(m['fpr_at_high'])}, TPR {_fmt(m['tpr_at_high'])}")
     lines += [f"  FPR on genuine clips of {k}: {_fmt(v)}" for k, v in m["fpr_by_source"].items()]
     if segments:
-        lines.append(f"timeline: clips with a window at or above {high:.3f} (a 'suspicious segment'): genuine "
+        lines.append(f"timeline: clips with a window at or above {segment_high:.3f} (a 'suspicious segment'): genuine "
                      f"{_fmt(m['genuine_clips_with_segment'])}, fake {_fmt(m['fake_clips_with_segment'])}")
     lines.append(f"calibration (classes weighted equally; constant 0.5 scores 0.693 / 0.250): "
                  f"log loss {_fmt(m['log_loss'])}, Brier {_fmt(m['brier'])}")

@@ -338,6 +338,25 @@ def segment_rates(y: np.ndarray, window_scores: np.ndarray, owners: np.ndarray, 
     return out
 
 
+def segment_threshold(y: np.ndarray, window_scores: np.ndarray, owners: np.ndarray, high: float,
+                      max_rate: float) -> float:
+    """Lowest window probability that flags a segment in at most ``max_rate`` of genuine clips.
+
+    A 4 s window is a noisier look than a whole track (the mean of its
+    windows), so the verdict threshold ``high`` flags more genuine calls on
+    the timeline than in the verdict. This threshold is chosen on out-of-fold
+    window scores the way ``high`` is on clip scores, and never sits below
+    ``high``: a segment is at least as suspicious as a "likely face-swapped" call.
+    """
+    window_scores, owners = np.asarray(window_scores, dtype=np.float64), np.asarray(owners, dtype=int)
+    scored = np.isfinite(window_scores)
+    worst = np.full(len(y), np.nan)
+    for i in np.unique(owners[scored]):
+        worst[i] = window_scores[scored & (owners == i)].max()
+    genuine = worst[(np.asarray(y) == 0) & np.isfinite(worst)]
+    return max(float(high), threshold_for_fpr(genuine, max_rate)) if genuine.size else float(high)
+
+
 def _inner_logits(x: np.ndarray, y: np.ndarray, groups: np.ndarray, idx: np.ndarray, k: int, l2: float,
                   windows: Windows | None, blocks: list[np.ndarray] | None) -> np.ndarray:
     """Out-of-fold logits of clips ``idx`` from models fitted on other clips of ``idx`` only (one fold assignment)."""

@@ -143,3 +143,18 @@ def test_a_model_that_fails_to_load_leaves_no_session_open(monkeypatch):
     with pytest.raises(ModelError, match="simulated"):
         Analyzer(ScanOptions())
     assert opened and all(m.closed for m in opened)
+
+
+def test_timeline_segments_use_the_fusion_segment_threshold(swap_clip):
+    with Analyzer(ScanOptions()) as a:
+        shipped = a.fusion.segment_high
+        assert a.fusion.high <= shipped <= 1.0  # the retrained model carries its own, never below the verdict's
+        a.fusion.segment_high = 0.0  # every window is a segment
+        everything = a.scan(swap_clip)
+        a.fusion.segment_high = 1.01  # no window can be
+        nothing = a.scan(swap_clip)
+    assert everything.thresholds.segment == 0.0 and nothing.thresholds.segment == 1.01
+    assert not nothing.segments
+    # overlapping flagged windows merge: one segment over the whole timeline
+    tl = everything.tracks[0].timeline
+    assert [(s.start_s, s.end_s) for s in everything.segments] == [(tl[0].start_s, tl[-1].end_s)]

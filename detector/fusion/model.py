@@ -69,6 +69,8 @@ class FusionModel:
             self.feature_names: list[str] = list(self.meta["feature_names"])
             self.low = float(self.meta["thresholds"]["low"])
             self.high = float(self.meta["thresholds"]["high"])
+            # models trained before session 7 flag segments at the verdict threshold
+            self.segment_high = float(self.meta["thresholds"].get("segment", self.high))
             self._reference = {k: (np.asarray(v["genuine_quantiles"], dtype=np.float64), int(v["sign"]))
                                for k, v in self.meta.get("reference", {}).items()}
             self._blocks = {check: _parse_block(b, self.feature_names)

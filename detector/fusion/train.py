@@ -21,8 +21,8 @@ import numpy as np
 
 from detector.checks import CHECKS
 from detector.evaluation import (ClipFeatures, Windows, cross_validated_scores, extract_features, feature_matrix,
-                                 fit_final, metrics, read_manifest, segment_rates, split_seen, threshold_for_fpr,
-                                 window_matrix)
+                                 fit_final, metrics, read_manifest, segment_rates, segment_threshold, split_seen,
+                                 threshold_for_fpr, window_matrix)
 from detector.fusion.logistic import LogisticModel, roc_auc, to_onnx
 from detector.options import ScanOptions
 from detector.paths import models_dir
@@ -89,7 +89,8 @@ class FusionCV:
     auc_uncalibrated: float  # the same folds before calibration
     low: float
     high: float
-    segments: dict[str, float]  # share of clips per class with an out-of-fold window >= high
+    segment_high: float  # window probability that makes a timeline segment (>= high)
+    segments: dict[str, float]  # share of clips per class with an out-of-fold window >= segment_high
     windows: Windows
     blocks: list[np.ndarray]
 
@@ -110,8 +111,9 @@ def cross_validate_fusion(clips: list[ClipFeatures], names: list[str], x: np.nda
     auc_uncalibrated = roc_auc(y, cross_validated_scores(x, y, groups, usable, l2=L2, windows=windows,
                                                          blocks=blocks, calibrate=False))
     low, high = thresholds_from_oof(y, scores)
-    return FusionCV(scores, auc_uncalibrated, low, high, segment_rates(y, window_scores, windows[2], high),
-                    windows, blocks)
+    segment_high = segment_threshold(y, window_scores, windows[2], high, MAX_FPR)
+    return FusionCV(scores, auc_uncalibrated, low, high, segment_high,
+                    segment_rates(y, window_scores, windows[2], segment_high), windows, blocks)
 
 
 def train(manifest: Path, out: Path | None = None, workers: int = 2, fps: float = 10.0,
@@ -131,6 +133,7 @@ def train(manifest: Path, out: Path | None = None, workers: int = 2, fps: float 
     per_feature = {n: roc_auc(y[usable], x[usable, j]) for j, n in enumerate(names) if is_reported(n)}
     m = metrics(clips, cv.scores, high, low, per_check={n: x[:, j] for j, n in enumerate(names) if is_reported(n)})
     m.update(cv.segments)
+    m["segment_threshold"] = cv.segment_high
     m["auc_uncalibrated"] = cv.auc_uncalibrated
     model, (slope, offset) = fit_final(x, y, groups, usable, l2=L2, windows=cv.windows, blocks=cv.blocks)
 
@@ -147,7 +150,8 @@ def train(manifest: Path, out: Path | None = None, workers: int = 2, fps: float 
                             "sign": int(np.sign(model.coef[j]))}
     meta = {
         "feature_names": names,
-        "thresholds": {"low": low, "high": high},
+        # "segment": the window probability that makes a timeline segment (see segment_threshold)
+        "thresholds": {"low": low, "high": high, "segment": cv.segment_high},
         "reference": reference,
         "blocks": block_references(model, names, genuine),
         "coefficients": dict(zip(names, model.coef.tolist())),
@@ -221,9 +225,10 @@ def model_card(meta: dict, per_feature: dict[str, float]) -> str:
         f"likely genuine < {m['threshold_low']:.3f}",
         f"- At the 'likely face-swapped' threshold: accuracy {m['accuracy_at_high']:.3f}, FPR {m['fpr_at_high']:.3f}, "
         f"TPR {m['tpr_at_high']:.3f}",
-        f"- Timeline: out-of-fold, {m['genuine_clips_with_segment']:.3f} of genuine clips and "
-        f"{m['fake_clips_with_segment']:.3f} of fakes have a 4 s window at or above that threshold (a 'suspicious "
-        "segment' in the report)",
+        f"- Timeline: a 4 s window at or above {m['segment_threshold']:.3f} is a 'suspicious segment' in the report "
+        "(chosen like the verdict threshold, so that out of fold at most 10% of genuine clips have one, and never "
+        f"below it); out-of-fold, {m['genuine_clips_with_segment']:.3f} of genuine clips and "
+        f"{m['fake_clips_with_segment']:.3f} of fakes have one",
         f"- Calibration of the out-of-fold probabilities (classes weighted equally; a constant 0.5 scores 0.693 and "
         f"0.250): log loss {m['log_loss']:.3f}, Brier score {m['brier']:.3f}",
         "",

@@ -166,7 +166,7 @@ def build_report(analysis: CallAnalysis, fusion: FusionModel | None, sha256: str
         # a call is as suspicious as its most suspicious participant
         prob = max(t.probability for t in judged)
         verdict = Verdict(fusion.band(prob))
-    segments = _segments(outcomes, fusion.high) if fusion is not None else []
+    segments = _segments(outcomes, fusion.segment_high) if fusion is not None else []
     evidence = _evidence(outcomes, opts.evidence_count, opts.window_s / 2) if fusion is not None else []
     tracks = [o.report for o in outcomes]
     video = VideoMeta(
@@ -176,7 +176,8 @@ def build_report(analysis: CallAnalysis, fusion: FusionModel | None, sha256: str
         average_fps=None if info.average_rate is None else round(float(info.average_rate), 3),
         analysed_frames=analysis.analysed_frames, decoded_frames=analysis.decoded_frames,
         analysis_fps=opts.analysis_fps, truncated=analysis.truncated)
-    thresholds = Thresholds(low=fusion.low, high=fusion.high) if fusion is not None else Thresholds(low=0.5, high=0.5)
+    thresholds = (Thresholds(low=fusion.low, high=fusion.high, segment=fusion.segment_high) if fusion is not None
+                  else Thresholds(low=0.5, high=0.5))
     return Report(detector_version=__version__, verdict=verdict, probability=None if prob is None else round(prob, 4),
                   thresholds=thresholds, summary=summarize(verdict, prob, tracks, segments), video=video,
                   tracks=tracks, segments=segments, evidence=evidence, settings=opts.to_dict(),

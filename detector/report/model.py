@@ -36,10 +36,15 @@ class Verdict(str, Enum):
 
 
 class Thresholds(BaseModel):
-    """Probability bands of the verdict: [0, low) genuine, [low, high) inconclusive, [high, 1] swapped."""
+    """Probability bands of the verdict: [0, low) genuine, [low, high) inconclusive, [high, 1] swapped.
+
+    ``segment``: a timeline window at or above it is a suspicious segment (>= ``high``; absent in reports
+    from before session 7, whose segments used ``high``).
+    """
 
     low: float
     high: float
+    segment: Optional[float] = None
 
 
 class VideoMeta(BaseModel):

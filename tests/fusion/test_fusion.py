@@ -341,3 +341,23 @@ def test_nested_calibration_never_fits_on_the_clips_or_windows_it_scores(monkeyp
         else:  # the same fold's windows, scored by the same model
             pass
     assert folds_seen == 6
+
+
+def test_segment_threshold_keeps_genuine_clips_with_a_segment_at_the_target_rate():
+    from detector.evaluation import segment_rates, segment_threshold
+
+    rng = np.random.default_rng(3)
+    n = 40
+    y = np.r_[np.zeros(20, int), np.ones(20, int)]
+    owners = np.repeat(np.arange(n), 5)  # five windows a clip
+    scores = rng.uniform(0.2, 0.7, len(owners)) + 0.25 * (y[owners] == 1)
+    scores[7] = np.nan  # an unscored window is ignored
+    high = 0.5
+    t = segment_threshold(y, scores, owners, high, 0.10)
+    rates = segment_rates(y, scores, owners, t)
+    assert rates["genuine_clips_with_segment"] <= 0.10
+    # the lowest such threshold: just below it, more genuine clips would be flagged
+    assert segment_rates(y, scores, owners, t - 1e-5)["genuine_clips_with_segment"] > 0.10
+    assert t >= high
+    # never below the verdict threshold, even when windows are calm
+    assert segment_threshold(y, scores * 0.1, owners, high, 0.10) == high
