@@ -71,8 +71,6 @@ class FaceMeshFeaturesOptions:
     #: crops per session call. Measured: one crop at a time is as fast per crop
     #: as 16 (4.8 vs 5.5 ms) and its activations take ~2 MB of arena instead of ~69
     batch_size: int = 1
-    #: central fraction of the aligned crop the network sees (see :meth:`FaceMeshFeatures.preprocess`)
-    crop_fraction: float = 0.7
 
 
 class FaceMeshFeatures:
@@ -106,6 +104,8 @@ class FaceMeshFeatures:
         ``crop_fraction`` < 1 keeps only the central part of each crop (that
         fraction of its side) before resizing.
         """
+        if not 0.0 < crop_fraction <= 1.0:
+            raise ValueError(f"crop_fraction must be in (0, 1], got {crop_fraction}")
         crops = np.asarray(crops)
         if crop_fraction != 1.0:
             h, w = crops.shape[1:3]

@@ -226,9 +226,10 @@ def model_card(meta: dict, per_feature: dict[str, float]) -> str:
         f"- At the 'likely face-swapped' threshold: accuracy {m['accuracy_at_high']:.3f}, FPR {m['fpr_at_high']:.3f}, "
         f"TPR {m['tpr_at_high']:.3f}",
         f"- Timeline: a 4 s window at or above {m['segment_threshold']:.3f} is a 'suspicious segment' in the report "
-        "(chosen like the verdict threshold, so that out of fold at most 10% of genuine clips have one, and never "
-        f"below it); out-of-fold, {m['genuine_clips_with_segment']:.3f} of genuine clips and "
-        f"{m['fake_clips_with_segment']:.3f} of fakes have one",
+        f"(chosen like the verdict threshold, so that out of fold at most {MAX_FPR:.0%} of genuine clips have one, "
+        "and never below it); out-of-fold, on the same window scores it was chosen on, "
+        f"{m['genuine_clips_with_segment']:.3f} of genuine clips and {m['fake_clips_with_segment']:.3f} of fakes "
+        "have one",
         f"- Calibration of the out-of-fold probabilities (classes weighted equally; a constant 0.5 scores 0.693 and "
         f"0.250): log loss {m['log_loss']:.3f}, Brier score {m['brier']:.3f}",
         "",

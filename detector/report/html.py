@@ -127,7 +127,9 @@ def build_timeline(report: Report) -> TimelineView:
         _Rect(_LEFT, y(high), right - _LEFT, y(low) - y(high), "inconclusive band", "warn"),
         _Rect(_LEFT, y(low), right - _LEFT, y(0.0) - y(low), "likely genuine band", "ok"),
     ]
-    view.y_ticks = [(y(v), f"{v:.0%}") for v in sorted({0.0, low, high, 1.0})]
+    # the timeline's own segment threshold (reports from before session 7 have none: segments used ``high``)
+    segment = report.thresholds.segment
+    view.y_ticks = [(y(v), f"{v:.0%}") for v in sorted({0.0, low, high, 1.0} | ({segment} if segment else set()))]
     step = _tick_step(span)
     view.x_ticks = [(x(float(t)), fmt_time(t)) for t in range(0, int(span) + 1, step)]
     for s in report.segments:

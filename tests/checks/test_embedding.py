@@ -95,6 +95,9 @@ def test_a_view_reads_the_central_part_of_the_crop(model):
     inner, _ = model.predict(crops, 0.7)
     np.testing.assert_allclose(inner, model.predict(crops[:, 17:95, 17:95])[0], rtol=1e-5, atol=1e-5)
     assert not np.allclose(inner, model.predict(crops)[0], atol=1e-3)
+    for bad in (0.0, -0.5, 1.15):
+        with pytest.raises(ValueError, match="crop_fraction"):
+            FaceMeshFeatures.preprocess(crops, bad)
 
 
 def test_no_crop_no_evidence(model):

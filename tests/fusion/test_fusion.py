@@ -361,3 +361,17 @@ def test_segment_threshold_keeps_genuine_clips_with_a_segment_at_the_target_rate
     assert t >= high
     # never below the verdict threshold, even when windows are calm
     assert segment_threshold(y, scores * 0.1, owners, high, 0.10) == high
+
+
+def test_the_shipped_model_carries_a_segment_threshold_and_older_metadata_falls_back(tmp_path):
+    import shutil
+
+    with FusionModel() as shipped:
+        meta = dict(shipped.meta)
+        # written by train-fusion (not the fallback): at or above the verdict threshold
+        assert meta["thresholds"]["segment"] == shipped.segment_high >= shipped.high
+    shutil.copy(FusionOptions().model_path, tmp_path / "f.onnx")
+    meta["thresholds"] = {k: v for k, v in meta["thresholds"].items() if k != "segment"}
+    (tmp_path / "f.json").write_text(json.dumps(meta))
+    with FusionModel(FusionOptions(model_path=tmp_path / "f.onnx")) as old:
+        assert old.segment_high == old.high
