@@ -54,5 +54,22 @@ class ScanOptions:
         d["analysis_version"] = ANALYSIS_VERSION
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
+    def result_key(self) -> str:
+        """:meth:`score_key` plus the content of the bundled model files (``models/*.onnx`` and ``*.json``).
+
+        A report depends on the models as well as on the settings: batch runs reuse an earlier result only
+        under this key, so retraining the fusion re-scores an archive instead of keeping verdicts the new
+        model would not give. (Cached *features*, which no fusion model touches, stay keyed by
+        :meth:`score_key`.)
+        """
+        from detector.paths import models_dir  # late import, as above
+
+        h = hashlib.sha256(self.score_key().encode())
+        folder = models_dir()
+        for p in sorted([*folder.glob("*.onnx"), *folder.glob("*.json")]):
+            h.update(p.name.encode())
+            h.update(hashlib.sha256(p.read_bytes()).digest())
+        return h.hexdigest()[:16]
+
     def to_dict(self) -> dict:
         return asdict(self)

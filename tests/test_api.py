@@ -89,6 +89,24 @@ def test_score_key_ignores_performance_knobs():
     assert a.score_key() != ScanOptions(analysis_fps=5).score_key()
 
 
+def test_result_key_changes_with_the_model_files_but_the_feature_key_does_not(tmp_path, monkeypatch):
+    import shutil
+
+    from detector.paths import models_dir
+
+    for p in models_dir().glob("fusion.*"):
+        shutil.copy(p, tmp_path / p.name)
+    opts = ScanOptions()
+    monkeypatch.setenv("DETECTOR_MODELS_DIR", str(tmp_path))
+    before, features_before = opts.result_key(), opts.score_key()
+    assert before == ScanOptions(queue_size=2).result_key()  # performance knobs still do not count
+    meta = json.loads((tmp_path / "fusion.json").read_text())
+    meta["thresholds"]["high"] += 0.01  # a retrained model, as far as the verdicts go
+    (tmp_path / "fusion.json").write_text(json.dumps(meta))
+    assert opts.result_key() != before and opts.score_key() == features_before
+    assert ScanOptions(analysis_fps=5).result_key() != opts.result_key()
+
+
 def test_learned_check_runs_in_the_pipeline_when_enabled(swap_clip):
     from detector.checks import DEFAULT_CHECKS
 

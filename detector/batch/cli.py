@@ -171,7 +171,7 @@ def register(app: typer.Typer) -> None:
             _err(str(exc), 1)
 
         rows = read_output(out).rows
-        score_key = options.score_key()
+        score_key = options.result_key()  # the key the run wrote its rows under
         if csv_path is not None:
             write_csv(rows, csv_path, score_key)
         if html_dir is not None and html_ok[0]:

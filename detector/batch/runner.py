@@ -245,7 +245,7 @@ def run_batch(paths: Iterable[str], store: ResultStore, options: ScanOptions, ba
     Raises :class:`BatchAbortedError` when workers cannot run at all.
     """
     options = options.validate()
-    score_key = options.score_key()
+    score_key = options.result_key()  # settings and model files: a retrained model re-scores
     stats = stats or BatchStats()
     stats.torn_bytes_repaired = store.loaded.torn_bytes
     stats.bad_lines = store.loaded.bad_lines

@@ -123,7 +123,7 @@ def process_path(path: str, options: ScanOptions, factory_spec: str = DEFAULT_FA
     not see the request: the local backend also kills overdue workers.
     """
     t0 = time.perf_counter()
-    score_key = options.score_key()
+    score_key = options.result_key()  # settings and model files: a retrained model re-scores
     c = classify(path)
     if c.kind == "not_recording":
         return Outcome(path, "not_recording", reason=c.reason)

@@ -33,7 +33,7 @@ def test_archive_rows_failures_and_skips(archive, tmp_path):
     assert ok.status == "ok" and ok.report.probability == pytest.approx(0.91)
     assert ok.report.verdict.value == "likely_face_swapped"
     assert ok.sha256 == file_sha256(ok.path) == ok.report.video.sha256
-    assert ok.score_key == OPTS.score_key()
+    assert ok.score_key == OPTS.result_key()
     bad = by_name["truncated_upload.mp4"]
     assert bad.status == "failed" and bad.report is None and bad.error and bad.error_code
     assert bad.sha256 == file_sha256(bad.path)  # a broken file is still identified by content
