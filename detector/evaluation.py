@@ -319,22 +319,28 @@ def cross_validated_scores(x: np.ndarray, y: np.ndarray, groups: list[str], usab
     return out
 
 
+def _worst_window(window_scores: np.ndarray, owners: np.ndarray, n_clips: int) -> np.ndarray:
+    """Each clip's highest scored window (NaN for a clip without one): what decides whether it has a segment."""
+    window_scores, owners = np.asarray(window_scores, dtype=np.float64), np.asarray(owners, dtype=int)
+    scored = np.isfinite(window_scores)
+    worst = np.full(n_clips, -np.inf)
+    np.maximum.at(worst, owners[scored], window_scores[scored])
+    worst[np.isneginf(worst)] = np.nan
+    return worst
+
+
 def segment_rates(y: np.ndarray, window_scores: np.ndarray, owners: np.ndarray, high: float) -> dict:
     """How often the timeline flags a stretch: clips with any window at or above ``high``, per class.
 
     On genuine clips this is the rate of calls an interviewer would see a
     "suspicious segment" on although nobody swapped a face.
     """
-    window_scores, owners = np.asarray(window_scores, dtype=np.float64), np.asarray(owners, dtype=int)
-    scored = np.isfinite(window_scores)
-    flagged = np.zeros(len(y), bool)
-    has = np.zeros(len(y), bool)
-    flagged[owners[scored & (window_scores >= high)]] = True
-    has[owners[scored]] = True  # clips without a scored window are left out, not counted as unflagged
+    worst = _worst_window(window_scores, owners, len(y))
+    has = np.isfinite(worst)  # clips without a scored window are left out, not counted as unflagged
     out = {}
     for key, cls in (("genuine_clips_with_segment", 0), ("fake_clips_with_segment", 1)):
         sel = has & (np.asarray(y) == cls)
-        out[key] = float(flagged[sel].mean()) if sel.any() else float("nan")
+        out[key] = float((worst[sel] >= high).mean()) if sel.any() else float("nan")
     return out
 
 
@@ -348,11 +354,7 @@ def segment_threshold(y: np.ndarray, window_scores: np.ndarray, owners: np.ndarr
     window scores the way ``high`` is on clip scores, and never sits below
     ``high``: a segment is at least as suspicious as a "likely face-swapped" call.
     """
-    window_scores, owners = np.asarray(window_scores, dtype=np.float64), np.asarray(owners, dtype=int)
-    scored = np.isfinite(window_scores)
-    worst = np.full(len(y), np.nan)
-    for i in np.unique(owners[scored]):
-        worst[i] = window_scores[scored & (owners == i)].max()
+    worst = _worst_window(window_scores, owners, len(y))
     genuine = worst[(np.asarray(y) == 0) & np.isfinite(worst)]
     return max(float(high), threshold_for_fpr(genuine, max_rate)) if genuine.size else float(high)
 

@@ -1,16 +1,28 @@
 """Scan settings. Everything that can change a score lives here, so that a
-batch run can key its cache on :meth:`ScanOptions.score_key`."""
+batch run can key its cache on :meth:`ScanOptions.result_key`."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from detector.errors import ConfigError
 
 # Bump when a check's arithmetic or how features are summarised changes: cached features and batch results
 # computed by an older analysis are then recomputed, not reused.
 ANALYSIS_VERSION = "5"
+
+
+@functools.lru_cache(maxsize=8)
+def _models_fingerprint(folder: str, files: tuple[tuple[str, int, int], ...]) -> str:
+    """Hash of the model files' bytes; cached by their names, mtimes and sizes, since batch workers ask per recording."""
+    h = hashlib.sha256()
+    for name, _, _ in files:
+        h.update(name.encode())
+        h.update(hashlib.sha256((Path(folder) / name).read_bytes()).digest())
+    return h.hexdigest()
 
 
 @dataclass
@@ -64,12 +76,10 @@ class ScanOptions:
         """
         from detector.paths import models_dir  # late import, as above
 
-        h = hashlib.sha256(self.score_key().encode())
         folder = models_dir()
-        for p in sorted([*folder.glob("*.onnx"), *folder.glob("*.json")]):
-            h.update(p.name.encode())
-            h.update(hashlib.sha256(p.read_bytes()).digest())
-        return h.hexdigest()[:16]
+        files = tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size)
+                      for p in sorted([*folder.glob("*.onnx"), *folder.glob("*.json")]))
+        return hashlib.sha256((self.score_key() + _models_fingerprint(str(folder), files)).encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict:
         return asdict(self)

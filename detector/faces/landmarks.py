@@ -103,7 +103,7 @@ def plain_xyz_records(serialised: bytes, n: int) -> np.ndarray | None:
     rec = raw.reshape(n, _RECORD)
     if not all((rec[:, col] == val).all() for col, val in _TAG_COLUMNS.items()):
         return None
-    return np.ascontiguousarray(rec[:, _FLOAT_COLUMNS]).view("<f4").reshape(n, 3).astype(np.float32)
+    return np.ascontiguousarray(rec[:, _FLOAT_COLUMNS]).view("<f4").reshape(n, 3)  # a fresh array, no copy needed
 
 
 class MediaPipeFaceMesh(LandmarkDetector):
