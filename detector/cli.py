@@ -66,6 +66,13 @@ def _parse_checks(text: str | None) -> tuple[str, ...] | None:
 CHECKS_HELP = "Checks to run, comma-separated, or '+sbi' to add the learned check to the default set."
 
 
+# the CLI imports no numpy-heavy module at start-up; tests check this equals detector.evaluation.DEFAULT_LINK_NOTE
+DEFAULT_LINK_NOTE = "celeb model"
+LINK_NOTE_HELP = ("Link footage groups whose clips share a manifest note starting with this (the dev manifest notes "
+                  "each DeepFaceLive fake's face as 'celeb model NAME'), so grouped CV never scores a fake on a face "
+                  "it was fitted on. '' links nothing.")
+
+
 GALLERY_HELP = "Gallery views: also search an N x N grid of windows for small faces (2 for up to 4 tiles, 3 for 9)."
 
 
@@ -139,13 +146,15 @@ def eval_cmd(manifest: Path = typer.Argument(..., help="CSV with path,label[,sou
              fps: float = typer.Option(10.0, help="Frames analysed per second of video."),
              cv: bool = typer.Option(True, help="Score by grouped cross-validation of the fusion (honest on "
                                                  "the fusion's own training manifest); --no-cv uses the shipped model."),
-             checks: Optional[str] = typer.Option(None, help=CHECKS_HELP)) -> None:
+             checks: Optional[str] = typer.Option(None, help=CHECKS_HELP),
+             link_note: str = typer.Option(DEFAULT_LINK_NOTE, help=LINK_NOTE_HELP)) -> None:
     """Score a labelled manifest and print ROC AUC, accuracy and FPR."""
     _quiet_native_logs()
     from detector.eval_cli import run_eval
 
     try:
         text = run_eval(manifest, out, workers=workers, fps=fps, cv=cv, checks=_parse_checks(checks),
+                        link_note=link_note,
                         progress=lambda n, total, c: typer.echo(f"[{n}/{total}] {c.row.rel_path}"
                                                                  + (f"  ({c.error})" if c.error else ""), err=True))
     except DetectorError as exc:
@@ -159,13 +168,15 @@ def train_fusion(manifest: Path = typer.Argument(..., help="Labelled manifest to
                  workers: int = typer.Option(2),
                  fps: float = typer.Option(10.0),
                  cache: Path = typer.Option(Path(".cache/features.jsonl"), help="Feature cache (JSONL)."),
-                 checks: Optional[str] = typer.Option(None, help=CHECKS_HELP)) -> None:
+                 checks: Optional[str] = typer.Option(None, help=CHECKS_HELP),
+                 link_note: str = typer.Option(DEFAULT_LINK_NOTE, help=LINK_NOTE_HELP)) -> None:
     """Refit the fusion model with grouped cross-validation; writes ONNX, metadata and model card."""
     _quiet_native_logs()
     from detector.fusion.train import train
 
     try:
         text = train(manifest, out, workers=workers, fps=fps, cache=cache, checks=_parse_checks(checks),
+                     link_note=link_note,
                      progress=lambda n, total, c: typer.echo(f"[{n}/{total}] {c.row.rel_path}", err=True))
     except DetectorError as exc:
         fail(exc)

@@ -2,7 +2,9 @@
 
 By default the fusion is re-fitted inside grouped cross-validation folds on
 the features just extracted, so that every score in ``scores.csv`` comes from
-a model that never saw that clip's footage group: evaluating the shipped
+a model that never saw that clip's footage group, nor the face a fake in it
+renders (groups whose fakes share a face are linked, see
+:func:`detector.evaluation.link_groups`): evaluating the shipped
 model on the manifest it was trained on would be in-sample. ``--no-cv``
 scores with the shipped model, which is right for a manifest of recordings
 the model has never seen.
@@ -17,8 +19,8 @@ from typing import Callable
 import numpy as np
 
 from detector.errors import ConfigError
-from detector.evaluation import (ClipFeatures, cross_validated_scores, extract_features, feature_matrix, metrics,
-                                 read_manifest, split_seen, window_matrix)
+from detector.evaluation import (DEFAULT_LINK_NOTE, ClipFeatures, cross_validated_scores, extract_features,
+                                 feature_matrix, link_groups, metrics, read_manifest, split_seen, window_matrix)
 from detector.fusion.logistic import roc_auc
 from detector.fusion.model import FusionModel
 from detector.fusion.train import block_masks, cross_validate_fusion, fusion_feature_names, is_reported
@@ -32,15 +34,16 @@ def _fmt(v: float) -> str:
 def _interval(iv) -> str:
     if not iv or not all(np.isfinite(iv)):
         return ""
-    return f"  (95% interval resampling footage groups: {iv[0]:.3f}-{iv[1]:.3f})"
+    return f"  (95% interval resampling groups: {iv[0]:.3f}-{iv[1]:.3f})"
 
 
 def run_eval(manifest: Path, out: Path, workers: int = 2, fps: float = 10.0, cv: bool = True,
-             checks: tuple[str, ...] | None = None,
+             checks: tuple[str, ...] | None = None, link_note: str = DEFAULT_LINK_NOTE,
              progress: Callable[[int, int, ClipFeatures], None] | None = None) -> str:
     rows, seen = split_seen(read_manifest(manifest), checks=checks)
     if not rows:
         raise ConfigError("every clip of the manifest belongs to footage a shipped model was trained on")
+    rows = link_groups(rows, link_note)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     options = ScanOptions(analysis_fps=fps, use_fusion=False, checks=checks)
@@ -94,6 +97,8 @@ def run_eval(manifest: Path, out: Path, workers: int = 2, fps: float = 10.0, cv:
     m["segment_threshold"] = segment_high
     m["check_own_auc"] = own
     m["mode"] = mode
+    m["cv_groups"] = len({c.row.group for c in clips})
+    m["link_note"] = link_note
     m["excluded_seen_clips"] = [r.rel_path for r in seen]
     m["errors"] = {c.row.rel_path: c.error for c in clips if c.error}
     with open(out / "scores.csv", "w", newline="") as f:
@@ -102,8 +107,10 @@ def run_eval(manifest: Path, out: Path, workers: int = 2, fps: float = 10.0, cv:
         for c, s in zip(clips, scores):
             w.writerow([c.row.rel_path, c.row.label, "" if not np.isfinite(s) else f"{s:.6f}"])
     (out / "metrics.json").write_text(json.dumps(m, indent=2, default=float))
+    linked = f", footage groups sharing a note '{link_note}...' linked" if link_note else ""
     lines = [f"mode: {mode}", f"clips: {m['clips']}, scored: {m['scored']}"
-             + (f" (left out {len(seen)} clips whose footage trained a shipped model)" if seen else ""),
+             + (f" (left out {len(seen)} clips whose footage trained a shipped model)" if seen else "")
+             + f"; {m['cv_groups']} groups{linked}",
              f"ROC AUC (video level): {_fmt(m['auc'])}{_interval(m['auc_interval_95'])}"]
     if np.isfinite(m["auc_uncalibrated"]):
         lines.append(f"  same folds before calibration: {_fmt(m['auc_uncalibrated'])}")

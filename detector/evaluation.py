@@ -2,7 +2,9 @@
 
 Shared by ``detector eval`` and ``detector train-fusion``. Clips that share
 footage share a ``group``; folds never split a group, so no number here is
-measured on footage the model was fitted on.
+measured on footage the model was fitted on. Groups whose fakes render the same
+face are merged as well (:func:`link_groups`), so no number is measured on a
+face identity the model was fitted on either.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import json
 import math
 import multiprocessing as mp
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -31,6 +33,7 @@ class ManifestRow:
     source: str = ""
     method: str = ""
     group: str = ""
+    note: str = ""
 
 
 @dataclass
@@ -65,8 +68,57 @@ def read_manifest(path: str | os.PathLike) -> list[ManifestRow]:
                 raise ConfigError(f"manifest {path}: label must be real|fake, got {label!r} for {r['path']}")
             rows.append(ManifestRow(path=str((path.parent / r["path"]).resolve()), rel_path=r["path"], label=label,
                                     source=r.get("source", ""), method=r.get("method", ""),
-                                    group=r.get("group") or r["path"]))
+                                    group=r.get("group") or r["path"], note=(r.get("note") or "").strip()))
     return rows
+
+
+#: manifest notes that name the face a fake renders: the dev set writes "celeb model NAME"
+#: on each DeepFaceLive fake, and several footage groups share one celebrity model
+DEFAULT_LINK_NOTE = "celeb model"
+
+
+def link_groups(rows: list[ManifestRow], note_prefix: str = DEFAULT_LINK_NOTE) -> list[ManifestRow]:
+    """The rows with footage groups merged where their clips share a note starting with ``note_prefix``.
+
+    Why: a fusion fitted on one fake that renders a given face can learn that
+    face's *identity*, and then recognise another fake rendering it in a
+    different footage group by who it shows, not by the swap. Grouped CV that
+    splits such groups would credit the model for memorising faces, which says
+    nothing about recordings of faces it never saw. Merging is transitive
+    (union-find): groups A and B sharing one face and B and C another become one
+    group, named by its footage groups joined with ``+``. An empty prefix
+    leaves the footage groups as they are.
+    """
+    if not note_prefix:
+        return list(rows)
+    roots = linked_roots([r.group for r in rows], [r.note for r in rows], note_prefix)
+    members: dict[str, set[str]] = {}
+    for r, root in zip(rows, roots):
+        members.setdefault(root, set()).add(r.group)
+    return [replace(r, group="+".join(sorted(members[root]))) for r, root in zip(rows, roots)]
+
+
+def linked_roots(groups: list[str], notes: list[str], note_prefix: str) -> list[str]:
+    """Union-find root of each row's group ("group:G" or "note:N"), groups linked by notes with ``note_prefix``.
+
+    The roots' names (not only which rows share one) decide how grouped folds
+    fall, so the probes that used them before :func:`link_groups` existed keep
+    them to stay reproducible.
+    """
+    parent: dict[str, str] = {}
+
+    def find(a: str) -> str:
+        parent.setdefault(a, a)
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    for group, note in zip(groups, notes):
+        g = find("group:" + group)
+        if note_prefix and note.startswith(note_prefix):
+            parent[g] = find("note:" + note)
+    return [find("group:" + g) for g in groups]
 
 
 def seen_groups(models: Path | None = None, checks: Iterable[str] | None = None) -> dict[str, list[str]]:
@@ -171,7 +223,9 @@ def extract_features(rows: list[ManifestRow], options: ScanOptions, workers: int
     finally:
         if out_f is not None:
             out_f.close()
-    return [done[r.path] for r in rows]
+    # the manifest, not the cache, says what a clip is: a cached row keeps the label and
+    # group it was first extracted with, and either may have changed (or been linked) since
+    return [replace(done[r.path], row=r) for r in rows]
 
 
 # -- grouped cross-validation ------------------------------------------------
@@ -402,7 +456,7 @@ def threshold_for_fpr(scores_genuine: np.ndarray, max_fpr: float) -> float:
 
 def group_bootstrap_auc(y: np.ndarray, scores: np.ndarray, groups: list[str], reps: int = 1000,
                         seed: int = 0, level: float = 0.95) -> tuple[float, float]:
-    """Interval of the ROC AUC when whole footage groups are resampled with replacement.
+    """Interval of the ROC AUC when whole groups (footage groups, linked by shared faces) are resampled.
 
     With a few dozen groups one clip more or less moves the AUC by several
     points; this says how far, resampling groups (not clips) because clips of

@@ -1,10 +1,12 @@
 """Paired group bootstrap of the AUC gain between two ``detector eval`` runs on the same manifest (ships nothing).
 
-Resamples whole footage groups 2,000 times and reports the gain of run B over run A with its 95% interval and how
-often it is zero or negative::
+Resamples whole groups 2,000 times and reports the gain of run B over run A with its 95% interval and how
+often it is zero or negative. Groups are the footage groups linked where their fakes render the same face, as
+``detector eval`` groups them since session 8 (``--link-note ''``: footage groups only, as up to session 7)::
 
-    python experiments/paired_gain.py runs/eval-hand-stream/scores.csv runs/eval-views/scores.csv
-    python experiments/paired_gain.py runs/eval-s7/scores.csv runs/eval-views/scores.csv
+    python experiments/paired_gain.py runs/eval-hand-linked/scores.csv runs/eval-linked/scores.csv
+    python experiments/paired_gain.py runs/eval-hand-stream/scores.csv runs/eval-views/scores.csv --link-note ''
+    python experiments/paired_gain.py runs/eval-s7/scores.csv runs/eval-views/scores.csv --link-note ''
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from detector.evaluation import DEFAULT_LINK_NOTE, link_groups, read_manifest  # noqa: E402
 from detector.fusion.logistic import roc_auc  # noqa: E402
 
 MANIFEST = Path(__file__).resolve().parents[2] / "shared/data/dev/manifest.csv"
@@ -26,8 +29,10 @@ def main() -> None:
     ap.add_argument("a", type=Path, help="scores.csv of the baseline run")
     ap.add_argument("b", type=Path, help="scores.csv of the run compared with it")
     ap.add_argument("--reps", type=int, default=2000)
+    ap.add_argument("--link-note", default=DEFAULT_LINK_NOTE)
     a = ap.parse_args()
-    rows = {r["path"]: r for r in csv.DictReader(open(MANIFEST))}
+    rows = {r.rel_path: {"label": r.label, "group": r.group}
+            for r in link_groups(read_manifest(MANIFEST), a.link_note)}
 
     def load(p: Path) -> dict[str, float]:
         return {r["path"]: float(r["score"]) for r in csv.DictReader(open(p)) if r["score"]}

@@ -14,10 +14,12 @@ DEV_MANIFEST = Path(__file__).resolve().parents[2] / "shared" / "data" / "dev" /
 pytestmark = [pytest.mark.accuracy,
               pytest.mark.skipif(not DEV_MANIFEST.is_file(), reason="../shared/data/dev not present")]
 
-AUC_FLOOR = 0.75  # measured 0.766 with calibrated folds, 0.775 before calibration (models/fusion.md)
-DFL_AUC_FLOOR = 0.76  # measured 0.777
+# measured with groups whose fakes share a celebrity face linked (27 groups; session 8). With footage groups
+# only, as until session 7, the same features measured 0.766 / 0.777 / 0.573: see experiments/README.md
+AUC_FLOOR = 0.74  # measured 0.757 with calibrated folds, 0.764 before calibration (models/fusion.md)
+DFL_AUC_FLOOR = 0.76  # measured 0.774
 MAX_FPR = 0.12  # measured 0.079; thresholds target 0.10
-MAX_LOG_LOSS = 0.60  # measured 0.573 (classes weighted equally); a constant 0.5 scores 0.693
+MAX_LOG_LOSS = 0.61  # measured 0.589 (classes weighted equally); a constant 0.5 scores 0.693
 
 
 def test_grouped_cv_auc_on_dev_set(tmp_path):
@@ -26,6 +28,7 @@ def test_grouped_cv_auc_on_dev_set(tmp_path):
     run_eval(DEV_MANIFEST, tmp_path, workers=2, cv=True)
     m = json.loads((tmp_path / "metrics.json").read_text())
     assert m["scored"] >= m["clips"] - 2
+    assert m["cv_groups"] < len({r.split(",")[4] for r in DEV_MANIFEST.read_text().splitlines()[1:]})  # linked
     assert m["auc"] >= AUC_FLOOR, m
     assert m["auc_by_source"]["DeepFaceLive"] >= DFL_AUC_FLOOR, m
     assert m["fpr_at_high"] <= MAX_FPR, m

@@ -52,6 +52,7 @@ def test_eval_writes_scores_and_metrics(genuine_clip, swap_clip, no_face_clip, t
     assert rows[0]["score"] and rows[1]["score"] and rows[2]["score"] == ""  # no face: not scored
     m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert m["clips"] == 3 and m["scored"] == 2
+    assert m["cv_groups"] == 2 and m["link_note"] == "celeb model" and "2 groups" in res.output
 
 
 def test_eval_rejects_bad_manifest(tmp_path):

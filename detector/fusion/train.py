@@ -1,8 +1,9 @@
 """Reproducible refit of the fusion model: ``detector train-fusion MANIFEST``.
 
 1. Every check's track features are extracted from every clip (cached).
-2. Grouped cross-validation (whole footage groups per fold, three fold
-   assignments) gives out-of-fold probabilities, each fold calibrated by an
+2. Grouped cross-validation (whole footage groups per fold, groups whose
+   fakes render the same face linked into one, three fold assignments)
+   gives out-of-fold probabilities, each fold calibrated by an
    inner grouped CV of its own: the honest AUC and calibration, and the
    verdict thresholds (``high`` keeps genuine false positives <= 10%).
 3. The final logistic model is fitted on all clips, calibrated on grouped
@@ -20,9 +21,9 @@ from typing import Callable
 import numpy as np
 
 from detector.checks import CHECKS
-from detector.evaluation import (ClipFeatures, Windows, cross_validated_scores, extract_features, feature_matrix,
-                                 fit_final, metrics, read_manifest, segment_rates, segment_threshold, split_seen,
-                                 threshold_for_fpr, window_matrix)
+from detector.evaluation import (DEFAULT_LINK_NOTE, ClipFeatures, Windows, cross_validated_scores, extract_features,
+                                 feature_matrix, fit_final, link_groups, metrics, read_manifest, segment_rates,
+                                 segment_threshold, split_seen, threshold_for_fpr, window_matrix)
 from detector.fusion.logistic import LogisticModel, roc_auc, to_onnx
 from detector.options import ScanOptions
 from detector.paths import models_dir
@@ -117,11 +118,12 @@ def cross_validate_fusion(clips: list[ClipFeatures], names: list[str], x: np.nda
 
 
 def train(manifest: Path, out: Path | None = None, workers: int = 2, fps: float = 10.0,
-          cache: Path | None = None, checks: tuple[str, ...] | None = None,
+          cache: Path | None = None, checks: tuple[str, ...] | None = None, link_note: str = DEFAULT_LINK_NOTE,
           progress: Callable[[int, int, ClipFeatures], None] | None = None) -> str:
     out = Path(out) if out is not None else models_dir() / "fusion.onnx"
     options = ScanOptions(analysis_fps=fps, use_fusion=False, checks=checks)
     rows, seen = split_seen(read_manifest(manifest), checks=checks)
+    rows = link_groups(rows, link_note)  # after split_seen, which names footage groups
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
     clips = extract_features(rows, options, workers=workers, cache=cache, progress=progress)
@@ -162,6 +164,9 @@ def train(manifest: Path, out: Path | None = None, workers: int = 2, fps: float 
         "clips": len(clips),
         "excluded_seen_clips": len(seen),
         "excluded_groups": sorted({r.group for r in seen}),
+        # CV groups: footage groups, linked where their fakes share a note starting with this
+        "link_note": link_note,
+        "cv_groups": len(set(groups)),
         "usable_clips": int(usable.sum()),
         "analysis_fps": fps,
         "checks": list(checks) if checks else None,
@@ -205,9 +210,14 @@ def model_card(meta: dict, per_feature: dict[str, float]) -> str:
         "- Graph: impute NaN with the training mean -> standardise -> clip to +-5 sd -> linear (each block of raw "
         "CNN activations contributes its weighted sum clipped to its range on the training windows) -> sigmoid.",
         "",
-        "## Grouped cross-validation (6 folds by footage group, 3 fold assignments averaged)",
+        "## Grouped cross-validation (6 folds by group, 3 fold assignments averaged)",
         "",
-        f"- Video-level ROC AUC: **{m['auc']:.3f}** (95% interval resampling whole footage groups: "
+        f"Groups: {meta['cv_groups']}. Clips sharing footage share a group"
+        + (f", and footage groups whose fakes share a manifest note starting with '{meta['link_note']}' (the face "
+           "the swap renders) are linked into one, so no fold is scored on a face identity it was fitted on"
+           if meta.get("link_note") else "") + ".",
+        "",
+        f"- Video-level ROC AUC: **{m['auc']:.3f}** (95% interval resampling whole groups: "
         f"{m['auc_interval_95'][0]:.3f}-{m['auc_interval_95'][1]:.3f}); the same folds before calibration: "
         f"{m['auc_uncalibrated']:.3f} (each fold's calibration keeps its ranking, pooling calibrated folds "
         "moves the AUC a little)",

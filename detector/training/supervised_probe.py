@@ -39,6 +39,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from detector.evaluation import linked_roots
 from detector.training.faces_cache import cached_largest_face_crops
 from detector.training.sbi_eval import read_manifest, roc_auc
 
@@ -60,21 +61,7 @@ class ProbeOptions:
 
 def merged_groups(rows: list[dict[str, str]], link_note_prefix: str) -> list[str]:
     """Each row's CV group after merging groups whose fakes share a note with the prefix (union-find)."""
-    parent: dict[str, str] = {}
-
-    def find(a: str) -> str:
-        parent.setdefault(a, a)
-        while parent[a] != a:
-            parent[a] = parent[parent[a]]
-            a = parent[a]
-        return a
-
-    for r in rows:
-        g = find("group:" + r["group"])
-        note = (r.get("note") or "").strip()
-        if link_note_prefix and note.startswith(link_note_prefix):
-            parent[g] = find("note:" + note)
-    return [find("group:" + r["group"]) for r in rows]
+    return linked_roots([r["group"] for r in rows], [(r.get("note") or "").strip() for r in rows], link_note_prefix)
 
 
 def probe_samples(times: np.ndarray, crops: np.ndarray, kind: str, size: int, max_gap: float) -> np.ndarray:

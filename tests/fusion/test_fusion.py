@@ -83,6 +83,60 @@ def test_groups_a_model_was_trained_on_are_left_out(tmp_path):
     assert len(keep) == 2 and not seen
 
 
+def test_groups_whose_fakes_share_a_face_are_linked(tmp_path):
+    from detector.evaluation import ManifestRow, link_groups, read_manifest
+
+    (tmp_path / "m.csv").write_text(
+        "path,label,source,method,group,note\n"
+        "a_fake.mp4,fake,DFL,swap,g1,celeb model Alice\n"
+        "a.mp4,real,DFL,original,g1,source of a_fake\n"
+        "b_fake.mp4,fake,DFL,swap,g2,celeb model Alice\n"
+        "c_fake.mp4,fake,DFL,swap,g2,celeb model Bob\n"
+        "d_fake.mp4,fake,DFL,swap,g3,celeb model Bob\n"
+        "e_fake.mp4,fake,DFL,swap,g4,celeb model Carol\n"
+        "f.mp4,real,other,original,g5,\n")
+    rows = read_manifest(tmp_path / "m.csv")
+    assert rows[1].note == "source of a_fake"
+    linked = link_groups(rows)
+    # Alice links g1 and g2, Bob links g2 and g3: one group, transitively; Carol's and f's stay alone
+    assert [r.group for r in linked] == ["g1+g2+g3"] * 5 + ["g4", "g5"]
+    assert [r.path for r in linked] == [r.path for r in rows] and rows[0].group == "g1"  # input untouched
+    assert [r.group for r in link_groups(rows, "")] == [r.group for r in rows]
+    assert [r.group for r in link_groups(rows, "no such prefix")] == [r.group for r in rows]
+    # a note that only shares the prefix links nothing by itself
+    solo = [ManifestRow("/x", "x", "fake", group="gx", note="celeb model X"),
+            ManifestRow("/y", "y", "fake", group="gy", note="celeb model Y")]
+    assert [r.group for r in link_groups(solo)] == ["gx", "gy"]
+
+
+def test_cached_features_take_the_manifests_current_label_and_group(tmp_path, monkeypatch):
+    import detector.evaluation as ev
+    from detector.evaluation import ManifestRow, extract_features
+    from detector.options import ScanOptions
+
+    calls = []
+
+    def fake_extract(row):
+        calls.append(row.path)
+        return ev.ClipFeatures(row, [{"track_id": 0, "duration": 3.0, "frames": 30, "features": {}}])
+
+    monkeypatch.setattr(ev, "_extract_one", fake_extract)
+    monkeypatch.setattr(ev, "_init_worker", lambda options: None)
+    cache = tmp_path / "features.jsonl"
+    opts = ScanOptions(use_fusion=False)
+    extract_features([ManifestRow("/a", "a", "real", group="g1")], opts, cache=cache)
+    again = extract_features([ManifestRow("/a", "a", "fake", group="g1+g2")], opts, cache=cache)
+    assert calls == ["/a"]  # the second run read the cache
+    assert again[0].row.group == "g1+g2" and again[0].row.label == "fake"
+
+
+def test_cli_default_link_note_matches_the_library():
+    from detector.cli import DEFAULT_LINK_NOTE
+    from detector.evaluation import DEFAULT_LINK_NOTE as LIBRARY_DEFAULT
+
+    assert DEFAULT_LINK_NOTE == LIBRARY_DEFAULT
+
+
 def test_window_trained_cross_validation_scores_every_clip_out_of_fold():
     from detector.evaluation import ClipFeatures, ManifestRow, cross_validated_scores, feature_matrix, window_matrix
 

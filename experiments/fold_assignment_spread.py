@@ -1,0 +1,64 @@
+"""How much does the grouping, and the luck of the fold assignment, move the fusion's cross-validated AUC? (ships nothing)
+
+``detector eval`` averages 3 fold assignments of 6 grouped folds. This refits the same fusion (windows weighted
+per clip, the shipped penalty, blocks bounded) on the cached features of an eval run under 12 fold assignments,
+in blocks of 3, and prints the out-of-fold AUC *before* calibration (the ranking; calibration is left out because
+its inner CV makes each fold 19 fits) overall and on DeepFaceLive, for two groupings of the same clips:
+
+- footage groups only (the manifest's ``group``), as ``detector eval`` did up to session 7;
+- footage groups linked where their fakes render the same face (``--link-note``, default ``celeb model``), as it
+  does since session 8 (:func:`detector.evaluation.link_groups`).
+
+The spread between blocks is what the fold assignment alone does to a reported number::
+
+    python experiments/fold_assignment_spread.py --cache runs/eval-linked/features.jsonl
+    python experiments/fold_assignment_spread.py --cache runs/eval-hand-linked/features.jsonl \\
+        --checks sharpness,boundary,texture_flicker,jitter,pose,expression,identity,hard_pose
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from detector.evaluation import (DEFAULT_LINK_NOTE, cross_validated_scores, extract_features,  # noqa: E402
+                                 feature_matrix, link_groups, read_manifest, split_seen, window_matrix)
+from detector.fusion.logistic import roc_auc  # noqa: E402
+from detector.fusion.train import L2, block_masks, fusion_feature_names  # noqa: E402
+from detector.options import ScanOptions  # noqa: E402
+
+MANIFEST = Path(__file__).resolve().parents[2] / "shared/data/dev/manifest.csv"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cache", type=Path, required=True, help="features.jsonl of a detector eval run")
+    ap.add_argument("--checks", default=None, help="the checks that eval run used (default: the default set)")
+    ap.add_argument("--link-note", default=DEFAULT_LINK_NOTE)
+    ap.add_argument("--assignments", type=int, default=12)
+    a = ap.parse_args()
+    checks = tuple(a.checks.split(",")) if a.checks else None
+    rows, _ = split_seen(read_manifest(MANIFEST), checks=checks)
+    clips = extract_features(rows, ScanOptions(use_fusion=False, checks=checks), workers=1, cache=a.cache)
+    names = fusion_feature_names(clips)
+    x, y, usable = feature_matrix(clips, names)
+    dfl = np.array([c.row.source == "DeepFaceLive" for c in clips])
+    windows, blocks = window_matrix(clips, names), block_masks(names)
+    for label, grouped in (("footage groups", rows), (f"linked by '{a.link_note}'", link_groups(rows, a.link_note))):
+        groups = [r.group for r in grouped]
+        parts, total = [], []
+        for start in range(0, a.assignments, 3):
+            s = cross_validated_scores(x, y, groups, usable, l2=L2, windows=windows, blocks=blocks, calibrate=False,
+                                       seeds=range(start, start + 3))
+            total.append(s)
+            parts.append(f"{roc_auc(y, s):.3f}/{roc_auc(y[dfl], s[dfl]):.3f}")
+        s = np.mean(total, axis=0)
+        print(f"{label:28s} {len(set(groups))} groups; AUC/DFL per 3 assignments: {'  '.join(parts)};  "
+              f"all {a.assignments}: {roc_auc(y, s):.3f}/{roc_auc(y[dfl], s[dfl]):.3f}")
+
+
+if __name__ == "__main__":
+    main()
