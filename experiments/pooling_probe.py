@@ -11,17 +11,20 @@ logistic read-out under grouped CV with groups merged by shared DeepFaceLive cel
 
 ``--views`` instead compares *framings* with the shipped pooling: the central fraction of the aligned crop the
 network sees (1.15, i.e. padded, then 1.0, 0.85, 0.7, 0.6, 0.5) and the whole crop plus its central 70% read
-together (what the ``face_cnn`` check does since session 7). With ``--photos`` (the genuine-photo pack of
+together (what the ``face_cnn`` check does since session 7). ``--flip`` reads those two shipped views plain, averaged
+with the mirrored crop's (test-time flip), and reduced over time by the median instead of the mean. With ``--photos`` (the genuine-photo pack of
 ``experiments/ae_render_probe.py pack``) it also prints, without any label, how well each framing suits the network:
 its median face-presence logit and its landmarks' error against MediaPipe's on 600 photos::
 
     python experiments/pooling_probe.py
     python experiments/pooling_probe.py --views [--photos .aedata/photos.npz]
+    python experiments/pooling_probe.py --flip
 """
 import argparse
 import csv
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import cv2
 import numpy as np
@@ -73,15 +76,28 @@ def session() -> ort.InferenceSession:
     return ort.InferenceSession(m.SerializeToString(), so)
 
 
-def clip_vectors(sess: ort.InferenceSession, views: bool) -> tuple[list[dict], dict[str, dict[str, np.ndarray]]]:
+def dev_crops() -> Iterator[tuple[dict, np.ndarray]]:
+    """Each dev clip's manifest row and its aligned largest-face crops at 2 per second (clips without a face skipped)."""
+    for r in csv.DictReader(open(MANIFEST)):
+        _, c, _ = cached_largest_face_crops(str(MANIFEST.parent / r["path"]), 10.0, Path("/tmp/detector_cache"))
+        if len(c):
+            yield r, c[::5]
+
+
+def clip_vectors(sess: ort.InferenceSession, views: bool, flip: bool = False
+                 ) -> tuple[list[dict], dict[str, dict[str, np.ndarray]]]:
     rows = list(csv.DictReader(open(MANIFEST)))
     x: dict[str, dict[str, np.ndarray]] = {}
-    for r in rows:
-        _, c, _ = cached_largest_face_crops(str(MANIFEST.parent / r["path"]), 10.0, Path("/tmp/detector_cache"))
-        c = c[::5]
-        if len(c) == 0:
-            continue
-        if views:
+    for r, c in dev_crops():
+        if flip:
+            d = {}
+            for f in (1.0, 0.7):
+                plain = sess.run(["features"], {"input": FaceMeshFeatures.preprocess(framed(c, f))})[0]
+                mirror = sess.run(["features"], {"input": FaceMeshFeatures.preprocess(framed(c[:, :, ::-1], f))})[0]
+                d[f"fraction {f}"] = plain
+                d[f"flip {f}"] = (plain + mirror) / 2
+                d[f"median {f}"] = plain  # reduced over time by the median below
+        elif views:
             d = {f"fraction {f}": sess.run(["features"], {"input": FaceMeshFeatures.preprocess(framed(c, f))})[0]
                  for f in FRACTIONS}
         else:
@@ -89,7 +105,7 @@ def clip_vectors(sess: ort.InferenceSession, views: bool) -> tuple[list[dict], d
             d = pools(res[3:])
             d["shipped"] = res[0]
         for k, v in d.items():
-            x.setdefault(k, {})[r["path"]] = v.mean(0)
+            x.setdefault(k, {})[r["path"]] = np.median(v, 0) if k.startswith("median") else v.mean(0)
     return [r for r in rows if r["path"] in next(iter(x.values()))], x
 
 
@@ -110,15 +126,29 @@ def framing_fit(sess: ort.InferenceSession, photos: Path) -> None:
               "inter-ocular distances")
 
 
+def read_out(v: np.ndarray, y: np.ndarray, dfl: np.ndarray, groups: list[str]) -> str:
+    """Out-of-fold AUC overall/DeepFaceLive of a logistic read-out of ``v`` (5 grouped folds, 3 assignments)."""
+    res = []
+    for l2 in (1.0, 10.0, 100.0):
+        s = np.zeros(len(y))
+        for seed in range(3):
+            for test in group_folds(groups, 5, seed):
+                s[test] += fit_logistic(v[~test], y[~test].astype(float), l2=l2).decision(v[test])
+        res.append(f"l2={l2:g}: {roc_auc(y, s):.3f}/{roc_auc(y[dfl], s[dfl]):.3f}")
+    return "  ".join(res)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--views", action="store_true", help="compare framings instead of poolings")
+    ap.add_argument("--flip", action="store_true",
+                    help="whole + 0.7 views: plain, averaged with the mirrored crop, and median over time")
     ap.add_argument("--photos", type=Path, default=None, help="with --views: genuine-photo pack for the framing fit")
     a = ap.parse_args()
     sess = session()
     if a.views and a.photos:
         framing_fit(sess, a.photos)
-    kept, x = clip_vectors(sess, a.views)
+    kept, x = clip_vectors(sess, a.views, a.flip)
     y = np.array([r["label"] == "fake" for r in kept])
     dfl = np.array([r["source"] == "DeepFaceLive" for r in kept])
     groups = merged_groups(kept, "celeb model")
@@ -126,16 +156,10 @@ def main() -> None:
 
     def probe(keys: list[str]) -> str:
         v = np.hstack([np.stack([x[k][r["path"]] for r in kept]) for k in keys])
-        res = []
-        for l2 in (1.0, 10.0, 100.0):
-            s = np.zeros(len(kept))
-            for seed in range(3):
-                for test in group_folds(groups, 5, seed):
-                    s[test] += fit_logistic(v[~test], y[~test].astype(float), l2=l2).decision(v[test])
-            res.append(f"l2={l2:g}: {roc_auc(y, s):.3f}/{roc_auc(y[dfl], s[dfl]):.3f}")
-        return f"{' + '.join(keys):28s} dims {v.shape[1]:4d}  " + "  ".join(res)
+        return f"{' + '.join(keys):28s} dims {v.shape[1]:4d}  " + read_out(v, y, dfl, groups)
 
-    combos = ([[f"fraction {f}"] for f in FRACTIONS] + [["fraction 1.0", "fraction 0.7"]] if a.views else
+    combos = ([["fraction 1.0", "fraction 0.7"], ["flip 1.0", "flip 0.7"], ["median 1.0", "median 0.7"]] if a.flip
+              else [[f"fraction {f}"] for f in FRACTIONS] + [["fraction 1.0", "fraction 0.7"]] if a.views else
               [["shipped"], ["region"], ["max"], ["std_all"], ["shipped", "region"], ["shipped", "max"]])
     for keys in combos:
         print(probe(keys))
