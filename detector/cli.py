@@ -68,9 +68,9 @@ CHECKS_HELP = "Checks to run, comma-separated, or '+sbi' to add the learned chec
 
 # the CLI imports no numpy-heavy module at start-up; tests check this equals detector.evaluation.DEFAULT_LINK_NOTE
 DEFAULT_LINK_NOTE = "celeb model"
-LINK_NOTE_HELP = ("Link footage groups whose clips share a manifest note starting with this (the dev manifest notes "
-                  "each DeepFaceLive fake's face as 'celeb model NAME'), so grouped CV never scores a fake on a face "
-                  "it was fitted on. '' links nothing.")
+LINK_NOTE_HELP = ("Link footage groups whose clips carry the same note, among notes starting with this (the dev "
+                  "manifest notes each DeepFaceLive fake's face as 'celeb model NAME'), so grouped CV does not score a "
+                  "fake on a face named there that it was fitted on. '' links nothing.")
 
 
 GALLERY_HELP = "Gallery views: also search an N x N grid of windows for small faces (2 for up to 4 tiles, 3 for 9)."
@@ -140,7 +140,7 @@ def scan(files: List[Path] = typer.Argument(..., help="Recordings to scan."),
 
 
 @app.command("eval")
-def eval_cmd(manifest: Path = typer.Argument(..., help="CSV with path,label[,source,method,group]."),
+def eval_cmd(manifest: Path = typer.Argument(..., help="CSV with path,label[,source,method,group,note]."),
              out: Path = typer.Option(..., "--out", help="Directory for scores.csv and metrics.json."),
              workers: int = typer.Option(2, help="Worker processes."),
              fps: float = typer.Option(10.0, help="Frames analysed per second of video."),

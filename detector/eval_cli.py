@@ -2,8 +2,8 @@
 
 By default the fusion is re-fitted inside grouped cross-validation folds on
 the features just extracted, so that every score in ``scores.csv`` comes from
-a model that never saw that clip's footage group, nor the face a fake in it
-renders (groups whose fakes share a face are linked, see
+a model that never saw that clip's footage group, nor a face the manifest's
+notes say a fake in it renders (groups sharing such a note are linked, see
 :func:`detector.evaluation.link_groups`): evaluating the shipped
 model on the manifest it was trained on would be in-sample. ``--no-cv``
 scores with the shipped model, which is right for a manifest of recordings
@@ -43,6 +43,7 @@ def run_eval(manifest: Path, out: Path, workers: int = 2, fps: float = 10.0, cv:
     rows, seen = split_seen(read_manifest(manifest), checks=checks)
     if not rows:
         raise ConfigError("every clip of the manifest belongs to footage a shipped model was trained on")
+    footage_groups = len({r.group for r in rows})
     rows = link_groups(rows, link_note)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -98,6 +99,7 @@ def run_eval(manifest: Path, out: Path, workers: int = 2, fps: float = 10.0, cv:
     m["check_own_auc"] = own
     m["mode"] = mode
     m["cv_groups"] = len({c.row.group for c in clips})
+    m["footage_groups"] = footage_groups
     m["link_note"] = link_note
     m["excluded_seen_clips"] = [r.rel_path for r in seen]
     m["errors"] = {c.row.rel_path: c.error for c in clips if c.error}
@@ -107,10 +109,11 @@ def run_eval(manifest: Path, out: Path, workers: int = 2, fps: float = 10.0, cv:
         for c, s in zip(clips, scores):
             w.writerow([c.row.rel_path, c.row.label, "" if not np.isfinite(s) else f"{s:.6f}"])
     (out / "metrics.json").write_text(json.dumps(m, indent=2, default=float))
-    linked = f", footage groups sharing a note '{link_note}...' linked" if link_note else ""
+    linked = (f" (from {footage_groups} footage groups, linked where they share a note '{link_note}...')"
+              if link_note else " (footage groups; none linked)")
     lines = [f"mode: {mode}", f"clips: {m['clips']}, scored: {m['scored']}"
              + (f" (left out {len(seen)} clips whose footage trained a shipped model)" if seen else "")
-             + f"; {m['cv_groups']} groups{linked}",
+             + f"; {m['cv_groups']} CV groups{linked}",
              f"ROC AUC (video level): {_fmt(m['auc'])}{_interval(m['auc_interval_95'])}"]
     if np.isfinite(m["auc_uncalibrated"]):
         lines.append(f"  same folds before calibration: {_fmt(m['auc_uncalibrated'])}")

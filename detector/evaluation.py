@@ -3,8 +3,8 @@
 Shared by ``detector eval`` and ``detector train-fusion``. Clips that share
 footage share a ``group``; folds never split a group, so no number here is
 measured on footage the model was fitted on. Groups whose fakes render the same
-face are merged as well (:func:`link_groups`), so no number is measured on a
-face identity the model was fitted on either.
+face, as the manifest's notes name it, are merged as well (:func:`link_groups`),
+so no number is measured on such a face identity the model was fitted on either.
 """
 from __future__ import annotations
 
@@ -86,8 +86,9 @@ def link_groups(rows: list[ManifestRow], note_prefix: str = DEFAULT_LINK_NOTE) -
     splits such groups would credit the model for memorising faces, which says
     nothing about recordings of faces it never saw. Merging is transitive
     (union-find): groups A and B sharing one face and B and C another become one
-    group, named by its footage groups joined with ``+``. An empty prefix
-    leaves the footage groups as they are.
+    group, named by its footage groups joined with ``+`` (a name that would
+    clash with another footage group's is a :class:`ConfigError`). An empty
+    prefix leaves the footage groups as they are.
     """
     if not note_prefix:
         return list(rows)
@@ -95,7 +96,12 @@ def link_groups(rows: list[ManifestRow], note_prefix: str = DEFAULT_LINK_NOTE) -
     members: dict[str, set[str]] = {}
     for r, root in zip(rows, roots):
         members.setdefault(root, set()).add(r.group)
-    return [replace(r, group="+".join(sorted(members[root]))) for r, root in zip(rows, roots)]
+    names = {root: "+".join(sorted(m)) for root, m in members.items()}
+    for root, m in members.items():
+        if len(m) > 1 and names[root] in {r.group for r in rows}:
+            raise ConfigError(f"linking footage groups {sorted(m)} would name them {names[root]!r}, which is the name "
+                              "of another footage group: rename that group")
+    return [replace(r, group=names[root]) for r, root in zip(rows, roots)]
 
 
 def linked_roots(groups: list[str], notes: list[str], note_prefix: str) -> list[str]:

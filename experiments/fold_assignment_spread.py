@@ -40,6 +40,8 @@ def main() -> None:
     ap.add_argument("--link-note", default=DEFAULT_LINK_NOTE)
     ap.add_argument("--assignments", type=int, default=12)
     a = ap.parse_args()
+    if a.assignments < 3 or a.assignments % 3:
+        ap.error("--assignments must be a positive multiple of 3")
     checks = tuple(a.checks.split(",")) if a.checks else None
     rows, _ = split_seen(read_manifest(MANIFEST), checks=checks)
     clips = extract_features(rows, ScanOptions(use_fusion=False, checks=checks), workers=1, cache=a.cache)

@@ -16,8 +16,10 @@ pytestmark = [pytest.mark.accuracy,
 
 # measured with groups whose fakes share a celebrity face linked (27 groups; session 8). With footage groups
 # only, as until session 7, the same features measured 0.766 / 0.777 / 0.573: see experiments/README.md
-AUC_FLOOR = 0.74  # measured 0.757 with calibrated folds, 0.764 before calibration (models/fusion.md)
-DFL_AUC_FLOOR = 0.76  # measured 0.774
+# The fold assignment alone moves these by ~0.03 (experiments/fold_assignment_spread.py: blocks of 3 assignments
+# 0.733-0.764, DFL 0.740-0.784), and it depends on the groups' names, so the floors sit under the worst block.
+AUC_FLOOR = 0.72  # measured 0.757 with calibrated folds, 0.764 before calibration (models/fusion.md)
+DFL_AUC_FLOOR = 0.73  # measured 0.774
 MAX_FPR = 0.12  # measured 0.079; thresholds target 0.10
 MAX_LOG_LOSS = 0.61  # measured 0.589 (classes weighted equally); a constant 0.5 scores 0.693
 
@@ -28,7 +30,7 @@ def test_grouped_cv_auc_on_dev_set(tmp_path):
     run_eval(DEV_MANIFEST, tmp_path, workers=2, cv=True)
     m = json.loads((tmp_path / "metrics.json").read_text())
     assert m["scored"] >= m["clips"] - 2
-    assert m["cv_groups"] < len({r.split(",")[4] for r in DEV_MANIFEST.read_text().splitlines()[1:]})  # linked
+    assert m["cv_groups"] < m["footage_groups"]  # groups sharing a celebrity face were linked
     assert m["auc"] >= AUC_FLOOR, m
     assert m["auc_by_source"]["DeepFaceLive"] >= DFL_AUC_FLOOR, m
     assert m["fpr_at_high"] <= MAX_FPR, m

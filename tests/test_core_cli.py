@@ -41,8 +41,8 @@ def test_eval_writes_scores_and_metrics(genuine_clip, swap_clip, no_face_clip, t
     with open(man, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["path", "label", "source", "method", "group", "note"])
-        w.writerow([str(genuine_clip), "real", "synth", "original", "a", ""])
-        w.writerow([str(swap_clip), "fake", "synth", "synth-swap", "a", ""])
+        w.writerow([str(genuine_clip), "real", "synth", "original", "a", "celeb model X"])
+        w.writerow([str(swap_clip), "fake", "synth", "synth-swap", "c", "celeb model X"])
         w.writerow([str(no_face_clip), "real", "synth", "original", "b", ""])
     res = runner.invoke(app, ["eval", str(man), "--out", str(tmp_path / "ev"), "--workers", "1", "--no-cv"])
     assert res.exit_code == 0, res.output
@@ -52,7 +52,13 @@ def test_eval_writes_scores_and_metrics(genuine_clip, swap_clip, no_face_clip, t
     assert rows[0]["score"] and rows[1]["score"] and rows[2]["score"] == ""  # no face: not scored
     m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert m["clips"] == 3 and m["scored"] == 2
-    assert m["cv_groups"] == 2 and m["link_note"] == "celeb model" and "2 groups" in res.output
+    # a and c share a face named in the notes: linked into one CV group
+    assert m["cv_groups"] == 2 and m["footage_groups"] == 3 and m["link_note"] == "celeb model"
+    assert "2 CV groups (from 3 footage groups" in res.output
+    res = runner.invoke(app, ["eval", str(man), "--out", str(tmp_path / "ev"), "--workers", "1", "--no-cv",
+                              "--link-note", ""])  # features come from the first run's cache
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["cv_groups"] == 3
 
 
 def test_eval_rejects_bad_manifest(tmp_path):

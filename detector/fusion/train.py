@@ -214,7 +214,7 @@ def model_card(meta: dict, per_feature: dict[str, float]) -> str:
         "",
         f"Groups: {meta['cv_groups']}. Clips sharing footage share a group"
         + (f", and footage groups whose fakes share a manifest note starting with '{meta['link_note']}' (the face "
-           "the swap renders) are linked into one, so no fold is scored on a face identity it was fitted on"
+           "the swap renders) are linked into one, so no fold is scored on a face so named that it was fitted on"
            if meta.get("link_note") else "") + ".",
         "",
         f"- Video-level ROC AUC: **{m['auc']:.3f}** (95% interval resampling whole groups: "

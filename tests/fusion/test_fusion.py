@@ -4,7 +4,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from detector.errors import ModelError
+from detector.errors import ConfigError, ModelError
 from detector.evaluation import cross_validated_scores, group_bootstrap_auc, group_folds, threshold_for_fpr
 from detector.fusion.logistic import bound_blocks, fit_logistic, roc_auc, to_onnx
 from detector.fusion.model import FusionModel, FusionOptions
@@ -107,6 +107,12 @@ def test_groups_whose_fakes_share_a_face_are_linked(tmp_path):
     solo = [ManifestRow("/x", "x", "fake", group="gx", note="celeb model X"),
             ManifestRow("/y", "y", "fake", group="gy", note="celeb model Y")]
     assert [r.group for r in link_groups(solo)] == ["gx", "gy"]
+    # a linked group may not take the name of a footage group that already exists
+    clash = [ManifestRow("/p", "p", "fake", group="a", note="celeb model Z"),
+             ManifestRow("/q", "q", "fake", group="b", note="celeb model Z"),
+             ManifestRow("/r", "r", "real", group="a+b")]
+    with pytest.raises(ConfigError, match="a\\+b"):
+        link_groups(clash)
 
 
 def test_cached_features_take_the_manifests_current_label_and_group(tmp_path, monkeypatch):
