@@ -96,9 +96,10 @@ def link_groups(rows: list[ManifestRow], note_prefix: str = DEFAULT_LINK_NOTE) -
     members: dict[str, set[str]] = {}
     for r, root in zip(rows, roots):
         members.setdefault(root, set()).add(r.group)
+    footage = {r.group for r in rows}
     names = {root: "+".join(sorted(m)) for root, m in members.items()}
     for root, m in members.items():
-        if len(m) > 1 and names[root] in {r.group for r in rows}:
+        if len(m) > 1 and names[root] in footage:
             raise ConfigError(f"linking footage groups {sorted(m)} would name them {names[root]!r}, which is the name "
                               "of another footage group: rename that group")
     return [replace(r, group=names[root]) for r, root in zip(rows, roots)]
