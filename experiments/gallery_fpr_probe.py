@@ -1,0 +1,204 @@
+"""How often is a genuine *multi-participant* call called swapped? (ships nothing)
+
+Every dev clip holds one face, and a call takes its most suspicious participant, so the false-positive rate the
+eval reports is per participant. This probe composes gallery-view calls from the genuine dev clips (a 1280x720
+canvas of 640x360 tiles: two side by side, or 2x2; each clip letterboxed into its tile, the call as long as its
+shortest clip, 30 fps H.264), scans them with the gallery options (``gallery_grid=2``), maps each track to its tile
+by where its face was, and scores each tile's track with the grouped-CV models of ``detector eval`` that never saw
+that clip's group (6 folds of the linked groups, assignments 0-2, each calibrated by its own inner CV). The verdict
+threshold is the one chosen on the originals' out-of-fold scores.
+
+It prints, per layout: calls, participants found, the per-call FPR at the threshold, what independent
+per-participant flags would predict from the same tiles scored alone, and how a clip's probability moves between
+its own recording and its tile.
+
+    python experiments/gallery_fpr_probe.py make       # /tmp/gallery/*.mp4 and calls.json
+    python experiments/gallery_fpr_probe.py score --orig-cache runs/eval-linked/features.jsonl
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from detector.evaluation import (DEFAULT_LINK_NOTE, _fit_on, _inner_logits, extract_features,  # noqa: E402
+                                 feature_matrix, group_folds, link_groups, read_manifest, split_seen,
+                                 threshold_for_fpr, window_matrix)
+from detector.fusion.logistic import fit_platt  # noqa: E402
+from detector.fusion.train import L2, block_masks, fusion_feature_names  # noqa: E402
+from detector.options import ScanOptions  # noqa: E402
+
+MANIFEST = Path(__file__).resolve().parents[2] / "shared/data/dev/manifest.csv"
+ROOT = Path("/tmp/gallery")
+CANVAS = (1280, 720)
+TILE = (640, 360)
+LAYOUTS = {2: [(0, 180), (640, 180)], 4: [(0, 0), (640, 0), (0, 360), (640, 360)]}
+FPS = 30
+
+
+def _frames(path: str):
+    """(seconds, RGB frame) of every decoded frame."""
+    with av.open(path) as f:
+        s = f.streams.video[0]
+        for fr in f.decode(s):
+            if fr.pts is not None:
+                yield float(fr.pts * s.time_base), fr.to_ndarray(format="rgb24")
+
+
+def _duration(path: str) -> float:
+    with av.open(path) as f:
+        return f.duration / 1e6
+
+
+def _letterbox(img: np.ndarray) -> np.ndarray:
+    tw, th = TILE
+    h, w = img.shape[:2]
+    s = min(tw / w, th / h)
+    nw, nh = int(round(w * s)), int(round(h * s))
+    out = np.zeros((th, tw, 3), np.uint8)
+    x0, y0 = (tw - nw) // 2, (th - nh) // 2
+    out[y0:y0 + nh, x0:x0 + nw] = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    return out
+
+
+def compose(paths: list[str], dst: Path) -> None:
+    """A gallery call of ``paths`` (sample-and-hold to 30 fps), as long as the shortest."""
+    origins = LAYOUTS[len(paths)]
+    length = min(_duration(p) for p in paths)
+    sources = [_frames(p) for p in paths]
+    current = [next(s) for s in sources]
+    upcoming = [next(s, None) for s in sources]
+    with av.open(str(dst), "w") as out:
+        st = out.add_stream("libx264", rate=FPS, options={"crf": "23", "preset": "veryfast"})
+        st.width, st.height, st.pix_fmt = CANVAS[0], CANVAS[1], "yuv420p"
+        for i in range(int(math.floor(length * FPS))):
+            t = i / FPS
+            canvas = np.zeros((CANVAS[1], CANVAS[0], 3), np.uint8)
+            for k, (x0, y0) in enumerate(origins):
+                while upcoming[k] is not None and upcoming[k][0] <= t:
+                    current[k], upcoming[k] = upcoming[k], next(sources[k], None)
+                canvas[y0:y0 + TILE[1], x0:x0 + TILE[0]] = _letterbox(current[k][1])
+            frame = av.VideoFrame.from_ndarray(canvas, format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, FPS)
+            for pkt in st.encode(frame):
+                out.mux(pkt)
+        for pkt in st.encode():
+            out.mux(pkt)
+
+
+def genuine_rows():
+    rows, _ = split_seen(read_manifest(MANIFEST))
+    return [r for r in rows if r.label == "real"]
+
+
+def cmd_make(a: argparse.Namespace) -> None:
+    ROOT.mkdir(parents=True, exist_ok=True)
+    rows = genuine_rows()
+    calls = []
+    for k in (2, 4):
+        order = np.random.default_rng(k).permutation(len(rows))
+        for c in range(len(rows) // k):
+            members = [rows[j] for j in order[c * k:(c + 1) * k]]
+            dst = ROOT / f"gallery{k}_{c:02d}.mp4"
+            if not dst.is_file():
+                compose([m.path for m in members], dst)
+            calls.append({"path": str(dst), "layout": k, "tiles": [m.rel_path for m in members]})
+            print(dst, flush=True)
+    (ROOT / "calls.json").write_text(json.dumps(calls, indent=1))
+
+
+def _tile_of(track, layout: int) -> int | None:
+    """The tile holding the median centre of the track's thumbnail boxes."""
+    boxes = np.array([t.bbox for t in track.thumbnails.items])
+    if not len(boxes):
+        return None
+    cx, cy = np.median((boxes[:, 0] + boxes[:, 2]) / 2), np.median((boxes[:, 1] + boxes[:, 3]) / 2)
+    for i, (x0, y0) in enumerate(LAYOUTS[layout]):
+        if x0 <= cx < x0 + TILE[0] and y0 <= cy < y0 + TILE[1]:
+            return i
+    return None
+
+
+def cmd_score(a: argparse.Namespace) -> None:
+    from detector.api import Analyzer
+
+    rows = link_groups(split_seen(read_manifest(MANIFEST))[0], DEFAULT_LINK_NOTE)
+    by_path = {r.rel_path: r for r in rows}
+    options = ScanOptions(use_fusion=False)
+    clips = extract_features(rows, options, workers=1, cache=a.orig_cache)
+    names = fusion_feature_names(clips)
+    x, y, usable = feature_matrix(clips, names)
+    windows, blocks = window_matrix(clips, names), block_masks(names)
+    groups = np.array([c.row.group for c in clips])
+    # the eval's fold models, calibrated; each remembers which groups it never saw
+    models = []
+    for seed in range(3):
+        for test in group_folds(list(groups), 6, seed):
+            train = ~test & usable
+            idx = np.flatnonzero(train)
+            m = _fit_on(x, y, train, L2, windows, blocks)
+            m = m.rescaled(*fit_platt(_inner_logits(x, y, groups, idx, 6, L2, windows, blocks), y[idx]))
+            models.append((set(groups[test]), m))
+
+    def oof(features: np.ndarray, group: str) -> float:
+        return float(np.mean([m.predict_proba(features[None])[0] for held, m in models if group in held]))
+
+    alone = {c.row.rel_path: oof(x[i], c.row.group) for i, c in enumerate(clips) if usable[i]}
+    high = threshold_for_fpr(np.array([alone[r.rel_path] for r in rows if r.label == "real" and r.rel_path in alone]),
+                             0.10)
+    calls = json.loads((ROOT / "calls.json").read_text())
+    results = {2: [], 4: []}
+    for call in calls:
+        k = call["layout"]
+        analyzer = Analyzer(ScanOptions(use_fusion=False, gallery_grid=2, max_faces=k))
+        try:
+            analysis = analyzer.analyse(call["path"])
+        finally:
+            analyzer.close()
+        tile_p: dict[int, float] = {}
+        for t in analysis.tracks:
+            if t.duration < options.min_track_seconds or t.frames < options.min_track_frames:
+                continue
+            tile = _tile_of(t, k)
+            if tile is None:
+                continue
+            feats = analysis.track_features(t)
+            v = np.array([feats.get(n, np.nan) for n in names], dtype=float)
+            p = oof(v, by_path[call["tiles"][tile]].group)
+            tile_p[tile] = max(p, tile_p.get(tile, 0.0))  # a split track: its worst part
+        results[k].append((call, tile_p))
+        print(f"{Path(call['path']).name}: {len(tile_p)}/{k} participants, "
+              + ", ".join(f"{call['tiles'][i].split('/')[-1]} {alone.get(call['tiles'][i], np.nan):.2f}->{p:.2f}"
+                          for i, p in sorted(tile_p.items())), flush=True)
+    print(f"\nthreshold (originals' out-of-fold, FPR <= 10%): {high:.3f}; single genuine clips flagged: "
+          f"{np.mean([alone[r.rel_path] >= high for r in rows if r.label == 'real' and r.rel_path in alone]):.3f}")
+    for k, res in results.items():
+        found = sum(len(tp) for _, tp in res)
+        flagged = [max(tp.values()) >= high for _, tp in res if tp]
+        predicted = [1 - np.prod([1 - (alone[t] >= high) for t in call["tiles"] if t in alone]) for call, _ in res]
+        shifts = [p - alone[call["tiles"][i]] for call, tp in res for i, p in tp.items() if call["tiles"][i] in alone]
+        print(f"{k} tiles: {len(res)} calls, {found}/{k * len(res)} participants tracked; calls flagged "
+              f"{np.mean(flagged):.3f} (tiles scored alone would flag {np.mean(predicted):.3f}); "
+              f"P in tile minus P alone: mean {np.mean(shifts):+.3f}, median {np.median(shifts):+.3f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("make")
+    s = sub.add_parser("score")
+    s.add_argument("--orig-cache", type=Path, required=True, help="features.jsonl of a default detector eval run")
+    a = ap.parse_args()
+    {"make": cmd_make, "score": cmd_score}[a.cmd](a)
+
+
+if __name__ == "__main__":
+    main()
