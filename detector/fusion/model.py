@@ -75,6 +75,10 @@ class FusionModel:
                                for k, v in self.meta.get("reference", {}).items()}
             self._blocks = {check: _parse_block(b, self.feature_names)
                             for check, b in self.meta.get("blocks", {}).items()}
+            # height below which a face is smaller than 95% of the training clips' (models before
+            # session 9 do not record it: None, and reports then give no small-face caveat)
+            face_px = self.meta.get("face_px") or {}
+            self.small_face_px: float | None = float(face_px["p05"]) if "p05" in face_px else None
         except (ValueError, KeyError, TypeError) as exc:
             raise ModelError(f"malformed fusion metadata {meta_path}: {exc}") from exc
         self._session = open_session(path, "fusion model", self.options.intra_op_threads)

@@ -27,6 +27,7 @@ from detector.evaluation import (DEFAULT_LINK_NOTE, ClipFeatures, Windows, cross
 from detector.fusion.logistic import LogisticModel, roc_auc, to_onnx
 from detector.options import ScanOptions
 from detector.paths import models_dir
+from detector.timeline import FACE_SIZE_FEATURE
 
 # Features that describe the footage rather than the face swap (face size
 # tracks the dataset a clip came from, not whether it is fake) stay out.
@@ -150,8 +151,15 @@ def train(manifest: Path, out: Path | None = None, workers: int = 2, fps: float 
         if col.size >= 5 and is_reported(n):
             reference[n] = {"genuine_quantiles": np.quantile(col, np.linspace(0, 1, 21)).tolist(),
                             "sign": int(np.sign(model.coef[j]))}
+    # face heights of the clips the model learned from: a report warns below the 5th percentile,
+    # since smaller faces score higher (experiments/reencode_probe.py)
+    sizes = np.exp([t["features"][FACE_SIZE_FEATURE] for c, ok in zip(clips, usable) if ok
+                    for t in [c.main_track()] if t["features"].get(FACE_SIZE_FEATURE) is not None])
+    face_px = ({k: float(np.quantile(sizes, q)) for k, q in (("p05", 0.05), ("p50", 0.5), ("p95", 0.95))}
+               if sizes.size else {})
     meta = {
         "feature_names": names,
+        "face_px": face_px,
         # "segment": the window probability that makes a timeline segment (see segment_threshold)
         "thresholds": {"low": low, "high": high, "segment": cv.segment_high},
         "reference": reference,
@@ -204,6 +212,11 @@ def model_card(meta: dict, per_feature: dict[str, float]) -> str:
         f"- Left out: {meta['excluded_seen_clips']} clips of {len(meta['excluded_groups'])} footage groups whose genuine "
         "clips trained a learned model (their scores would be flattering); they are in no number below.",
         f"- Analysis rate: {meta['analysis_fps']} fps. Created {meta['created']}.",
+        *([f"- Face heights of the training clips (median landmark height of each clip's main track): 5th "
+           f"percentile {meta['face_px']['p05']:.0f} px, median {meta['face_px']['p50']:.0f} px, 95th "
+           f"{meta['face_px']['p95']:.0f} px. Scores rise for smaller faces (on the dev set in session 9, at half the clips' size, 29% of "
+           "genuine clips crossed the 'likely face-swapped' threshold, `experiments/reencode_probe.py`), so "
+           "reports add a caveat for a face below the 5th percentile."] if meta.get("face_px") else []),
         "- Reproduce: `detector train-fusion ../shared/data/dev/manifest.csv`"
         + (f" --checks {','.join(meta['checks'])}" if meta.get("checks") else "") + " (default check set: "
         "every hand-made check and the pretrained `face_cnn` features; the self-blend `sbi` check is opt-in)",

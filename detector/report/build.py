@@ -135,6 +135,31 @@ def _evidence(outcomes: list[_TrackOutcome], count: int, min_gap: float) -> list
     return sorted(chosen, key=lambda e: e.time_s)
 
 
+def caveats(tracks: list[TrackReport], small_face_px: float | None) -> list[str]:
+    """When the call's verdict deserves less trust than the per-participant dev figures suggest.
+
+    Both were measured (README, "How good"): each further judged participant
+    is another chance for a genuine face to cross the threshold, since a call
+    takes its most suspicious one; and scores rise for faces smaller than those
+    the fusion was calibrated on. ``small_face_px`` is the fusion's training
+    faces' 5th percentile height (None: the model does not say, no warning).
+    """
+    judged = [t for t in tracks if t.probability is not None]
+    out = []
+    if len(judged) >= 2:
+        out.append(f"{len(judged)} participants were judged and the call takes the most suspicious, so a genuine "
+                   "call with several people is called face-swapped more often than one with a single face; "
+                   "read each participant's own verdict.")
+    if small_face_px is not None:
+        small = [t for t in judged if t.median_face_px < small_face_px]
+        if small:
+            who = ", ".join(f"participant {t.track_id + 1} (~{t.median_face_px:.0f} px)" for t in small)
+            out.append(f"Small face: {who} is smaller than 95% of the faces the model was calibrated on "
+                       f"({small_face_px:.0f} px high); smaller faces score higher, so a swap verdict is more "
+                       "likely a false alarm.")
+    return out
+
+
 def summarize(verdict: Verdict, prob: float | None, tracks: list[TrackReport], segments: list[Segment]) -> str:
     if verdict == Verdict.no_face:
         return "No face was found in the recording, so nothing could be checked."
@@ -180,5 +205,7 @@ def build_report(analysis: CallAnalysis, fusion: FusionModel | None, sha256: str
                   else Thresholds(low=0.5, high=0.5))
     return Report(detector_version=__version__, verdict=verdict, probability=None if prob is None else round(prob, 4),
                   thresholds=thresholds, summary=summarize(verdict, prob, tracks, segments), video=video,
-                  tracks=tracks, segments=segments, evidence=evidence, settings=opts.to_dict(),
+                  tracks=tracks, segments=segments, evidence=evidence,
+                  caveats=caveats(tracks, fusion.small_face_px if fusion is not None else None),
+                  settings=opts.to_dict(),
                   timings_s={k: round(v, 3) for k, v in analysis.timings.items()})

@@ -131,6 +131,8 @@ class Report(BaseModel):
     tracks: list[TrackReport] = Field(default_factory=list)
     segments: list[Segment] = Field(default_factory=list)
     evidence: list[Evidence] = Field(default_factory=list)
+    # when this call's verdict is less reliable than the dev-set figures say (several participants, small faces)
+    caveats: list[str] = Field(default_factory=list)
     settings: dict[str, Any] = Field(default_factory=dict)
     timings_s: dict[str, float] = Field(default_factory=dict)
     error: Optional[str] = None

@@ -13,6 +13,7 @@ def render_text(report: Report, max_segments: int = 3) -> str:
     lines.append(f"  bands: < {report.thresholds.low:.2f} likely genuine, >= {report.thresholds.high:.2f} likely "
                  f"face-swapped; {v.analysed_frames} frames analysed at {v.analysis_fps:g} fps"
                  + (" (file truncated: analysed what could be decoded)" if v.truncated else ""))
+    lines += [f"  caution: {c}" for c in report.caveats]
     for t in report.tracks:
         p = f"P={t.probability:.2f}" if t.probability is not None else "no score"
         lines.append(f"  participant {t.track_id + 1}: {fmt_time(t.first_seen_s)}-{fmt_time(t.last_seen_s)}, "

@@ -435,3 +435,19 @@ def test_the_shipped_model_carries_a_segment_threshold_and_older_metadata_falls_
     (tmp_path / "f.json").write_text(json.dumps(meta))
     with FusionModel(FusionOptions(model_path=tmp_path / "f.onnx")) as old:
         assert old.segment_high == old.high
+
+
+def test_the_shipped_model_records_its_training_face_heights_and_older_metadata_gives_none(tmp_path):
+    import shutil
+
+    with FusionModel() as shipped:
+        meta = dict(shipped.meta)
+        px = meta["face_px"]
+        # written by train-fusion from the training clips: ordered quantiles of plausible face heights
+        assert 20 < px["p05"] < px["p50"] < px["p95"] < 2000
+        assert shipped.small_face_px == px["p05"]
+    shutil.copy(FusionOptions().model_path, tmp_path / "f.onnx")
+    del meta["face_px"]
+    (tmp_path / "f.json").write_text(json.dumps(meta))
+    with FusionModel(FusionOptions(model_path=tmp_path / "f.onnx")) as old:
+        assert old.small_face_px is None

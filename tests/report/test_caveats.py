@@ -1,0 +1,50 @@
+"""Caveats: when a call's verdict deserves less trust than the per-participant dev figures."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from detector.report.build import caveats
+from detector.report.model import Report, TrackReport, Verdict
+from detector.report.text import render_text
+
+
+def _track(track_id: int, probability: float | None, face_px: float = 160.0) -> TrackReport:
+    verdict = Verdict.inconclusive if probability is not None else Verdict.insufficient_evidence
+    return TrackReport(track_id=track_id, first_seen_s=0.0, last_seen_s=10.0, observed_frames=100,
+                       median_face_px=face_px, verdict=verdict, probability=probability)
+
+
+def test_one_participant_with_a_face_of_ordinary_size_needs_no_caveat():
+    assert caveats([_track(0, 0.8)], small_face_px=112.0) == []
+
+
+def test_several_judged_participants_are_flagged_but_unjudged_ones_do_not_count():
+    two = caveats([_track(0, 0.8), _track(1, 0.2)], small_face_px=None)
+    assert len(two) == 1 and two[0].startswith("2 participants were judged")
+    # a face seen too briefly gets no score, so it is no extra chance of a false alarm
+    assert caveats([_track(0, 0.8), _track(1, None)], small_face_px=None) == []
+
+
+def test_a_judged_face_smaller_than_the_training_faces_is_named():
+    out = caveats([_track(0, 0.8, face_px=70.0), _track(1, None, face_px=40.0)], small_face_px=112.0)
+    assert len(out) == 1
+    assert "participant 1 (~70 px)" in out[0] and "participant 2" not in out[0] and "112 px" in out[0]
+    # at the threshold is not below it; and a model that does not record its faces' sizes warns of nothing
+    assert caveats([_track(0, 0.8, face_px=112.0)], small_face_px=112.0) == []
+    assert caveats([_track(0, 0.8, face_px=70.0)], small_face_px=None) == []
+
+
+def test_caveats_reach_json_text_and_html(tmp_path):
+    spec = importlib.util.spec_from_file_location(
+        "_web_fakes_for_caveats", Path(__file__).resolve().parents[1] / "web" / "web_fakes.py")
+    fakes = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fakes)
+    from detector.report.html import render_html
+
+    report = fakes.fake_report(str(fakes.write_tiny_video(tmp_path / "call.mp4")))
+    assert report.caveats == []  # optional field: reports written before it still load
+    report = report.model_copy(update={"caveats": ["Small face: participant 1 (~70 px) is small."]})
+    assert Report.from_json(report.to_json()).caveats == report.caveats
+    assert "caution: Small face: participant 1" in render_text(report)
+    assert "<strong>Caution:</strong> Small face: participant 1" in render_html(report)
