@@ -214,8 +214,9 @@ def model_card(meta: dict, per_feature: dict[str, float]) -> str:
         f"- Analysis rate: {meta['analysis_fps']} fps. Created {meta['created']}.",
         *([f"- Face heights of the training clips (median landmark height of each clip's main track): 5th "
            f"percentile {meta['face_px']['p05']:.0f} px, median {meta['face_px']['p50']:.0f} px, 95th "
-           f"{meta['face_px']['p95']:.0f} px. Scores rise for smaller faces (on the dev set in session 9, at half the clips' size, 29% of "
-           "genuine clips crossed the 'likely face-swapped' threshold, `experiments/reencode_probe.py`), so "
+           f"{meta['face_px']['p95']:.0f} px. Scores rise for smaller faces (on the dev set in session 9, at half "
+           "the clips' size, 29% of genuine clips crossed the 'likely face-swapped' threshold, "
+           "`experiments/reencode_probe.py`), so "
            "reports add a caveat for a face below the 5th percentile."] if meta.get("face_px") else []),
         "- Reproduce: `detector train-fusion ../shared/data/dev/manifest.csv`"
         + (f" --checks {','.join(meta['checks'])}" if meta.get("checks") else "") + " (default check set: "
