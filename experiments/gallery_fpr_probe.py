@@ -8,9 +8,9 @@ by where its face was, and scores each tile's track with the grouped-CV models o
 that clip's group (6 folds of the linked groups, assignments 0-2, each calibrated by its own inner CV). The verdict
 threshold is the one chosen on the originals' out-of-fold scores.
 
-It prints, per layout: calls, participants found, the per-call FPR at the threshold, what independent
-per-participant flags would predict from the same tiles scored alone, and how a clip's probability moves between
-its own recording and its tile.
+It prints, per layout: calls, participants found, the per-call FPR at the threshold, the same rate for the same
+tracked participants scored in their own recordings instead, and how a clip's probability moves between its own
+recording and its tile.
 
     python experiments/gallery_fpr_probe.py make       # /tmp/gallery/*.mp4 and calls.json
     python experiments/gallery_fpr_probe.py score --orig-cache runs/eval-linked/features.jsonl
@@ -182,12 +182,23 @@ def cmd_score(a: argparse.Namespace) -> None:
           f"{np.mean([alone[r.rel_path] >= high for r in rows if r.label == 'real' and r.rel_path in alone]):.3f}")
     for k, res in results.items():
         found = sum(len(tp) for _, tp in res)
+        # both over the same calls and participants: those tracked in the gallery
         flagged = [max(tp.values()) >= high for _, tp in res if tp]
-        predicted = [1 - np.prod([1 - (alone[t] >= high) for t in call["tiles"] if t in alone]) for call, _ in res]
+        predicted = [1 - np.prod([1 - (alone[call["tiles"][i]] >= high) for i in tp if call["tiles"][i] in alone])
+                     for call, tp in res if tp]
         shifts = [p - alone[call["tiles"][i]] for call, tp in res for i, p in tp.items() if call["tiles"][i] in alone]
         print(f"{k} tiles: {len(res)} calls, {found}/{k * len(res)} participants tracked; calls flagged "
               f"{np.mean(flagged):.3f} (tiles scored alone would flag {np.mean(predicted):.3f}); "
-              f"P in tile minus P alone: mean {np.mean(shifts):+.3f}, median {np.median(shifts):+.3f}")
+              f"P in tile minus P alone: mean {np.mean(shifts):+.3f}, median {np.median(shifts):+.3f}, "
+              f"lower in {sum(d < 0 for d in shifts)} of {len(shifts)}")
+    by_source: dict[str, list[float]] = {}
+    for res in results.values():
+        for call, tp in res:
+            for i, p in tp.items():
+                if call["tiles"][i] in alone:
+                    by_source.setdefault(by_path[call["tiles"][i]].source, []).append(p - alone[call["tiles"][i]])
+    for src, d in sorted(by_source.items()):
+        print(f"  {src}: {len(d)} tiles, in tile minus alone {min(d):+.3f} to {max(d):+.3f}, mean {np.mean(d):+.3f}")
 
 
 def main() -> None:

@@ -9,8 +9,13 @@ calibrated from an inner CV on its own training clips, as ``detector eval`` does
 
 - ``h264_crf23``: H.264 at CRF 23, same size (a plain generation of re-encoding, the control);
 - ``h264_crf32``: H.264 at CRF 32, same size (a low-bandwidth cloud recording);
-- ``h264_scale070``: 0.7 of the size at CRF 23 (a smaller recording window: faces of 35 to 105 px);
-- ``vp9``: VP9 at constant quality 40 in webm (a browser capture).
+- ``h264_scale070``: 0.7 of the size at CRF 23 (a smaller recording window: faces 52 to 247 px high, median 117);
+- ``vp9``: VP9 at constant quality 40 in webm (a browser capture);
+- ``h264_scale050``, ``h264_scale085``: 0.5 and 0.85 of the size at CRF 23, added after the four above were
+  measured, so that augmentation can be tested on a size it was not fitted with.
+
+``shift`` prints how far each check's features move between each clip and its copies, in units of the features'
+spread over the genuine originals.
 
 Two arms:
 
@@ -27,10 +32,12 @@ Two arms:
 Commands (the re-encoded copies and their feature caches stay under /tmp: they are cut from third-party clips)::
 
     python experiments/reencode_probe.py make                   # writes /tmp/reenc/<variant>/...
-    python experiments/reencode_probe.py score --orig-cache runs/eval-linked/features.jsonl
+    python experiments/reencode_probe.py score --orig-cache runs/eval-linked/features.jsonl \
+        --variants h264_crf23 h264_crf32 h264_scale070 vp9
     python experiments/reencode_probe.py score --orig-cache runs/eval-linked/features.jsonl \
         --variants h264_crf23 h264_crf32 h264_scale050 h264_scale070 h264_scale085 vp9 \
         --train-variants h264_crf32 h264_scale050 h264_scale085 vp9 [--arms ...] [--version-weight 0.25]
+    python experiments/reencode_probe.py shift --orig-cache runs/eval-linked/features.jsonl
 """
 from __future__ import annotations
 
@@ -157,6 +164,8 @@ def _down_weighted(x, y, groups, version, windows, blocks, train, test, clip_wei
             cnt[held] += 1
     rows = train & (cnt > 0)
     # Platt weighted like the fit, so the originals count as much in the calibration as in the ranking
+    # (fit_platt takes no weights; fit_logistic on the one logit column is the same model, its input
+    # standardised and clipped at +-5 sd)
     lw = clip_weight[rows] * balanced_weights(y[rows])
     cal = fit_logistic((acc / np.maximum(cnt, 1))[rows, None], y[rows], l2=1e-3, sample_weight=lw * len(lw) / lw.sum())
     return cal.predict_proba(model.decision(x[test])[:, None])
@@ -231,6 +240,22 @@ def cmd_score(a: argparse.Namespace) -> None:
                   f"{np.nanmean(d[both & (yv == 0)]):8.3f} {np.nanmean(d[both & (yv == 1)]):8.3f} {flips:5d}")
 
 
+def cmd_shift(a: argparse.Namespace) -> None:
+    rows, _ = split_seen(read_manifest(MANIFEST))
+    options = ScanOptions(use_fusion=False)
+    base = extract_features(rows, options, cache=a.orig_cache)
+    names = fusion_feature_names(base)
+    x0, y, _ = feature_matrix(base, names)
+    spread = np.nanstd(x0[y == 0], axis=0) + 1e-12
+    checks = sorted({n.split(".")[0] for n in names})
+    for v in a.variants:
+        x, _, _ = feature_matrix(extract_features(_version_rows(rows, v), options, cache=ROOT / v / "features.jsonl"),
+                                 names)
+        moved = np.abs(np.nanmean(x - x0, axis=0) / spread)  # mean shift of each feature, in genuine spreads
+        per_check = {c: moved[[n.split(".")[0] == c for n in names]] for c in checks}
+        print(f"{v:15s} " + "  ".join(f"{c} {m.mean():.2f} (max {m.max():.2f})" for c, m in per_check.items()))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -247,8 +272,11 @@ def main() -> None:
                    help="augmented arm: each re-encoded clip's weight relative to its original's")
     s.add_argument("--link-note", default=DEFAULT_LINK_NOTE)
     s.add_argument("--workers", type=int, default=2)
+    d = sub.add_parser("shift")
+    d.add_argument("--orig-cache", type=Path, required=True, help="features.jsonl of a default detector eval run")
+    d.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     a = ap.parse_args()
-    {"make": cmd_make, "score": cmd_score}[a.cmd](a)
+    {"make": cmd_make, "score": cmd_score, "shift": cmd_shift}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -176,3 +176,16 @@ def test_timeline_segments_use_the_fusion_segment_threshold(swap_clip):
     # overlapping flagged windows merge: one segment over the whole timeline
     tl = everything.tracks[0].timeline
     assert [(s.start_s, s.end_s) for s in everything.segments] == [(tl[0].start_s, tl[-1].end_s)]
+
+
+def test_reports_caution_about_faces_smaller_than_the_fusion_was_fitted_on(swap_clip):
+    with Analyzer(ScanOptions()) as a:
+        assert a.fusion.small_face_px is not None  # the shipped model records its training faces' sizes
+        a.fusion.low = 0.0  # no participant is "likely genuine", so a caution about false alarms applies
+        a.fusion.small_face_px = 1.0  # no face is smaller than that
+        plain = a.scan(swap_clip)
+        a.fusion.small_face_px = 10_000.0  # every face is
+        small = a.scan(swap_clip)
+    assert plain.tracks[0].probability is not None and plain.verdict != Verdict.likely_genuine
+    assert not any(c.startswith("Small face") for c in plain.caveats)
+    assert [c for c in small.caveats if c.startswith("Small face: participant 1 (")]

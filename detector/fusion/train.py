@@ -212,7 +212,8 @@ def model_card(meta: dict, per_feature: dict[str, float]) -> str:
         f"- Left out: {meta['excluded_seen_clips']} clips of {len(meta['excluded_groups'])} footage groups whose genuine "
         "clips trained a learned model (their scores would be flattering); they are in no number below.",
         f"- Analysis rate: {meta['analysis_fps']} fps. Created {meta['created']}.",
-        *([f"- Face heights of the training clips (median landmark height of each clip's main track): 5th "
+        *([f"- Face heights of the training clips (each clip's main track: the geometric mean over its 4 s windows "
+           f"of their median landmark height; reports compare a track's median height with these): 5th "
            f"percentile {meta['face_px']['p05']:.0f} px, median {meta['face_px']['p50']:.0f} px, 95th "
            f"{meta['face_px']['p95']:.0f} px. Scores rise for smaller faces (on the dev set in session 9, at half "
            "the clips' size, 29% of genuine clips crossed the 'likely face-swapped' threshold, "

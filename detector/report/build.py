@@ -141,22 +141,26 @@ def caveats(tracks: list[TrackReport], small_face_px: float | None) -> list[str]
     Both were measured (README, "How good"): each further judged participant
     is another chance for a genuine face to cross the threshold, since a call
     takes its most suspicious one; and scores rise for faces smaller than those
-    the fusion was calibrated on. ``small_face_px`` is the fusion's training
-    faces' 5th percentile height (None: the model does not say, no warning).
+    the fusion was calibrated on. Both are about false alarms, so a call whose
+    participants are all "likely genuine" gets none. ``small_face_px`` is the
+    fusion's training faces' 5th percentile height (None: the model does not
+    say, no warning).
     """
     judged = [t for t in tracks if t.probability is not None]
+    doubted = [t for t in judged if t.verdict != Verdict.likely_genuine]
+    if not doubted:
+        return []
     out = []
     if len(judged) >= 2:
         out.append(f"{len(judged)} participants were judged and the call takes the most suspicious, so a genuine "
                    "call with several people is called face-swapped more often than one with a single face; "
                    "read each participant's own verdict.")
-    if small_face_px is not None:
-        small = [t for t in judged if t.median_face_px < small_face_px]
-        if small:
-            who = ", ".join(f"participant {t.track_id + 1} (~{t.median_face_px:.0f} px)" for t in small)
-            out.append(f"Small face: {who} is smaller than 95% of the faces the model was calibrated on "
-                       f"({small_face_px:.0f} px high); smaller faces score higher, so a swap verdict is more "
-                       "likely a false alarm.")
+    small = [t for t in doubted if small_face_px is not None and t.median_face_px < small_face_px]
+    if small:
+        who = ", ".join(f"participant {t.track_id + 1} (~{t.median_face_px:.0f} px)" for t in small)
+        out.append(f"Small face: {who} {'is' if len(small) == 1 else 'are'} smaller than 95% of the faces the "
+                   f"model was calibrated on ({small_face_px:.0f} px high); smaller faces score higher, so a "
+                   "suspicious score is more likely a false alarm.")
     return out
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 from detector.report.build import caveats
@@ -9,8 +10,9 @@ from detector.report.model import Report, TrackReport, Verdict
 from detector.report.text import render_text
 
 
-def _track(track_id: int, probability: float | None, face_px: float = 160.0) -> TrackReport:
-    verdict = Verdict.inconclusive if probability is not None else Verdict.insufficient_evidence
+def _track(track_id: int, probability: float | None, face_px: float = 160.0,
+           verdict: Verdict = Verdict.inconclusive) -> TrackReport:
+    verdict = verdict if probability is not None else Verdict.insufficient_evidence
     return TrackReport(track_id=track_id, first_seen_s=0.0, last_seen_s=10.0, observed_frames=100,
                        median_face_px=face_px, verdict=verdict, probability=probability)
 
@@ -35,6 +37,20 @@ def test_a_judged_face_smaller_than_the_training_faces_is_named():
     assert caveats([_track(0, 0.8, face_px=70.0)], small_face_px=None) == []
 
 
+def test_several_small_faces_are_named_together():
+    out = caveats([_track(0, 0.8, face_px=70.0), _track(1, 0.6, face_px=60.0)], small_face_px=112.0)
+    assert len(out) == 2 and "participant 1 (~70 px), participant 2 (~60 px) are smaller" in out[1]
+
+
+def test_a_call_whose_participants_are_all_likely_genuine_needs_no_caveat():
+    genuine = [_track(i, 0.1, face_px=50.0, verdict=Verdict.likely_genuine) for i in range(3)]
+    assert caveats(genuine, small_face_px=112.0) == []
+    # one doubtful participant brings both back, but only the doubtful small face is named
+    out = caveats(genuine + [_track(3, 0.6, face_px=60.0)], small_face_px=112.0)
+    assert out[0].startswith("4 participants") and "participant 4 (~60 px) is smaller" in out[1]
+    assert "participant 1" not in out[1]
+
+
 def test_caveats_reach_json_text_and_html(tmp_path):
     spec = importlib.util.spec_from_file_location(
         "_web_fakes_for_caveats", Path(__file__).resolve().parents[1] / "web" / "web_fakes.py")
@@ -43,7 +59,10 @@ def test_caveats_reach_json_text_and_html(tmp_path):
     from detector.report.html import render_html
 
     report = fakes.fake_report(str(fakes.write_tiny_video(tmp_path / "call.mp4")))
-    assert report.caveats == []  # optional field: reports written before it still load
+    # optional field: a report written before it existed still loads
+    older = json.loads(report.to_json())
+    del older["caveats"]
+    assert Report.from_json(json.dumps(older)).caveats == []
     report = report.model_copy(update={"caveats": ["Small face: participant 1 (~70 px) is small."]})
     assert Report.from_json(report.to_json()).caveats == report.caveats
     assert "caution: Small face: participant 1" in render_text(report)
