@@ -360,13 +360,9 @@ def cross_validated_scores(x: np.ndarray, y: np.ndarray, groups: list[str], usab
     n = np.zeros(len(y))
     wacc = np.zeros(len(windows[1])) if windows is not None else None
     wn = np.zeros_like(wacc) if wacc is not None else None
-    ga = np.asarray(groups)
     for test, train in _training_folds(y, groups, usable, k, seeds):
-        model = _fit_on(x, y, train, l2, windows, blocks)
-        if calibrate:
-            idx = np.flatnonzero(train)
-            inner = _inner_logits(x, y, ga, idx, k, l2, windows, blocks)
-            model = model.rescaled(*fit_platt(inner, y[idx]))
+        model = (calibrated_fold_model(x, y, groups, train, k, l2, windows, blocks) if calibrate
+                 else _fit_on(x, y, train, l2, windows, blocks))
         acc[test] += model.predict_proba(x[test])
         n[test] += 1
         if window_scores is not None:
@@ -378,6 +374,18 @@ def cross_validated_scores(x: np.ndarray, y: np.ndarray, groups: list[str], usab
     if window_scores is not None:
         window_scores[:] = _fold_mean(wacc, wn)
     return out
+
+
+def calibrated_fold_model(x: np.ndarray, y: np.ndarray, groups: list[str] | np.ndarray, train: np.ndarray,
+                          k: int = 6, l2: float = 4.0, windows: Windows | None = None,
+                          blocks: list[np.ndarray] | None = None) -> LogisticModel:
+    """One fold's model of :func:`cross_validated_scores`: the fusion fitted on the clips in mask ``train`` and
+    Platt-calibrated on an inner grouped CV over those clips only, so it may score any clip outside ``train``
+    (the probes under ``experiments/`` score re-encoded copies and gallery tiles with it)."""
+    model = _fit_on(x, y, train, l2, windows, blocks)
+    idx = np.flatnonzero(train)
+    inner = _inner_logits(x, y, np.asarray(groups), idx, k, l2, windows, blocks)
+    return model.rescaled(*fit_platt(inner, y[idx]))
 
 
 def _worst_window(window_scores: np.ndarray, owners: np.ndarray, n_clips: int) -> np.ndarray:

@@ -29,10 +29,9 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from detector.evaluation import (DEFAULT_LINK_NOTE, _fit_on, _inner_logits, extract_features,  # noqa: E402
+from detector.evaluation import (DEFAULT_LINK_NOTE, calibrated_fold_model, extract_features,  # noqa: E402
                                  feature_matrix, group_folds, link_groups, read_manifest, split_seen,
                                  threshold_for_fpr, window_matrix)
-from detector.fusion.logistic import fit_platt  # noqa: E402
 from detector.fusion.train import L2, block_masks, fusion_feature_names  # noqa: E402
 from detector.options import ScanOptions  # noqa: E402
 
@@ -142,10 +141,7 @@ def cmd_score(a: argparse.Namespace) -> None:
     models = []
     for seed in range(3):
         for test in group_folds(list(groups), 6, seed):
-            train = ~test & usable
-            idx = np.flatnonzero(train)
-            m = _fit_on(x, y, train, L2, windows, blocks)
-            m = m.rescaled(*fit_platt(_inner_logits(x, y, groups, idx, 6, L2, windows, blocks), y[idx]))
+            m = calibrated_fold_model(x, y, groups, ~test & usable, 6, L2, windows, blocks)
             models.append((set(groups[test]), m))
 
     def oof(features: np.ndarray, group: str) -> float:

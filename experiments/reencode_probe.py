@@ -52,11 +52,11 @@ import av
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from detector.evaluation import (CALIBRATION_SEEDS, DEFAULT_LINK_NOTE, _fit_on, _inner_logits,  # noqa: E402
+from detector.evaluation import (CALIBRATION_SEEDS, DEFAULT_LINK_NOTE, _fit_on, calibrated_fold_model,  # noqa: E402
                                  extract_features, feature_matrix, group_folds, link_groups, read_manifest,
                                  split_seen, threshold_for_fpr, window_matrix)
 from detector.fusion.logistic import (balanced_weights, bound_blocks, clip_balanced_weights,  # noqa: E402
-                                      fit_logistic, fit_platt, roc_auc)
+                                      fit_logistic, roc_auc)
 from detector.fusion.train import L2, block_masks, fusion_feature_names  # noqa: E402
 from detector.options import ScanOptions  # noqa: E402
 
@@ -212,10 +212,7 @@ def cmd_score(a: argparse.Namespace) -> None:
                                                 np.where(version == 0, 1.0, a.version_weight))
                     cnt[test] += 1
                     continue
-                model = _fit_on(x, y, train, L2, windows, blocks)
-                idx = np.flatnonzero(train)
-                inner = _inner_logits(x, y, groups, idx, 6, L2, windows, blocks)
-                model = model.rescaled(*fit_platt(inner, y[idx]))
+                model = calibrated_fold_model(x, y, groups, train, 6, L2, windows, blocks)
                 acc[test] += model.predict_proba(x[test])
                 cnt[test] += 1
         p = np.where(cnt > 0, acc / np.maximum(cnt, 1), np.nan)
