@@ -225,7 +225,7 @@ class _CheckStage:
                 td = TrackData(track_id, {n: c(self.context) for n, c in self.check_classes.items()}, ThumbnailStore(),
                                TrackTimeline(self.options.window_s, self.options.hop_s, self.window_reducer))
                 self.tracks[track_id] = td
-            crop, m = align_face(frame.image, face.points)
+            crop, m = align_face(frame.image, face.points, antialias=self.options.crop_antialias)
             obs = FaceObservation(track_id, frame.pts, frame.image, face, crop, m)
             # windows that end before this frame are cut from what the checks recorded so far
             td.timeline.advance(frame.seconds, face.height, td.checks)

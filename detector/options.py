@@ -41,6 +41,7 @@ class ScanOptions:
     use_fusion: bool = True  # False: features only (used to (re)train the fusion)
     queue_size: int = 8  # decoded frames buffered between decode and analysis
     onnx_threads: int = 1
+    crop_antialias: bool = False  # shrink faces larger than the aligned crop by area averaging, not a bilinear warp
 
     def validate(self) -> "ScanOptions":
         if not self.analysis_fps > 0:
@@ -60,6 +61,8 @@ class ScanOptions:
         d = asdict(self)
         for k in ("hash_file", "queue_size", "onnx_threads", "evidence_count"):
             d.pop(k)
+        if not d["crop_antialias"]:  # features extracted before the setting existed keep their key
+            d.pop("crop_antialias")
         from detector.checks import DEFAULT_CHECKS  # late import: checks import options indirectly
 
         d["checks"] = sorted(DEFAULT_CHECKS) if self.checks is None else sorted(self.checks)

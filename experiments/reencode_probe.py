@@ -171,6 +171,14 @@ def _down_weighted(x, y, groups, version, windows, blocks, train, test, clip_wei
     return cal.predict_proba(model.decision(x[test])[:, None])
 
 
+def _options(a: argparse.Namespace) -> ScanOptions:
+    return ScanOptions(use_fusion=False, crop_antialias=a.antialias)
+
+
+def _version_cache(a: argparse.Namespace, variant: str) -> Path:
+    return ROOT / variant / ("features_antialias.jsonl" if a.antialias else "features.jsonl")
+
+
 def _version_rows(rows, variant):
     return [replace(r, path=str(variant_path(variant, r.rel_path))) for r in rows]
 
@@ -178,12 +186,11 @@ def _version_rows(rows, variant):
 def cmd_score(a: argparse.Namespace) -> None:
     rows, _ = split_seen(read_manifest(MANIFEST))
     rows = link_groups(rows, a.link_note)
-    options = ScanOptions(use_fusion=False)
+    options = _options(a)
     versions = ["original"] + a.variants
     clips = extract_features(rows, options, workers=a.workers, cache=a.orig_cache)
     for v in a.variants:
-        clips += extract_features(_version_rows(rows, v), options, workers=a.workers,
-                                  cache=ROOT / v / "features.jsonl")
+        clips += extract_features(_version_rows(rows, v), options, workers=a.workers, cache=_version_cache(a, v))
     n = len(rows)
     version = np.repeat(np.arange(len(versions)), n)
     names = fusion_feature_names(clips[:n])
@@ -239,15 +246,14 @@ def cmd_score(a: argparse.Namespace) -> None:
 
 def cmd_shift(a: argparse.Namespace) -> None:
     rows, _ = split_seen(read_manifest(MANIFEST))
-    options = ScanOptions(use_fusion=False)
+    options = _options(a)
     base = extract_features(rows, options, cache=a.orig_cache)
     names = fusion_feature_names(base)
     x0, y, _ = feature_matrix(base, names)
     spread = np.nanstd(x0[y == 0], axis=0) + 1e-12
     checks = sorted({n.split(".")[0] for n in names})
     for v in a.variants:
-        x, _, _ = feature_matrix(extract_features(_version_rows(rows, v), options, cache=ROOT / v / "features.jsonl"),
-                                 names)
+        x, _, _ = feature_matrix(extract_features(_version_rows(rows, v), options, cache=_version_cache(a, v)), names)
         moved = np.abs(np.nanmean(x - x0, axis=0) / spread)  # mean shift of each feature, in genuine spreads
         per_check = {c: moved[[n.split(".")[0] == c for n in names]] for c in checks}
         print(f"{v:15s} " + "  ".join(f"{c} {m.mean():.2f} (max {m.max():.2f})" for c, m in per_check.items()))
@@ -272,6 +278,10 @@ def main() -> None:
     d = sub.add_parser("shift")
     d.add_argument("--orig-cache", type=Path, required=True, help="features.jsonl of a default detector eval run")
     d.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    for p in (s, d):
+        p.add_argument("--antialias", action="store_true",
+                       help="extract with ScanOptions.crop_antialias (own caches: features_antialias.jsonl, and "
+                            "--orig-cache should name another file than the default run's)")
     a = ap.parse_args()
     {"make": cmd_make, "score": cmd_score, "shift": cmd_shift}[a.cmd](a)
 

@@ -55,11 +55,60 @@ def alignment_matrix(points: np.ndarray, size: int = 112) -> np.ndarray:
     return m
 
 
-def align_face(image_rgb: np.ndarray, points: np.ndarray, size: int = 112) -> tuple[np.ndarray, np.ndarray]:
-    """Aligned ``size`` x ``size`` RGB crop and the 2x3 matrix that made it."""
+def align_face(image_rgb: np.ndarray, points: np.ndarray, size: int = 112,
+               antialias: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Aligned ``size`` x ``size`` RGB crop and the 2x3 matrix that made it (image pixels -> crop).
+
+    A bilinear warp reads 4 pixels per output pixel whatever the scale, so a face larger than the crop comes out
+    aliased: the same face filmed at two sizes gives crops of different sharpness and grain. With ``antialias``
+    the face's region is first shrunk by area averaging to the crop's scale, and only the small remaining
+    rotation and scale go through the bilinear warp, so a crop's detail depends on the face, not on its size in
+    the frame (down to the crop's own resolution).
+    """
     m = alignment_matrix(points, size)
+    if antialias:
+        return _antialiased_crop(image_rgb, m, size), m
     crop = cv2.warpAffine(image_rgb, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
     return crop, m
+
+
+def _antialiased_crop(image: np.ndarray, m: np.ndarray, size: int) -> np.ndarray:
+    scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
+    if scale >= 1.0:  # the crop enlarges the face: nothing to alias
+        return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    # the crop's footprint in the image, with a margin for the bilinear taps
+    inv = cv2.invertAffineTransform(m)
+    corners = np.array([[0, 0], [size, 0], [0, size], [size, size]], dtype=np.float64) @ inv[:, :2].T + inv[:, 2]
+    x0, y0 = np.floor(corners.min(axis=0)).astype(int) - 2
+    x1, y1 = np.ceil(corners.max(axis=0)).astype(int) + 2
+    h, w = image.shape[:2]
+    if x1 <= 0 or y1 <= 0 or x0 >= w or y0 >= h or x1 - x0 > 2 * w or y1 - y0 > 2 * h:
+        # the footprint misses the image, or reflects more than once: the plain warp handles that rare case
+        return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    # what lies outside the image is reflected about the image's own edge, as the plain warp's BORDER_REFLECT
+    # does: take the rows/columns the reflection reads too, pad, then cut the footprint
+    (lx, hx), (ly, hy) = _reflect_source(x0, x1, w), _reflect_source(y0, y1, h)
+    roi = image[ly:hy, lx:hx]
+    pad_t, pad_b, pad_l, pad_r = max(-y0, 0), max(y1 - h, 0), max(-x0, 0), max(x1 - w, 0)
+    if pad_t or pad_b or pad_l or pad_r:
+        roi = cv2.copyMakeBorder(roi, pad_t, pad_b, pad_l, pad_r, borderType=cv2.BORDER_REFLECT)
+    roi = roi[y0 - (ly - pad_t):y1 - (ly - pad_t), x0 - (lx - pad_l):x1 - (lx - pad_l)]
+    rh, rw = roi.shape[:2]
+    sw, sh = max(1, int(round(rw * scale))), max(1, int(round(rh * scale)))
+    small = cv2.resize(roi, (sw, sh), interpolation=cv2.INTER_AREA)
+    fx, fy = sw / rw, sh / rh
+    # crop = A @ p_image + b, with p_image = (x0, y0) + p_small / (fx, fy)
+    a = m[:, :2] @ np.diag([1.0 / fx, 1.0 / fy])
+    b = m[:, :2] @ np.array([x0, y0], dtype=np.float64) + m[:, 2]
+    m_small = np.hstack([a, b[:, None]])
+    return cv2.warpAffine(small, m_small, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+
+def _reflect_source(lo: int, hi: int, n: int) -> tuple[int, int]:
+    """Index range [a, b) of an axis of length ``n`` that [lo, hi) reads, once reflected at the axis's ends."""
+    a = max(0, min(lo, 2 * n - hi))
+    b = min(n, max(hi, -lo))
+    return a, b
 
 
 def transform_points(points: np.ndarray, m: np.ndarray) -> np.ndarray:
