@@ -74,6 +74,19 @@ def block_references(model: LogisticModel, names: list[str], genuine: np.ndarray
     return blocks
 
 
+def training_face_heights(clips: list[ClipFeatures], usable: np.ndarray) -> dict[str, float]:
+    """5th, 50th and 95th percentile face height (px) of the clips a model learns from; {} when none has one.
+
+    A report warns for a face below the 5th percentile, since smaller faces score higher
+    (``experiments/reencode_probe.py``).
+    """
+    sizes = np.exp([t["features"][FACE_SIZE_FEATURE] for c, ok in zip(clips, usable) if ok
+                    for t in [c.main_track()] if t is not None and t["features"].get(FACE_SIZE_FEATURE) is not None])
+    if not sizes.size:
+        return {}
+    return {k: float(np.quantile(sizes, q)) for k, q in (("p05", 0.05), ("p50", 0.5), ("p95", 0.95))}
+
+
 def thresholds_from_oof(y: np.ndarray, oof: np.ndarray) -> tuple[float, float]:
     ok = np.isfinite(oof)
     high = threshold_for_fpr(oof[ok & (y == 0)], MAX_FPR)
@@ -151,15 +164,9 @@ def train(manifest: Path, out: Path | None = None, workers: int = 2, fps: float 
         if col.size >= 5 and is_reported(n):
             reference[n] = {"genuine_quantiles": np.quantile(col, np.linspace(0, 1, 21)).tolist(),
                             "sign": int(np.sign(model.coef[j]))}
-    # face heights of the clips the model learned from: a report warns below the 5th percentile,
-    # since smaller faces score higher (experiments/reencode_probe.py)
-    sizes = np.exp([t["features"][FACE_SIZE_FEATURE] for c, ok in zip(clips, usable) if ok
-                    for t in [c.main_track()] if t["features"].get(FACE_SIZE_FEATURE) is not None])
-    face_px = ({k: float(np.quantile(sizes, q)) for k, q in (("p05", 0.05), ("p50", 0.5), ("p95", 0.95))}
-               if sizes.size else {})
     meta = {
         "feature_names": names,
-        "face_px": face_px,
+        "face_px": training_face_heights(clips, usable),
         # "segment": the window probability that makes a timeline segment (see segment_threshold)
         "thresholds": {"low": low, "high": high, "segment": cv.segment_high},
         "reference": reference,

@@ -451,3 +451,23 @@ def test_the_shipped_model_records_its_training_face_heights_and_older_metadata_
     (tmp_path / "f.json").write_text(json.dumps(meta))
     with FusionModel(FusionOptions(model_path=tmp_path / "f.onnx")) as old:
         assert old.small_face_px is None
+
+
+def test_training_face_heights_are_quantiles_of_the_usable_clips_and_empty_without_any():
+    from detector.evaluation import ClipFeatures, ManifestRow
+    from detector.fusion.train import training_face_heights
+    from detector.timeline import FACE_SIZE_FEATURE
+
+    def clip(i, px):
+        feats = {} if px is None else {FACE_SIZE_FEATURE: float(np.log(px))}
+        return ClipFeatures(ManifestRow(f"/c{i}", f"c{i}", "real", group=f"g{i}"),
+                            [{"track_id": 0, "duration": 5.0, "frames": 50, "features": feats}])
+
+    clips = [clip(i, px) for i, px in enumerate([100, 200, 300, None, 5000])]
+    usable = np.array([True, True, True, True, False])  # the 5000 px clip is not learned from
+    px = training_face_heights(clips, usable)
+    assert px["p50"] == pytest.approx(200.0)
+    assert 100 < px["p05"] < px["p50"] < px["p95"] < 300
+    # no clip with a measured size (features cached before sizes were recorded): no cut-off at all
+    assert training_face_heights([clip(0, None), clip(1, None)], np.array([True, True])) == {}
+    assert training_face_heights(clips, np.zeros(5, bool)) == {}
