@@ -99,4 +99,5 @@ def row_fields(row: dict) -> dict:
         "error": row.get("error"),
         "score_key": row.get("score_key"),
         "truncated": bool(video.get("truncated")),
+        "caveats": list(rep.get("caveats") or []),
     }

@@ -19,7 +19,9 @@ from detector.batch.runner import BatchStats
 
 VERDICT_ORDER = ("likely_face_swapped", "inconclusive", "likely_genuine", "insufficient_evidence", "no_face",
                  "failed")
-CSV_COLUMNS = ("rank", "path", "verdict", "probability", "duration_s", "sha256", "status", "error_code", "error")
+# caveats last, so that tables read by column position before it existed keep their columns
+CSV_COLUMNS = ("rank", "path", "verdict", "probability", "duration_s", "sha256", "status", "error_code", "error",
+               "caveats")
 
 
 def latest_rows(rows: list[dict], score_key: str) -> tuple[list[dict], int]:
@@ -98,7 +100,7 @@ def write_csv(rows: list[dict], path: str | os.PathLike, score_key: str) -> int:
         p = f["probability"]
         w.writerow([i, f["path"], f["verdict"], "" if p is None else f"{p:.4f}",
                     "" if f["duration_s"] is None else f"{f['duration_s']:.2f}", f["sha256"] or "", f["status"],
-                    f["error_code"] or "", f["error"] or ""])
+                    f["error_code"] or "", f["error"] or "", " | ".join(f["caveats"])])
     _atomic_write(Path(path), buf.getvalue())
     return len(flat)
 

@@ -79,7 +79,8 @@ class FakeAnalyzer:
                                       height=info.height,
                                       duration_s=float(info.duration) if info.duration is not None else None,
                                       analysis_fps=self.options.analysis_fps),
-                      settings=self.options.to_dict())
+                      settings=self.options.to_dict(),
+                      caveats=["fake caveat: small face"] if p >= 0.7 else [])
 
     def close(self) -> None:
         pass

@@ -41,6 +41,8 @@ def test_local_batch_csv_html_summary(app, archive, tmp_path):
     assert [float(r["probability"]) for r in table[:3]] == [0.91, 0.55, 0.12]
     assert table[3]["status"] == "failed" and table[3]["error"] and table[3]["probability"] == ""
     assert all(len(r["sha256"]) == 64 for r in table)
+    # the report's caveats travel to the table: only the suspicious call has one here
+    assert [r["caveats"] for r in table] == ["fake caveat: small face", "", "", ""]
     # summary: verdict counts, most suspicious first, the failure with its reason
     assert "likely_face_swapped" in res.output and "failures (1)" in res.output
     assert res.output.index("call_p0.91.mp4") < res.output.index("call_p0.12.mp4")
