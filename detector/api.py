@@ -7,7 +7,7 @@ import time
 
 from detector.analysis import CallAnalysis, ProgressCallback, analyse_video, landmark_options, selected_checks
 from detector.checks import CHECKS, CheckContext
-from detector.errors import InputError
+from detector.errors import ConfigError, InputError
 from detector.faces import create_landmark_detector
 from detector.fusion.model import FusionModel, FusionOptions
 from detector.options import ScanOptions
@@ -52,6 +52,12 @@ class Analyzer:
                     self.context.models[cls.shared_model] = cls.open_model(self.options.onnx_threads)
             if self.options.use_fusion:
                 self.fusion = FusionModel(FusionOptions(intra_op_threads=self.options.onnx_threads))
+                if self.fusion.crop_antialias != self.options.crop_antialias:
+                    # every check reads the aligned crop: features of the other cropping would be scored by a
+                    # model that never saw their like
+                    raise ConfigError(f"the fusion model was fitted on features with crop_antialias="
+                                      f"{self.fusion.crop_antialias}; scan with the same setting, or refit it "
+                                      f"(`detector train-fusion`)")
             # Load the landmark backend once now (importing mediapipe is most of the ~0.7 s start-up): a
             # broken install fails here, before any file is read, and the first scan costs what the others do.
             # Each scan still opens its own detector, so no tracking state crosses recordings.

@@ -41,7 +41,9 @@ class ScanOptions:
     use_fusion: bool = True  # False: features only (used to (re)train the fusion)
     queue_size: int = 8  # decoded frames buffered between decode and analysis
     onnx_threads: int = 1
-    crop_antialias: bool = False  # shrink faces larger than the aligned crop by area averaging, not a bilinear warp
+    # faces larger than the aligned crop are shrunk by area averaging, not read by a bilinear warp that aliases
+    # them (the default since session 10; False reproduces earlier features, which the fusion no longer fits)
+    crop_antialias: bool = True
 
     def validate(self) -> "ScanOptions":
         if not self.analysis_fps > 0:
@@ -61,7 +63,7 @@ class ScanOptions:
         d = asdict(self)
         for k in ("hash_file", "queue_size", "onnx_threads", "evidence_count"):
             d.pop(k)
-        if not d["crop_antialias"]:  # features extracted before the setting existed keep their key
+        if not d["crop_antialias"]:  # plain-warp features keep the key they had before the setting existed
             d.pop("crop_antialias")
         from detector.checks import DEFAULT_CHECKS  # late import: checks import options indirectly
 

@@ -87,6 +87,7 @@ def test_score_key_ignores_performance_knobs():
     a, b = ScanOptions(), ScanOptions(queue_size=2, onnx_threads=2, hash_file=False)
     assert a.score_key() == b.score_key()
     assert a.score_key() != ScanOptions(analysis_fps=5).score_key()
+    assert a.score_key() != ScanOptions(crop_antialias=False).score_key()  # other crops, other features
 
 
 def test_result_key_changes_with_the_model_files_but_the_feature_key_does_not(tmp_path, monkeypatch):
@@ -105,6 +106,27 @@ def test_result_key_changes_with_the_model_files_but_the_feature_key_does_not(tm
     (tmp_path / "fusion.json").write_text(json.dumps(meta))
     assert opts.result_key() != before and opts.score_key() == features_before
     assert ScanOptions(analysis_fps=5).result_key() != opts.result_key()
+
+
+def test_scanning_with_other_crops_than_the_fusion_was_fitted_on_is_a_config_error(tmp_path, monkeypatch):
+    from detector.paths import models_dir
+
+    for p in models_dir().iterdir():
+        if p.suffix in (".onnx", ".json"):
+            (tmp_path / p.name).symlink_to(p)
+    monkeypatch.setenv("DETECTOR_MODELS_DIR", str(tmp_path))
+    assert ScanOptions().crop_antialias  # the default, and what the shipped fusion was fitted on
+    with pytest.raises(ConfigError, match="crop_antialias=True"):
+        Analyzer(ScanOptions(crop_antialias=False))
+    # a model from before the setting (no record of it) was fitted on plain-warp crops
+    meta = json.loads((models_dir() / "fusion.json").read_text())
+    del meta["crop_antialias"]
+    (tmp_path / "fusion.json").unlink()
+    (tmp_path / "fusion.json").write_text(json.dumps(meta))
+    with pytest.raises(ConfigError, match="crop_antialias=False"):
+        Analyzer(ScanOptions())
+    Analyzer(ScanOptions(crop_antialias=False)).close()
+    Analyzer(ScanOptions(use_fusion=False)).close()  # features only: no model to disagree with
 
 
 def test_learned_check_runs_in_the_pipeline_when_enabled(swap_clip):

@@ -97,9 +97,9 @@ def _antialiased_crop(image: np.ndarray, m: np.ndarray, size: int) -> np.ndarray
     sw, sh = max(1, int(round(rw * scale))), max(1, int(round(rh * scale)))
     small = cv2.resize(roi, (sw, sh), interpolation=cv2.INTER_AREA)
     fx, fy = sw / rw, sh / rh
-    # crop = A @ p_image + b, with p_image = (x0, y0) + p_small / (fx, fy)
+    # crop = A @ p_image + b; resize maps pixel centres, p_roi = (p_small + 0.5) / f - 0.5, and p_image = (x0, y0) + p_roi
     a = m[:, :2] @ np.diag([1.0 / fx, 1.0 / fy])
-    b = m[:, :2] @ np.array([x0, y0], dtype=np.float64) + m[:, 2]
+    b = m[:, :2] @ np.array([x0 + 0.5 / fx - 0.5, y0 + 0.5 / fy - 0.5], dtype=np.float64) + m[:, 2]
     m_small = np.hstack([a, b[:, None]])
     return cv2.warpAffine(small, m_small, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 

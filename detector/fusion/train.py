@@ -167,6 +167,8 @@ def train(manifest: Path, out: Path | None = None, workers: int = 2, fps: float 
     meta = {
         "feature_names": names,
         "face_px": training_face_heights(clips, usable),
+        # the features depend on how faces were cropped: a scan must crop the same way (checked by Analyzer)
+        "crop_antialias": options.crop_antialias,
         # "segment": the window probability that makes a timeline segment (see segment_threshold)
         "thresholds": {"low": low, "high": high, "segment": cv.segment_high},
         "reference": reference,
@@ -222,10 +224,11 @@ def model_card(meta: dict, per_feature: dict[str, float]) -> str:
         *([f"- Face heights of the training clips (each clip's main track: the geometric mean over its 4 s windows "
            f"of their median landmark height; reports compare a track's median height with these): 5th "
            f"percentile {meta['face_px']['p05']:.0f} px, median {meta['face_px']['p50']:.0f} px, 95th "
-           f"{meta['face_px']['p95']:.0f} px. Scores rise for smaller faces (on the dev set in session 9, at half "
-           "the clips' size, 29% of genuine clips crossed the 'likely face-swapped' threshold, "
-           "`experiments/reencode_probe.py`), so "
-           "reports add a caveat for a face below the 5th percentile."] if meta.get("face_px") else []),
+           f"{meta['face_px']['p95']:.0f} px. Scores rise for smaller faces (measured on shrunk copies of the dev "
+           "clips by `experiments/reencode_probe.py`, see `experiments/README.md`), so reports add a caveat for a "
+           "face below the 5th percentile."] if meta.get("face_px") else []),
+        f"- Face crops: {'anti-aliased (faces larger than the 112 px crop shrunk by area averaging)' if meta.get('crop_antialias') else 'one bilinear warp'}"
+        f" (`ScanOptions.crop_antialias={bool(meta.get('crop_antialias'))}`); scans must crop the same way.",
         "- Reproduce: `detector train-fusion ../shared/data/dev/manifest.csv`"
         + (f" --checks {','.join(meta['checks'])}" if meta.get("checks") else "") + " (default check set: "
         "every hand-made check and the pretrained `face_cnn` features; the self-blend `sbi` check is opt-in)",

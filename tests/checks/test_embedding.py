@@ -118,12 +118,16 @@ def test_block_suspicion_follows_the_block_share_of_the_fused_logit(tmp_path):
     fusion = FusionModel()  # shipped model, its block read the same way
     b = fusion.meta["blocks"]["face_cnn"]
     coef, mean, scale = (np.asarray(b[k]) for k in ("coef", "mean", "scale"))
-    track = dict(zip(b["features"], mean))
+    # a track whose block share is the genuine clips' median, then one a small step further along the
+    # block's weights (a step t standardised units along sign(coef) moves the share by t * sum|coef|)
+    median_share = b["genuine_quantiles"][len(b["genuine_quantiles"]) // 2]
+    t = median_share / np.abs(coef).sum()
+    track = dict(zip(b["features"], mean + t * scale * np.sign(coef)))
     low = fusion.suspicion(track)["face_cnn"]
-    # a small step along the block's weights makes the track more swap-like than more genuine footage
-    pushed = dict(zip(b["features"], mean + 0.5 * scale * np.sign(coef)))
+    assert low == pytest.approx(0.5, abs=0.01)
+    pushed = dict(zip(b["features"], mean + (t + 0.2) * scale * np.sign(coef)))
     high = fusion.suspicion(pushed)["face_cnn"]
-    assert 0.0 <= low < high <= 1.0
+    assert 0.5 < high <= 1.0
     assert "face_cnn" not in fusion.suspicion({"jitter.median": 0.0})  # no vector, no reading
     # the face logit keeps its own reading: the check reports the larger of the two
     extreme = dict(track, **{"face_cnn.face_logit": 1e6})

@@ -115,3 +115,59 @@ def test_a_face_mesh_that_cannot_start_is_a_model_error_also_for_the_analyzer(mo
         create_landmark_detector()
     with pytest.raises(ModelError, match="could not start"):
         Analyzer()
+
+
+def _similarity(scale: float, angle_deg: float, tx: float, ty: float) -> np.ndarray:
+    c, s = np.cos(np.radians(angle_deg)) * scale, np.sin(np.radians(angle_deg)) * scale
+    return np.array([[c, -s, tx], [s, c, ty]])
+
+
+def _crop(image, m, antialias):
+    import cv2
+
+    from detector.faces.regions import _antialiased_crop
+
+    if antialias:
+        return _antialiased_crop(image, m, 112).astype(float)
+    return cv2.warpAffine(image, m, (112, 112), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT).astype(float)
+
+
+def test_antialiased_crop_keeps_the_plain_warps_geometry_and_borders():
+    h, w = 360, 640
+    yy, xx = np.mgrid[0:h, 0:w]
+    smooth = np.stack([128 + 100 * np.sin(xx / 40.0) * np.cos(yy / 55.0), xx * 255.0 / w, yy * 255.0 / h],
+                      -1).clip(0, 255).astype(np.uint8)
+    # inside the frame, across its corner (reflected), rotated, and enlarging (the plain warp itself)
+    for m in (_similarity(0.5, 10, -60, -40), _similarity(0.4, 0, 10, 15), _similarity(0.5, -15, -260, -110),
+              _similarity(1.5, 5, -300, -200)):
+        assert np.abs(_crop(smooth, m, True) - _crop(smooth, m, False)).mean() < 1.0
+    big = _similarity(1.5, 5, -300, -200)
+    assert np.array_equal(_crop(smooth, big, True), _crop(smooth, big, False))
+
+
+def test_antialiased_crop_of_a_large_face_has_the_grain_of_the_same_face_filmed_small():
+    import cv2
+
+    rng = np.random.default_rng(0)
+    # a fine-grained 'face' (pore-scale texture) filmed at 560 px, and at 112 px (the crop's own size)
+    texture = cv2.GaussianBlur(rng.uniform(0, 255, (560, 560, 3)).astype(np.float32), (0, 0), 1.0)
+    large = np.clip(128 + (texture - texture.mean()) * (60 / texture.std()), 0, 255).astype(np.uint8)
+    small = cv2.resize(large, (112, 112), interpolation=cv2.INTER_AREA)
+
+    def grain(crop):  # high-frequency energy: what a sharpness check or a CNN reads as detail
+        return cv2.Laplacian(cv2.cvtColor(crop.astype(np.uint8), cv2.COLOR_RGB2GRAY).astype(np.float32),
+                             cv2.CV_32F).var()
+
+    filmed_small = grain(_crop(small, _similarity(1.0, 0, 0, 0), False))
+    for m in (_similarity(0.2, 0, 0, 0), _similarity(0.2, 17, 30, -20)):
+        # the bilinear warp point-samples the large face's grain (aliasing): several times the small face's
+        assert grain(_crop(large, m, False)) > 3 * filmed_small
+        # area averaging first: about the grain the small face shows
+        assert 0.25 * filmed_small < grain(_crop(large, m, True)) < 1.5 * filmed_small
+    # align_face passes the setting through, with the same matrix either way
+    pts = np.zeros((478, 3), np.float32)
+    pts[[33, 133], :2], pts[[362, 263], :2] = [[150, 200], [190, 200]], [[290, 200], [330, 200]]
+    pts[1, :2], pts[[61, 291], :2] = [240, 280], [[180, 340], [300, 340]]
+    c1, m1 = align_face(large, pts, antialias=True)
+    c0, m0 = align_face(large, pts)
+    assert np.allclose(m1, m0) and c1.shape == c0.shape == (112, 112, 3) and grain(c1) < grain(c0)
