@@ -147,14 +147,17 @@ def eval_cmd(manifest: Path = typer.Argument(..., help="CSV with path,label[,sou
              cv: bool = typer.Option(True, help="Score by grouped cross-validation of the fusion (honest on "
                                                  "the fusion's own training manifest); --no-cv uses the shipped model."),
              checks: Optional[str] = typer.Option(None, help=CHECKS_HELP),
-             link_note: str = typer.Option(DEFAULT_LINK_NOTE, help=LINK_NOTE_HELP)) -> None:
+             link_note: str = typer.Option(DEFAULT_LINK_NOTE, help=LINK_NOTE_HELP),
+             crop_antialias: bool = typer.Option(True, help="Anti-aliased face crops (the default); "
+                                                            "--no-crop-antialias reproduces features from before "
+                                                            "session 10 (cross-validation only).")) -> None:
     """Score a labelled manifest and print ROC AUC, accuracy and FPR."""
     _quiet_native_logs()
     from detector.eval_cli import run_eval
 
     try:
         text = run_eval(manifest, out, workers=workers, fps=fps, cv=cv, checks=_parse_checks(checks),
-                        link_note=link_note,
+                        link_note=link_note, crop_antialias=crop_antialias,
                         progress=lambda n, total, c: typer.echo(f"[{n}/{total}] {c.row.rel_path}"
                                                                  + (f"  ({c.error})" if c.error else ""), err=True))
     except DetectorError as exc:

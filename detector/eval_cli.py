@@ -39,7 +39,7 @@ def _interval(iv) -> str:
 
 def run_eval(manifest: Path, out: Path, workers: int = 2, fps: float = 10.0, cv: bool = True,
              checks: tuple[str, ...] | None = None, link_note: str = DEFAULT_LINK_NOTE,
-             progress: Callable[[int, int, ClipFeatures], None] | None = None) -> str:
+             progress: Callable[[int, int, ClipFeatures], None] | None = None, crop_antialias: bool = True) -> str:
     rows, seen = split_seen(read_manifest(manifest), checks=checks)
     if not rows:
         raise ConfigError("every clip of the manifest belongs to footage a shipped model was trained on")
@@ -47,10 +47,14 @@ def run_eval(manifest: Path, out: Path, workers: int = 2, fps: float = 10.0, cv:
     rows = link_groups(rows, link_note)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    options = ScanOptions(analysis_fps=fps, use_fusion=False, checks=checks)
+    options = ScanOptions(analysis_fps=fps, use_fusion=False, checks=checks, crop_antialias=crop_antialias)
+    fusion = FusionModel()
+    if not cv and fusion.crop_antialias != crop_antialias:
+        fusion.close()
+        raise ConfigError(f"the shipped fusion model was fitted with crop_antialias={fusion.crop_antialias}; "
+                          "--no-cv can only score features cropped the same way")
     clips = extract_features(rows, options, workers=workers, cache=out / "features.jsonl", progress=progress)
     y = np.array([c.y for c in clips])
-    fusion = FusionModel()
     try:
         # every check's features: what grouped CV fuses, and what each check's own AUC reads a subset of
         all_names = fusion_feature_names(clips)

@@ -59,6 +59,10 @@ def test_eval_writes_scores_and_metrics(genuine_clip, swap_clip, no_face_clip, t
                               "--link-note", ""])  # features come from the first run's cache
     assert res.exit_code == 0, res.output
     assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["cv_groups"] == 3
+    # the shipped model cannot score plain-warp features: a clear error before any clip is read
+    res = runner.invoke(app, ["eval", str(man), "--out", str(tmp_path / "plain"), "--no-cv", "--no-crop-antialias"])
+    assert res.exit_code != 0 and "crop_antialias=True" in res.output
+    assert not (tmp_path / "plain" / "features.jsonl").exists()
 
 
 def test_eval_rejects_bad_manifest(tmp_path):
