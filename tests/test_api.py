@@ -129,6 +129,24 @@ def test_scanning_with_other_crops_than_the_fusion_was_fitted_on_is_a_config_err
     Analyzer(ScanOptions(use_fusion=False)).close()  # features only: no model to disagree with
 
 
+def test_the_scan_crops_faces_as_its_options_say(genuine_clip, monkeypatch):
+    from detector import analysis
+
+    seen = []
+    real = analysis.align_face
+
+    def recording(image, points, **kw):
+        seen.append(kw.get("antialias", False))
+        return real(image, points, **kw)
+
+    monkeypatch.setattr(analysis, "align_face", recording)
+    for antialias in (True, False):
+        seen.clear()
+        with Analyzer(ScanOptions(use_fusion=False, crop_antialias=antialias, checks=("sharpness",))) as a:
+            a.analyse(genuine_clip)
+        assert seen and set(seen) == {antialias}
+
+
 def test_learned_check_runs_in_the_pipeline_when_enabled(swap_clip):
     from detector.checks import DEFAULT_CHECKS
 
