@@ -49,13 +49,12 @@ def run_eval(manifest: Path, out: Path, workers: int = 2, fps: float = 10.0, cv:
     out.mkdir(parents=True, exist_ok=True)
     options = ScanOptions(analysis_fps=fps, use_fusion=False, checks=checks, crop_antialias=crop_antialias)
     fusion = FusionModel()
-    if not cv and fusion.crop_antialias != crop_antialias:
-        fusion.close()
-        raise ConfigError(f"the shipped fusion model was fitted with crop_antialias={fusion.crop_antialias}; "
-                          "--no-cv can only score features cropped the same way")
-    clips = extract_features(rows, options, workers=workers, cache=out / "features.jsonl", progress=progress)
-    y = np.array([c.y for c in clips])
     try:
+        if not cv and fusion.crop_antialias != crop_antialias:
+            raise ConfigError(f"the shipped fusion model was fitted with crop_antialias={fusion.crop_antialias}; "
+                              "--no-cv can only score features cropped the same way")
+        clips = extract_features(rows, options, workers=workers, cache=out / "features.jsonl", progress=progress)
+        y = np.array([c.y for c in clips])
         # every check's features: what grouped CV fuses, and what each check's own AUC reads a subset of
         all_names = fusion_feature_names(clips)
         xs, _, usable_all = feature_matrix(clips, all_names)
@@ -98,6 +97,7 @@ def run_eval(manifest: Path, out: Path, workers: int = 2, fps: float = 10.0, cv:
         fusion.close()
     m = metrics(clips, scores, high, low, per_check=per_check)
     m["auc_uncalibrated"] = auc_uncalibrated
+    m["crop_antialias"] = crop_antialias
     m.update(segments)
     m["segment_threshold"] = segment_high
     m["check_own_auc"] = own

@@ -41,7 +41,7 @@ class ScanOptions:
     use_fusion: bool = True  # False: features only (used to (re)train the fusion)
     queue_size: int = 8  # decoded frames buffered between decode and analysis
     onnx_threads: int = 1
-    # faces larger than the aligned crop are shrunk by area averaging, not read by a bilinear warp that aliases
+    # a face larger than the aligned crop is blurred to the crop's scale before the warp, which would alias it
     # them (the default since session 10; False reproduces earlier features, which the fusion no longer fits)
     crop_antialias: bool = True
 
@@ -63,7 +63,11 @@ class ScanOptions:
         d = asdict(self)
         for k in ("hash_file", "queue_size", "onnx_threads", "evidence_count"):
             d.pop(k)
-        if not d["crop_antialias"]:  # plain-warp features keep the key they had before the setting existed
+        if d["crop_antialias"]:  # the key names how crops are blurred: another blur is other features
+            from detector.faces.regions import SOURCE_BLUR_PX  # late import, as below
+
+            d["crop_antialias"] = f"gaussian, source blur {SOURCE_BLUR_PX} px"
+        else:  # plain-warp features keep the key they had before the setting existed
             d.pop("crop_antialias")
         from detector.checks import DEFAULT_CHECKS  # late import: checks import options indirectly
 

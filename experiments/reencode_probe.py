@@ -75,6 +75,8 @@ VARIANTS = {
 
 
 ARMS = ["orig", "augmented", "sizecal", "sizecal_orig"]
+ORIG_CACHE_HELP = ("features.jsonl of a detector eval run that cropped the same way: since session 10 the default "
+                   "eval anti-aliases (pass --antialias here); with --no-crop-antialias it does not")
 
 
 def variant_path(variant: str, rel_path: str) -> Path:
@@ -266,7 +268,7 @@ def main() -> None:
     m.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     m.add_argument("--workers", type=int, default=2)
     s = sub.add_parser("score")
-    s.add_argument("--orig-cache", type=Path, required=True, help="features.jsonl of a default detector eval run")
+    s.add_argument("--orig-cache", type=Path, required=True, help=ORIG_CACHE_HELP)
     s.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     s.add_argument("--arms", nargs="+", default=["orig", "augmented"], choices=ARMS)
     s.add_argument("--train-variants", nargs="+", default=None, choices=list(VARIANTS),
@@ -276,7 +278,7 @@ def main() -> None:
     s.add_argument("--link-note", default=DEFAULT_LINK_NOTE)
     s.add_argument("--workers", type=int, default=2)
     d = sub.add_parser("shift")
-    d.add_argument("--orig-cache", type=Path, required=True, help="features.jsonl of a default detector eval run")
+    d.add_argument("--orig-cache", type=Path, required=True, help=ORIG_CACHE_HELP)
     d.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     for p in (s, d):
         p.add_argument("--antialias", action="store_true",

@@ -16,12 +16,12 @@ pytestmark = [pytest.mark.accuracy,
 
 # measured with groups whose fakes share a celebrity face linked (27 groups; session 8) and anti-aliased face crops
 # (session 10; with plain-warp crops the same eval measured 0.757 / 0.774 / 0.589). The fold assignment alone moves
-# these by ~0.03 (experiments/fold_assignment_spread.py: blocks of 3 assignments 0.769-0.803, DFL 0.769-0.809), and
+# these by ~0.04 (experiments/fold_assignment_spread.py: blocks of 3 assignments 0.753-0.792, DFL 0.753-0.793), and
 # it depends on the groups' names, so the floors sit under the worst block.
-AUC_FLOOR = 0.75  # measured 0.783 with calibrated folds, 0.790 before calibration (models/fusion.md)
-DFL_AUC_FLOOR = 0.75  # measured 0.806
+AUC_FLOOR = 0.74  # measured 0.776 with calibrated folds, 0.779 before calibration (models/fusion.md)
+DFL_AUC_FLOOR = 0.74  # measured 0.793
 MAX_FPR = 0.12  # measured 0.079; thresholds target 0.10
-MAX_LOG_LOSS = 0.60  # measured 0.568 (classes weighted equally); a constant 0.5 scores 0.693
+MAX_LOG_LOSS = 0.60  # measured 0.575 (classes weighted equally); a constant 0.5 scores 0.693
 
 
 def test_grouped_cv_auc_on_dev_set(tmp_path):

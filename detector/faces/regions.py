@@ -55,15 +55,22 @@ def alignment_matrix(points: np.ndarray, size: int = 112) -> np.ndarray:
     return m
 
 
+#: blur (Gaussian sigma, in pixels) assumed of a camera's own pixels: an anti-aliased crop of a face is blurred to
+#: what the same camera would have recorded of it at the crop's scale (see :func:`align_face`)
+SOURCE_BLUR_PX = 0.5
+
+
 def align_face(image_rgb: np.ndarray, points: np.ndarray, size: int = 112,
                antialias: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Aligned ``size`` x ``size`` RGB crop and the 2x3 matrix that made it (image pixels -> crop).
 
     A bilinear warp reads 4 pixels per output pixel whatever the scale, so a face larger than the crop comes out
-    aliased: the same face filmed at two sizes gives crops of different sharpness and grain. With ``antialias``
-    the face's region is first shrunk by area averaging to the crop's scale, and only the small remaining
-    rotation and scale go through the bilinear warp, so a crop's detail depends on the face, not on its size in
-    the frame (down to the crop's own resolution).
+    aliased: grainy with false detail, while the same face filmed at the crop's size comes out smooth. With
+    ``antialias`` the face's region is first blurred by a Gaussian of sigma ``SOURCE_BLUR_PX * sqrt(d**2 - 1)``
+    (``d`` = how many image pixels one crop pixel spans): the blur that turns a camera's pixels into pixels ``d``
+    times larger, as if the face had been filmed at the crop's size. Then the same warp cuts the crop. The blur
+    grows smoothly from nothing at ``d = 1`` and does not depend on where the face sits on the pixel grid, so the
+    crop changes smoothly as a face moves or grows.
     """
     m = alignment_matrix(points, size)
     if antialias:
@@ -72,19 +79,27 @@ def align_face(image_rgb: np.ndarray, points: np.ndarray, size: int = 112,
     return crop, m
 
 
+def antialias_sigma(m: np.ndarray) -> float:
+    """Gaussian sigma (image pixels) :func:`align_face` blurs with before the warp ``m``; 0 if it does not shrink."""
+    d = 1.0 / max(float(np.sqrt(abs(np.linalg.det(m[:, :2])))), 1e-9)
+    return SOURCE_BLUR_PX * float(np.sqrt(d * d - 1.0)) if d > 1.0 else 0.0
+
+
 def _antialiased_crop(image: np.ndarray, m: np.ndarray, size: int) -> np.ndarray:
-    scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
-    if scale >= 1.0:  # the crop enlarges the face: nothing to alias
+    sigma = antialias_sigma(m)
+    if sigma == 0.0:  # the crop does not shrink the face: nothing to alias
         return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-    # the crop's footprint in the image, with a margin for the bilinear taps
+    # blur only the crop's footprint in the image, with a margin for the kernel and the bilinear taps
+    margin = int(np.ceil(3.0 * sigma)) + 2
     inv = cv2.invertAffineTransform(m)
     corners = np.array([[0, 0], [size, 0], [0, size], [size, size]], dtype=np.float64) @ inv[:, :2].T + inv[:, 2]
-    x0, y0 = np.floor(corners.min(axis=0)).astype(int) - 2
-    x1, y1 = np.ceil(corners.max(axis=0)).astype(int) + 2
+    x0, y0 = np.floor(corners.min(axis=0)).astype(int) - margin
+    x1, y1 = np.ceil(corners.max(axis=0)).astype(int) + margin
     h, w = image.shape[:2]
     if x1 <= 0 or y1 <= 0 or x0 >= w or y0 >= h or x1 - x0 > 2 * w or y1 - y0 > 2 * h:
-        # the footprint misses the image, or reflects more than once: the plain warp handles that rare case
-        return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        # a footprint off the frame or larger than it (not a face Face Mesh found): blur the whole frame
+        blurred = cv2.GaussianBlur(image, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+        return cv2.warpAffine(blurred, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
     # what lies outside the image is reflected about the image's own edge, as the plain warp's BORDER_REFLECT
     # does: take the rows/columns the reflection reads too, pad, then cut the footprint
     (lx, hx), (ly, hy) = _reflect_source(x0, x1, w), _reflect_source(y0, y1, h)
@@ -93,15 +108,11 @@ def _antialiased_crop(image: np.ndarray, m: np.ndarray, size: int) -> np.ndarray
     if pad_t or pad_b or pad_l or pad_r:
         roi = cv2.copyMakeBorder(roi, pad_t, pad_b, pad_l, pad_r, borderType=cv2.BORDER_REFLECT)
     roi = roi[y0 - (ly - pad_t):y1 - (ly - pad_t), x0 - (lx - pad_l):x1 - (lx - pad_l)]
-    rh, rw = roi.shape[:2]
-    sw, sh = max(1, int(round(rw * scale))), max(1, int(round(rh * scale)))
-    small = cv2.resize(roi, (sw, sh), interpolation=cv2.INTER_AREA)
-    fx, fy = sw / rw, sh / rh
-    # crop = A @ p_image + b; resize maps pixel centres, p_roi = (p_small + 0.5) / f - 0.5, and p_image = (x0, y0) + p_roi
-    a = m[:, :2] @ np.diag([1.0 / fx, 1.0 / fy])
-    b = m[:, :2] @ np.array([x0 + 0.5 / fx - 0.5, y0 + 0.5 / fy - 0.5], dtype=np.float64) + m[:, 2]
-    m_small = np.hstack([a, b[:, None]])
-    return cv2.warpAffine(small, m_small, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    roi = cv2.GaussianBlur(roi, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+    # the footprint starts at the whole pixel (x0, y0): the same matrix, moved by that many pixels
+    m_roi = m.astype(np.float64).copy()
+    m_roi[:, 2] += m_roi[:, :2] @ np.array([x0, y0], dtype=np.float64)
+    return cv2.warpAffine(roi, m_roi, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
 
 def _reflect_source(lo: int, hi: int, n: int) -> tuple[int, int]:

@@ -227,7 +227,7 @@ def model_card(meta: dict, per_feature: dict[str, float]) -> str:
            f"{meta['face_px']['p95']:.0f} px. Scores rise for smaller faces (measured on shrunk copies of the dev "
            "clips by `experiments/reencode_probe.py`, see `experiments/README.md`), so reports add a caveat for a "
            "face below the 5th percentile."] if meta.get("face_px") else []),
-        f"- Face crops: {'anti-aliased (faces larger than the 112 px crop shrunk by area averaging)' if meta.get('crop_antialias') else 'one bilinear warp'}"
+        f"- Face crops: {'anti-aliased (a face larger than the 112 px crop blurred to its scale before the warp)' if meta.get('crop_antialias') else 'one bilinear warp'}"
         f" (`ScanOptions.crop_antialias={bool(meta.get('crop_antialias'))}`); scans must crop the same way.",
         "- Reproduce: `detector train-fusion ../shared/data/dev/manifest.csv`"
         + (f" --checks {','.join(meta['checks'])}" if meta.get("checks") else "") + " (default check set: "

@@ -5,9 +5,13 @@ repository (``/tmp`` by default) and is never committed. Landmarking is the
 slow step (MediaPipe Face Mesh in still-image mode, tens of ms per photo), so
 it is done once per photo folder and reused by every training/eval run.
 
-Crops use exactly :func:`detector.faces.regions.align_face`, the geometry the
-inference pipeline uses, and the landmarks are stored in crop coordinates so
-the self-blend mask can be drawn directly on the crop.
+Crops use :func:`detector.faces.regions.align_face` with one bilinear warp,
+the crops the inference pipeline made until session 10 (the shipped ``sbi``
+model and the research probes were trained on them); scans now anti-alias
+faces larger than the crop (``ScanOptions.crop_antialias``), so a model
+retrained from this cache would need ``antialias=True`` here, and a new cache
+name. The landmarks are stored in crop coordinates so the self-blend mask can
+be drawn directly on the crop.
 """
 from __future__ import annotations
 

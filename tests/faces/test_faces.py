@@ -132,42 +132,73 @@ def _crop(image, m, antialias):
     return cv2.warpAffine(image, m, (112, 112), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT).astype(float)
 
 
-def test_antialiased_crop_keeps_the_plain_warps_geometry_and_borders():
+def test_antialiased_crop_is_the_plain_warp_of_the_blurred_frame():
+    import cv2
+
+    from detector.faces.regions import antialias_sigma
+
     h, w = 360, 640
-    yy, xx = np.mgrid[0:h, 0:w]
-    smooth = np.stack([128 + 100 * np.sin(xx / 40.0) * np.cos(yy / 55.0), xx * 255.0 / w, yy * 255.0 / h],
-                      -1).clip(0, 255).astype(np.uint8)
-    # inside the frame, across its corner (reflected), rotated, and enlarging (the plain warp itself)
-    for m in (_similarity(0.5, 10, -60, -40), _similarity(0.4, 0, 10, 15), _similarity(0.5, -15, -260, -110),
-              _similarity(1.5, 5, -300, -200)):
-        assert np.abs(_crop(smooth, m, True) - _crop(smooth, m, False)).mean() < 1.0
-    big = _similarity(1.5, 5, -300, -200)
-    assert np.array_equal(_crop(smooth, big, True), _crop(smooth, big, False))
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    # a linear ramp: blurring leaves it unchanged, so away from the frame's edges both crops agree exactly
+    ramp = np.stack([0.3 * xx + 0.2 * yy, 0.1 * xx, 0.4 * yy], -1).astype(np.float32)
+    inside = _similarity(0.45, 12, -120, -60)
+    assert np.abs(_crop(ramp, inside, True) - _crop(ramp, inside, False)).max() < 1e-3
+    # anywhere, also where the footprint crosses the frame's edge or corner: the frame reflected at its edges as
+    # the plain warp reflects it, blurred with antialias_sigma, then warped with the same matrix
+    rng = np.random.default_rng(1)
+    noise = rng.uniform(0, 255, (h, w, 3)).astype(np.float32)
+    pad = 400
+    padded = cv2.copyMakeBorder(noise, pad, pad, pad, pad, cv2.BORDER_REFLECT)
+    for m in (inside, _similarity(0.4, 0, 10, 15), _similarity(0.5, -15, -260, -110), _similarity(0.3, 30, -150, -20)):
+        sigma = antialias_sigma(m)
+        assert sigma > 0
+        ref_m = m.copy()
+        ref_m[:, 2] -= m[:, :2] @ np.array([pad, pad])
+        reference = cv2.warpAffine(cv2.GaussianBlur(padded, (0, 0), sigma, borderType=cv2.BORDER_REFLECT), ref_m,
+                                   (112, 112), flags=cv2.INTER_LINEAR)
+        assert np.abs(_crop(noise, m, True) - reference).max() < 1e-2
+    # a crop that enlarges the face is the plain warp itself, and the blur vanishes as the scale reaches 1
+    assert np.array_equal(_crop(noise, _similarity(1.5, 5, -300, -200), True),
+                          _crop(noise, _similarity(1.5, 5, -300, -200), False))
+    assert antialias_sigma(_similarity(1.0, 0, 0, 0)) == 0.0 < antialias_sigma(_similarity(0.99, 0, 0, 0)) < 0.1
 
 
-def test_antialiased_crop_of_a_large_face_has_the_grain_of_the_same_face_filmed_small():
+def test_antialiased_crop_keeps_a_faces_grain_whatever_its_size_and_changes_smoothly_as_it_moves():
     import cv2
 
     rng = np.random.default_rng(0)
-    # a fine-grained 'face' (pore-scale texture) filmed at 560 px, and at 112 px (the crop's own size)
-    texture = cv2.GaussianBlur(rng.uniform(0, 255, (560, 560, 3)).astype(np.float32), (0, 0), 1.0)
-    large = np.clip(128 + (texture - texture.mean()) * (60 / texture.std()), 0, 255).astype(np.uint8)
-    small = cv2.resize(large, (112, 112), interpolation=cv2.INTER_AREA)
+    # a fine-grained 'face' (pore-scale texture), filmed so that the crop shrinks it 10x ... not at all
+    texture = cv2.GaussianBlur(rng.uniform(0, 255, (2400, 2400, 3)).astype(np.float32), (0, 0), 1.0)
+    texture = np.clip(128 + (texture - texture.mean()) * (60 / texture.std()), 0, 255).astype(np.uint8)
 
     def grain(crop):  # high-frequency energy: what a sharpness check or a CNN reads as detail
         return cv2.Laplacian(cv2.cvtColor(crop.astype(np.uint8), cv2.COLOR_RGB2GRAY).astype(np.float32),
                              cv2.CV_32F).var()
 
-    filmed_small = grain(_crop(small, _similarity(1.0, 0, 0, 0), False))
-    for m in (_similarity(0.2, 0, 0, 0), _similarity(0.2, 17, 30, -20)):
-        # the bilinear warp point-samples the large face's grain (aliasing): several times the small face's
-        assert grain(_crop(large, m, False)) > 3 * filmed_small
-        # area averaging first: about the grain the small face shows
-        assert 0.25 * filmed_small < grain(_crop(large, m, True)) < 1.5 * filmed_small
+    plain, smooth = [], []
+    for scale in (0.1, 0.2, 0.45, 0.75, 0.9, 1.0):
+        f = (112 / scale) / 1120  # the texture's central 1120 px fill the crop
+        filmed = cv2.resize(texture, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
+        m = _similarity(scale, 0, -100.3 * scale, -100.7 * scale)
+        plain.append(grain(_crop(filmed, m, False)))
+        smooth.append(grain(_crop(filmed, m, True)))
+    # the bilinear warp point-samples the large faces' grain (aliasing): 50x between the largest and the smallest
+    assert max(plain) > 20 * min(plain)
+    # blurred first: within a factor of 3 at every size
+    assert max(smooth) < 3 * min(smooth)
+    # a face drifting by 1/80 px a frame: every step changes the crop by about the same small amount (no jumps
+    # where a pixel grid is crossed)
+    steps, prev = [], None
+    for k in range(120):
+        crop = _crop(texture, _similarity(0.45, 0, -500 - 0.0125 * 0.45 * k, -600), True)
+        if prev is not None:
+            steps.append(np.abs(crop - prev).mean())
+        prev = crop
+    assert max(steps) < 1.5 * np.median(steps) and max(steps) < 1.0
     # align_face passes the setting through, with the same matrix either way
     pts = np.zeros((478, 3), np.float32)
-    pts[[33, 133], :2], pts[[362, 263], :2] = [[150, 200], [190, 200]], [[290, 200], [330, 200]]
-    pts[1, :2], pts[[61, 291], :2] = [240, 280], [[180, 340], [300, 340]]
-    c1, m1 = align_face(large, pts, antialias=True)
-    c0, m0 = align_face(large, pts)
+    pts[[33, 133], :2], pts[[362, 263], :2] = [[350, 400], [390, 400]], [[490, 400], [530, 400]]
+    pts[1, :2], pts[[61, 291], :2] = [440, 480], [[380, 540], [500, 540]]
+    c1, m1 = align_face(texture, pts, antialias=True)
+    c0, m0 = align_face(texture, pts)
     assert np.allclose(m1, m0) and c1.shape == c0.shape == (112, 112, 3) and grain(c1) < grain(c0)

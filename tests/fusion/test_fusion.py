@@ -471,3 +471,7 @@ def test_training_face_heights_are_quantiles_of_the_usable_clips_and_empty_witho
     # no clip with a measured size (features cached before sizes were recorded): no cut-off at all
     assert training_face_heights([clip(0, None), clip(1, None)], np.array([True, True])) == {}
     assert training_face_heights(clips, np.zeros(5, bool)) == {}
+    # a clip without a track long enough to be its main one has no size, whatever its flag says
+    brief = clip(9, 1000)
+    brief.tracks[0]["duration"] = 1.0
+    assert training_face_heights(clips[:3] + [brief], np.ones(4, bool))["p50"] == pytest.approx(200.0)
