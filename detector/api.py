@@ -52,13 +52,15 @@ class Analyzer:
                     self.context.models[cls.shared_model] = cls.open_model(self.options.onnx_threads)
             if self.options.use_fusion:
                 self.fusion = FusionModel(FusionOptions(intra_op_threads=self.options.onnx_threads))
-                if self.fusion.crop_antialias != self.options.crop_antialias:
+                if self.fusion.crop_method != self.options.crop_method():
                     # the pixel-reading checks (all but jitter, pose and expression) read the aligned crop: features
                     # of the other cropping would be scored by a model that never saw their like
                     raise ConfigError(f"the fusion model was fitted on features with crop_antialias="
-                                      f"{self.fusion.crop_antialias}, this scan would crop with "
-                                      f"{self.options.crop_antialias}: set ScanOptions.crop_antialias to match, "
-                                      f"or refit the model (`detector train-fusion` crops as the defaults do)")
+                                      f"{self.fusion.crop_antialias} ({self.fusion.crop_method or 'plain warp'}), "
+                                      f"this scan would crop with crop_antialias={self.options.crop_antialias} "
+                                      f"({self.options.crop_method() or 'plain warp'}): set ScanOptions."
+                                      f"crop_antialias to match, or refit the model (`detector train-fusion` crops "
+                                      f"as the defaults do)")
             # Load the landmark backend once now (importing mediapipe is most of the ~0.7 s start-up): a
             # broken install fails here, before any file is read, and the first scan costs what the others do.
             # Each scan still opens its own detector, so no tracking state crosses recordings.

@@ -50,7 +50,7 @@ def run_eval(manifest: Path, out: Path, workers: int = 2, fps: float = 10.0, cv:
     options = ScanOptions(analysis_fps=fps, use_fusion=False, checks=checks, crop_antialias=crop_antialias)
     fusion = FusionModel()
     try:
-        if not cv and fusion.crop_antialias != crop_antialias:
+        if not cv and fusion.crop_method != options.crop_method():
             raise ConfigError(f"the shipped fusion model was fitted with crop_antialias={fusion.crop_antialias}; "
                               "--no-cv can only score features cropped the same way")
         clips = extract_features(rows, options, workers=workers, cache=out / "features.jsonl", progress=progress)

@@ -58,15 +58,21 @@ class ScanOptions:
             raise ConfigError("need 0 < hop_s <= window_s")
         return self
 
+    def crop_method(self) -> str | None:
+        """How faces are cropped, as fusion metadata records it: None for the plain bilinear warp."""
+        if not self.crop_antialias:
+            return None
+        from detector.faces.regions import SOURCE_BLUR_PX  # late import, as below
+
+        return f"gaussian, source blur {SOURCE_BLUR_PX} px"
+
     def score_key(self) -> str:
         """Hash of the settings that affect scores (not of performance knobs)."""
         d = asdict(self)
         for k in ("hash_file", "queue_size", "onnx_threads", "evidence_count"):
             d.pop(k)
         if d["crop_antialias"]:  # the key names how crops are blurred: another blur is other features
-            from detector.faces.regions import SOURCE_BLUR_PX  # late import, as below
-
-            d["crop_antialias"] = f"gaussian, source blur {SOURCE_BLUR_PX} px"
+            d["crop_antialias"] = self.crop_method()
         else:  # plain-warp features keep the key they had before the setting existed
             d.pop("crop_antialias")
         from detector.checks import DEFAULT_CHECKS  # late import: checks import options indirectly

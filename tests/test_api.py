@@ -118,14 +118,27 @@ def test_scanning_with_other_crops_than_the_fusion_was_fitted_on_is_a_config_err
     assert ScanOptions().crop_antialias  # the default, and what the shipped fusion was fitted on
     with pytest.raises(ConfigError, match="crop_antialias=True"):
         Analyzer(ScanOptions(crop_antialias=False))
-    # a model from before the setting (no record of it) was fitted on plain-warp crops
-    meta = json.loads((models_dir() / "fusion.json").read_text())
-    del meta["crop_antialias"]
+    shipped = json.loads((models_dir() / "fusion.json").read_text())
     (tmp_path / "fusion.json").unlink()
-    (tmp_path / "fusion.json").write_text(json.dumps(meta))
+
+    def with_meta(**changes):
+        meta = {k: v for k, v in shipped.items() if k not in ("crop_antialias", "crop")}
+        meta.update(changes)
+        (tmp_path / "fusion.json").write_text(json.dumps(meta))
+
+    # a model from before the setting (no record of it) was fitted on plain-warp crops
+    with_meta()
     with pytest.raises(ConfigError, match="crop_antialias=False"):
         Analyzer(ScanOptions())
     Analyzer(ScanOptions(crop_antialias=False)).close()
+    # anti-aliased some other way (another blur, or not recorded): not the features this code makes either
+    for other in ({"crop_antialias": True, "crop": "gaussian, source blur 0.8 px"}, {"crop_antialias": True}):
+        with_meta(**other)
+        for options in (ScanOptions(), ScanOptions(crop_antialias=False)):
+            with pytest.raises(ConfigError, match="crop_antialias"):
+                Analyzer(options)
+    with_meta(crop_antialias=True, crop=ScanOptions().crop_method())
+    Analyzer(ScanOptions()).close()
     Analyzer(ScanOptions(use_fusion=False)).close()  # features only: no model to disagree with
 
 

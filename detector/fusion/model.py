@@ -79,8 +79,11 @@ class FusionModel:
             # session 9 do not record it: None, and reports then give no small-face caveat)
             face_px = self.meta.get("face_px") or {}
             self.small_face_px: float | None = float(face_px["p05"]) if "p05" in face_px else None
-            # how the features it was fitted on cropped faces (models before session 10 record nothing: plain warp)
+            # how the features it was fitted on cropped faces (models before session 10 record nothing: plain
+            # warp, None); one that says only that it anti-aliased matches no cropping this code makes
             self.crop_antialias = bool(self.meta.get("crop_antialias", False))
+            self.crop_method: str | None = self.meta.get(
+                "crop", "anti-aliased, method not recorded" if self.crop_antialias else None)
         except (ValueError, KeyError, TypeError) as exc:
             raise ModelError(f"malformed fusion metadata {meta_path}: {exc}") from exc
         self._session = open_session(path, "fusion model", self.options.intra_op_threads)

@@ -169,6 +169,7 @@ def train(manifest: Path, out: Path | None = None, workers: int = 2, fps: float 
         "face_px": training_face_heights(clips, usable),
         # the features depend on how faces were cropped: a scan must crop the same way (checked by Analyzer)
         "crop_antialias": options.crop_antialias,
+        "crop": options.crop_method(),
         # "segment": the window probability that makes a timeline segment (see segment_threshold)
         "thresholds": {"low": low, "high": high, "segment": cv.segment_high},
         "reference": reference,

@@ -157,13 +157,19 @@ def test_antialiased_crop_is_the_plain_warp_of_the_blurred_frame():
         reference = cv2.warpAffine(cv2.GaussianBlur(padded, (0, 0), sigma, borderType=cv2.BORDER_REFLECT), ref_m,
                                    (112, 112), flags=cv2.INTER_LINEAR)
         assert np.abs(_crop(noise, m, True) - reference).max() < 1e-2
+    # a footprint larger than twice the frame (no face Face Mesh finds): the whole frame blurred, then warped
+    huge = _similarity(0.04, 10, 0, 0)
+    whole = cv2.warpAffine(cv2.GaussianBlur(noise, (0, 0), antialias_sigma(huge), borderType=cv2.BORDER_REFLECT), huge,
+                           (112, 112), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    assert np.abs(_crop(noise, huge, True) - whole).max() < 1e-3
+    assert np.abs(_crop(noise, huge, True) - _crop(noise, huge, False)).mean() > 10  # and blurred it is
     # a crop that enlarges the face is the plain warp itself, and the blur vanishes as the scale reaches 1
     assert np.array_equal(_crop(noise, _similarity(1.5, 5, -300, -200), True),
                           _crop(noise, _similarity(1.5, 5, -300, -200), False))
     assert antialias_sigma(_similarity(1.0, 0, 0, 0)) == 0.0 < antialias_sigma(_similarity(0.99, 0, 0, 0)) < 0.1
 
 
-def test_antialiased_crop_keeps_a_faces_grain_whatever_its_size_and_changes_smoothly_as_it_moves():
+def test_antialiased_crop_keeps_a_faces_grain_within_3x_across_sizes_and_changes_smoothly_as_it_moves():
     import cv2
 
     rng = np.random.default_rng(0)
@@ -184,7 +190,8 @@ def test_antialiased_crop_keeps_a_faces_grain_whatever_its_size_and_changes_smoo
         smooth.append(grain(_crop(filmed, m, True)))
     # the bilinear warp point-samples the large faces' grain (aliasing): 50x between the largest and the smallest
     assert max(plain) > 20 * min(plain)
-    # blurred first: within a factor of 3 at every size
+    # blurred first: within a factor of 3 at every size (not flat: the assumed 0.5 px source blur leaves faces 1.2 to
+    # 1.4 times the crop grainier than this test's area-averaging 'camera' does; measured 2.5x between extremes)
     assert max(smooth) < 3 * min(smooth)
     # a face drifting by 1/80 px a frame: every step changes the crop by about the same small amount (no jumps
     # where a pixel grid is crossed)
