@@ -42,7 +42,7 @@ class ScanOptions:
     queue_size: int = 8  # decoded frames buffered between decode and analysis
     onnx_threads: int = 1
     # a face larger than the aligned crop is blurred to the crop's scale before the warp, which would alias it
-    # them (the default since session 10; False reproduces earlier features, which the fusion no longer fits)
+    # (the default since session 10; False reproduces earlier features, which the shipped fusion does not fit)
     crop_antialias: bool = True
 
     def validate(self) -> "ScanOptions":
