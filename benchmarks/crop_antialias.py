@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from detector.faces.regions import align_face
+from detector.faces.regions import align_face, alignment_matrix, antialias_sigma
 from detector.options import ScanOptions
 
 
@@ -48,8 +48,6 @@ def main() -> None:
             spent[antialias] += time.perf_counter() - t
     plain, smooth = (spent[k] / a.repeat * 1e3 for k in (False, True))
     fps = ScanOptions().analysis_fps
-    from detector.faces.regions import alignment_matrix, antialias_sigma
-
     m = alignment_matrix(pts)
     scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
     print(f"face {a.face_px:.0f} px in a 1280x720 frame (crop scale {scale:.2f}, blur sigma "
