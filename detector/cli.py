@@ -73,6 +73,11 @@ LINK_NOTE_HELP = ("Link footage groups whose clips carry the same note, among no
                   "fake on a face named there that it was fitted on. '' links nothing.")
 
 
+COPIES_HELP = ("Fit the fusion also on re-encoded copies of each clip (H.264 CRF 32, 0.5 and 0.85 of the size, VP9; "
+               "about 5x the extraction time). The default, as the shipped model was fitted; --no-copies fits on the "
+               "clips alone.")
+
+
 GALLERY_HELP = "Gallery views: also search an N x N grid of windows for small faces (2 for up to 4 tiles, 3 for 9)."
 
 
@@ -150,19 +155,32 @@ def eval_cmd(manifest: Path = typer.Argument(..., help="CSV with path,label[,sou
              link_note: str = typer.Option(DEFAULT_LINK_NOTE, help=LINK_NOTE_HELP),
              crop_antialias: bool = typer.Option(True, help="Anti-aliased face crops (the default); "
                                                             "--no-crop-antialias reproduces features from before "
-                                                            "session 10 (cross-validation only).")) -> None:
+                                                            "session 10 (cross-validation only)."),
+             copies: bool = typer.Option(True, help=COPIES_HELP),
+             copies_dir: Optional[Path] = typer.Option(None, help="Where the re-encoded copies go (default "
+                                                                  "OUT/copies; copies found there are reused).")
+             ) -> None:
     """Score a labelled manifest and print ROC AUC, accuracy and FPR."""
     _quiet_native_logs()
     from detector.eval_cli import run_eval
+    from detector.fusion.augment import TRAINING_COPIES
 
     try:
         text = run_eval(manifest, out, workers=workers, fps=fps, cv=cv, checks=_parse_checks(checks),
                         link_note=link_note, crop_antialias=crop_antialias,
-                        progress=lambda n, total, c: typer.echo(f"[{n}/{total}] {c.row.rel_path}"
-                                                                 + (f"  ({c.error})" if c.error else ""), err=True))
+                        copies=TRAINING_COPIES if copies else (), copies_dir=copies_dir,
+                        progress=_clip_progress, copy_progress=_copy_progress)
     except DetectorError as exc:
         fail(exc)
     typer.echo(text)
+
+
+def _clip_progress(n: int, total: int, clip) -> None:
+    typer.echo(f"[{n}/{total}] {clip.row.rel_path}" + (f"  ({clip.error})" if clip.error else ""), err=True)
+
+
+def _copy_progress(n: int, total: int, path: str, error: str | None) -> None:
+    typer.echo(f"[copy {n}/{total}] {path}" + (f"  ({error})" if error else ""), err=True)
 
 
 @app.command("train-fusion")
@@ -172,15 +190,19 @@ def train_fusion(manifest: Path = typer.Argument(..., help="Labelled manifest to
                  fps: float = typer.Option(10.0),
                  cache: Path = typer.Option(Path(".cache/features.jsonl"), help="Feature cache (JSONL)."),
                  checks: Optional[str] = typer.Option(None, help=CHECKS_HELP),
-                 link_note: str = typer.Option(DEFAULT_LINK_NOTE, help=LINK_NOTE_HELP)) -> None:
+                 link_note: str = typer.Option(DEFAULT_LINK_NOTE, help=LINK_NOTE_HELP),
+                 copies: bool = typer.Option(True, help=COPIES_HELP),
+                 copies_dir: Optional[Path] = typer.Option(None, help="Where the re-encoded copies go (default: "
+                                                                      "copies/ beside the cache; reused).")) -> None:
     """Refit the fusion model with grouped cross-validation; writes ONNX, metadata and model card."""
     _quiet_native_logs()
+    from detector.fusion.augment import TRAINING_COPIES
     from detector.fusion.train import train
 
     try:
         text = train(manifest, out, workers=workers, fps=fps, cache=cache, checks=_parse_checks(checks),
-                     link_note=link_note,
-                     progress=lambda n, total, c: typer.echo(f"[{n}/{total}] {c.row.rel_path}", err=True))
+                     link_note=link_note, copies=TRAINING_COPIES if copies else (), copies_dir=copies_dir,
+                     progress=_clip_progress, copy_progress=_copy_progress)
     except DetectorError as exc:
         fail(exc)
     typer.echo(text)

@@ -5,9 +5,13 @@ the features just extracted, so that every score in ``scores.csv`` comes from
 a model that never saw that clip's footage group, nor a face the manifest's
 notes say a fake in it renders (groups sharing such a note are linked, see
 :func:`detector.evaluation.link_groups`): evaluating the shipped
-model on the manifest it was trained on would be in-sample. ``--no-cv``
-scores with the shipped model, which is right for a manifest of recordings
-the model has never seen.
+model on the manifest it was trained on would be in-sample. As
+``train-fusion`` does, each fold's fusion is fitted on its training clips and
+on re-encoded copies of them (:mod:`detector.fusion.augment`, made under
+``OUT/copies`` unless told otherwise); every number is measured on the
+manifest's own clips, and the copies' out-of-fold scores are reported per
+recipe beside them. ``--no-cv`` scores with the shipped model, which is right
+for a manifest of recordings the model has never seen (no copies are made).
 """
 from __future__ import annotations
 
@@ -19,11 +23,13 @@ from typing import Callable
 import numpy as np
 
 from detector.errors import ConfigError
-from detector.evaluation import (DEFAULT_LINK_NOTE, ClipFeatures, cross_validated_scores, extract_features,
+from detector.evaluation import (DEFAULT_LINK_NOTE, ClipFeatures, cross_validated_scores,
                                  feature_matrix, link_groups, metrics, read_manifest, split_seen, window_matrix)
+from detector.fusion.augment import TRAINING_COPIES, copy_metrics
 from detector.fusion.logistic import roc_auc
 from detector.fusion.model import FusionModel
-from detector.fusion.train import block_masks, cross_validate_fusion, fusion_feature_names, is_reported
+from detector.fusion.train import (CopyProgress, block_masks, cross_validate_fusion, fusion_feature_names,
+                                   is_reported, training_clips)
 from detector.options import ScanOptions
 
 
@@ -39,7 +45,9 @@ def _interval(iv) -> str:
 
 def run_eval(manifest: Path, out: Path, workers: int = 2, fps: float = 10.0, cv: bool = True,
              checks: tuple[str, ...] | None = None, link_note: str = DEFAULT_LINK_NOTE,
-             progress: Callable[[int, int, ClipFeatures], None] | None = None, crop_antialias: bool = True) -> str:
+             progress: Callable[[int, int, ClipFeatures], None] | None = None, crop_antialias: bool = True,
+             copies: tuple[str, ...] = TRAINING_COPIES, copies_dir: Path | None = None,
+             copy_progress: CopyProgress | None = None) -> str:
     rows, seen = split_seen(read_manifest(manifest), checks=checks)
     if not rows:
         raise ConfigError("every clip of the manifest belongs to footage a shipped model was trained on")
@@ -53,19 +61,29 @@ def run_eval(manifest: Path, out: Path, workers: int = 2, fps: float = 10.0, cv:
         if not cv and fusion.crop_method != options.crop_method():
             raise ConfigError(f"the shipped fusion model was fitted with crop_antialias={fusion.crop_antialias}; "
                               "--no-cv can only score features cropped the same way")
-        clips = extract_features(rows, options, workers=workers, cache=out / "features.jsonl", progress=progress)
+        if not cv:
+            copies = ()  # nothing is fitted, so nothing is fitted on copies
+        tc = training_clips(rows, options, workers=workers, cache=out / "features.jsonl", copies=copies,
+                            copies_dir=Path(copies_dir) if copies_dir is not None else out / "copies",
+                            progress=progress, copy_progress=copy_progress)
+        clips, orig = tc.clips, tc.original
         y = np.array([c.y for c in clips])
         # every check's features: what grouped CV fuses, and what each check's own AUC reads a subset of
         all_names = fusion_feature_names(clips)
         xs, _, usable_all = feature_matrix(clips, all_names)
         windows = None
+        copy_scores: dict = {}
         if cv:
             names, x = all_names, xs
-            fcv = cross_validate_fusion(clips, names, x, y, usable_all)  # the very procedure train-fusion reports
+            # the very procedure train-fusion reports
+            fcv = cross_validate_fusion(clips, names, x, y, usable_all, orig)
             scores, auc_uncalibrated, segments = fcv.scores, fcv.auc_uncalibrated, fcv.segments
             low, high, windows = fcv.low, fcv.high, fcv.windows
             segment_high = fcv.segment_high
+            copy_scores = copy_metrics(y, scores, tc.version, tc.versions, high)
             mode = "grouped cross-validation (fusion refitted per fold; thresholds from out-of-fold scores)"
+            if copies:
+                mode += f"; fitted also on re-encoded copies ({', '.join(copies)}), measured on the originals"
         else:
             names = fusion.feature_names
             scores = np.full(len(clips), np.nan)
@@ -92,12 +110,16 @@ def run_eval(manifest: Path, out: Path, workers: int = 2, fps: float = 10.0, cv:
             oof = cross_validated_scores(xs[:, cols], y, [c.row.group for c in clips], usable_all,
                                          windows=(xw[:, cols], yw, iw), blocks=block_masks([all_names[j] for j in cols]),
                                          calibrate=False)
-            own[check] = roc_auc(y, oof)
+            own[check] = roc_auc(y[orig], oof[orig])
     finally:
         fusion.close()
+    # from here on, the manifest's own clips only
+    clips, scores, y = tc.originals, scores[orig], y[orig]
+    per_check = {k: v[orig] for k, v in per_check.items()}
     m = metrics(clips, scores, high, low, per_check=per_check)
     m["auc_uncalibrated"] = auc_uncalibrated
     m["crop_antialias"] = crop_antialias
+    m["copies"] = copy_scores
     m.update(segments)
     m["segment_threshold"] = segment_high
     m["check_own_auc"] = own
@@ -130,6 +152,10 @@ def run_eval(manifest: Path, out: Path, workers: int = 2, fps: float = 10.0, cv:
     if segments:
         lines.append(f"timeline: clips with a window at or above {segment_high:.3f} (a 'suspicious segment'): genuine "
                      f"{_fmt(m['genuine_clips_with_segment'])}, fake {_fmt(m['fake_clips_with_segment'])}")
+    if copy_scores:
+        lines.append("re-encoded copies, out of fold at the same threshold (AUC, FPR, TPR, mean rise of genuine P):")
+        lines += [f"  {k}: {_fmt(v['auc'])}, {_fmt(v['fpr_at_high'])}, {_fmt(v['tpr_at_high'])}, "
+                  f"{v['genuine_p_rise']:+.3f}" for k, v in copy_scores.items()]
     lines.append(f"calibration (classes weighted equally; constant 0.5 scores 0.693 / 0.250): "
                  f"log loss {_fmt(m['log_loss'])}, Brier {_fmt(m['brier'])}")
     lines += [f"  P {b['from']:.1f}-{b['to']:.1f}: {b['clips']} clips"

@@ -43,18 +43,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from detector.evaluation import (CALIBRATION_SEEDS, DEFAULT_LINK_NOTE, _fit_on, calibrated_fold_model,  # noqa: E402
                                  extract_features, feature_matrix, group_folds, link_groups, read_manifest,
                                  split_seen, threshold_for_fpr, window_matrix)
+from detector.fusion.augment import RECIPES, copy_path, make_copies  # noqa: E402
 from detector.fusion.logistic import (balanced_weights, bound_blocks, clip_balanced_weights,  # noqa: E402
                                       fit_logistic, roc_auc)
 from detector.fusion.train import L2, block_masks, fusion_feature_names  # noqa: E402
@@ -62,16 +60,12 @@ from detector.options import ScanOptions  # noqa: E402
 
 MANIFEST = Path(__file__).resolve().parents[2] / "shared/data/dev/manifest.csv"
 ROOT = Path("/tmp/reenc")
-#: name -> (codec, container suffix, scale, codec options); fixed before any was measured
-VARIANTS = {
-    "h264_crf23": ("libx264", ".mp4", 1.0, {"crf": "23", "preset": "veryfast"}),
-    "h264_crf32": ("libx264", ".mp4", 1.0, {"crf": "32", "preset": "veryfast"}),
-    "h264_scale070": ("libx264", ".mp4", 0.7, {"crf": "23", "preset": "veryfast"}),
-    # added after the four above were measured, to test augmentation on a size it was not fitted with
-    "h264_scale050": ("libx264", ".mp4", 0.5, {"crf": "23", "preset": "veryfast"}),
-    "h264_scale085": ("libx264", ".mp4", 0.85, {"crf": "23", "preset": "veryfast"}),
-    "vp9": ("libvpx-vp9", ".webm", 1.0, {"crf": "40", "b": "0", "deadline": "realtime", "cpu-used": "8"}),
-}
+#: name -> recipe, fixed before any was measured; h264_scale050 and h264_scale085 were added after the other four
+#: were measured, to test augmentation on a size it was not fitted with. Since session 11 the recipes and the
+#: encoder live in detector.fusion.augment, which train-fusion and eval use; its encoder runs on the source's
+#: time base (the probe's own, until then, ran on 1 / the average rate, so copies made before session 11 differ
+#: from a fresh `make` by x264's rate control, not by recipe)
+VARIANTS = RECIPES
 
 
 ARMS = ["orig", "augmented", "sizecal", "sizecal_orig"]
@@ -80,46 +74,15 @@ ORIG_CACHE_HELP = ("features.jsonl of a detector eval run that cropped the same 
 
 
 def variant_path(variant: str, rel_path: str) -> Path:
-    return (ROOT / variant / rel_path).with_suffix(VARIANTS[variant][1])
-
-
-def reencode(src: str, dst: Path, variant: str) -> str:
-    """Decode ``src`` and encode every frame again with its own timestamp (time base kept, so VFR stays VFR)."""
-    codec, _, scale, opts = VARIANTS[variant]
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(src) as inp, av.open(str(dst), "w") as out:
-        sin = inp.streams.video[0]
-        w = int(round(sin.codec_context.width * scale / 2)) * 2
-        h = int(round(sin.codec_context.height * scale / 2)) * 2
-        rate = sin.average_rate or Fraction(30)
-        sout = out.add_stream(codec, rate=rate, options=opts)
-        sout.width, sout.height, sout.pix_fmt = w, h, "yuv420p"
-        sout.time_base = sin.time_base
-        for frame in inp.decode(sin):
-            if frame.pts is None:
-                continue
-            f2 = frame.reformat(width=w, height=h, format="yuv420p")
-            f2.pts, f2.time_base = frame.pts, sin.time_base
-            for pkt in sout.encode(f2):
-                out.mux(pkt)
-        for pkt in sout.encode():
-            out.mux(pkt)
-    return str(dst)
-
-
-def _job(args: tuple[str, str, str]) -> str:
-    src, dst, variant = args
-    return reencode(src, Path(dst), variant)
+    return copy_path(ROOT, variant, rel_path)
 
 
 def cmd_make(a: argparse.Namespace) -> None:
-    rows = read_manifest(MANIFEST)
-    jobs = [(r.path, str(variant_path(v, r.rel_path)), v) for v in a.variants for r in rows
-            if not variant_path(v, r.rel_path).is_file()]
-    with ProcessPoolExecutor(a.workers) as ex:
-        for i, done in enumerate(ex.map(_job, jobs), 1):
-            if i % 24 == 0 or i == len(jobs):
-                print(f"{i}/{len(jobs)} {done}", flush=True)
+    def progress(n: int, total: int, path: str, error: str | None) -> None:
+        if error or n % 24 == 0 or n == total:
+            print(f"{n}/{total} {path}" + (f" ({error})" if error else ""), flush=True)
+
+    make_copies(read_manifest(MANIFEST), ROOT, a.variants, workers=a.workers, progress=progress)
 
 
 def _size_calibrated(x, y, groups, usable, version, size, windows, blocks, test, calibrated):
@@ -178,6 +141,8 @@ def _options(a: argparse.Namespace) -> ScanOptions:
 
 
 def _version_cache(a: argparse.Namespace, variant: str) -> Path:
+    if a.version_cache is not None:
+        return a.version_cache
     return ROOT / variant / ("features_antialias.jsonl" if a.antialias else "features.jsonl")
 
 
@@ -262,6 +227,7 @@ def cmd_shift(a: argparse.Namespace) -> None:
 
 
 def main() -> None:
+    global ROOT
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     m = sub.add_parser("make")
@@ -284,7 +250,14 @@ def main() -> None:
         p.add_argument("--antialias", action="store_true",
                        help="extract with ScanOptions.crop_antialias (own caches: features_antialias.jsonl, and "
                             "--orig-cache should name another file than the default run's)")
+        p.add_argument("--version-cache", type=Path, default=None,
+                       help="one feature cache for every version (e.g. a detector eval run's features.jsonl, whose "
+                            "copies --root names) instead of ROOT/VARIANT/features*.jsonl")
+    for p in (m, s, d):
+        p.add_argument("--root", type=Path, default=Path("/tmp/reenc"),
+                       help="where the copies are (default /tmp/reenc; a detector eval run keeps its own in OUT/copies)")
     a = ap.parse_args()
+    ROOT = a.root.resolve()
     {"make": cmd_make, "score": cmd_score, "shift": cmd_shift}[a.cmd](a)
 
 

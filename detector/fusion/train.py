@@ -1,6 +1,9 @@
 """Reproducible refit of the fusion model: ``detector train-fusion MANIFEST``.
 
-1. Every check's track features are extracted from every clip (cached).
+1. Every check's track features are extracted from every clip (cached), and
+   from re-encoded copies of each clip (:mod:`detector.fusion.augment`),
+   which the fusion is fitted on as well; every reported number is measured
+   on the original clips.
 2. Grouped cross-validation (whole footage groups per fold, groups whose
    fakes render the same face linked into one, three fold assignments)
    gives out-of-fold probabilities, each fold calibrated by an
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -24,6 +28,7 @@ from detector.checks import CHECKS
 from detector.evaluation import (DEFAULT_LINK_NOTE, ClipFeatures, Windows, cross_validated_scores, extract_features,
                                  feature_matrix, fit_final, link_groups, metrics, read_manifest, segment_rates,
                                  segment_threshold, split_seen, threshold_for_fpr, window_matrix)
+from detector.fusion.augment import RECIPES, TRAINING_COPIES, copy_metrics, make_copies
 from detector.fusion.logistic import LogisticModel, roc_auc, to_onnx
 from detector.options import ScanOptions
 from detector.paths import models_dir
@@ -97,6 +102,47 @@ def thresholds_from_oof(y: np.ndarray, oof: np.ndarray) -> tuple[float, float]:
 
 
 @dataclass
+class TrainingClips:
+    """The clips a fusion is fitted on: the manifest's, then each recipe's copies of them in the same order."""
+
+    clips: list[ClipFeatures]
+    version: np.ndarray  # per clip: 0 for an original, i for a copy by versions[i]
+    versions: list[str]  # "original", then the recipes
+
+    @property
+    def original(self) -> np.ndarray:
+        return self.version == 0
+
+    @property
+    def originals(self) -> list[ClipFeatures]:
+        return [c for c, o in zip(self.clips, self.original) if o]
+
+
+CopyProgress = Callable[[int, int, str, "str | None"], None]
+
+
+def training_clips(rows: list, options: ScanOptions, workers: int = 2, cache: Path | None = None,
+                   copies: tuple[str, ...] = TRAINING_COPIES, copies_dir: Path | None = None,
+                   progress: Callable[[int, int, ClipFeatures], None] | None = None,
+                   copy_progress: CopyProgress | None = None) -> TrainingClips:
+    """Features of the manifest's clips and of their re-encoded copies (made under ``copies_dir`` if missing).
+
+    ``copies=()`` extracts the originals only. The copies' features go to the
+    same ``cache`` (keyed by file path), so a second run re-encodes and
+    extracts nothing it already has.
+    """
+    clips = extract_features(rows, options, workers=workers, cache=cache, progress=progress)
+    version = [0] * len(clips)
+    if copies:
+        if copies_dir is None:
+            raise ValueError("copies need a copies_dir")
+        copy_rows = make_copies(rows, copies_dir, copies, workers=workers, progress=copy_progress)
+        clips += extract_features(copy_rows, options, workers=workers, cache=cache, progress=progress)
+        version += [1 + i for i in range(len(copies)) for _ in rows]
+    return TrainingClips(clips, np.array(version), ["original", *copies])
+
+
+@dataclass
 class FusionCV:
     """What grouped cross-validation of the fusion measured: one procedure for `train-fusion` and `eval`."""
 
@@ -108,11 +154,21 @@ class FusionCV:
     segments: dict[str, float]  # share of clips per class with an out-of-fold window >= segment_high
     windows: Windows
     blocks: list[np.ndarray]
+    original: np.ndarray  # which clips are the manifest's own (the rest are re-encoded copies)
 
 
 def cross_validate_fusion(clips: list[ClipFeatures], names: list[str], x: np.ndarray, y: np.ndarray,
-                          usable: np.ndarray) -> FusionCV:
-    """Fusion fitted on the timeline windows of each fold's training clips, calibrated and thresholded out of fold."""
+                          usable: np.ndarray, original: np.ndarray | None = None) -> FusionCV:
+    """Fusion fitted on the timeline windows of each fold's training clips, calibrated and thresholded out of fold.
+
+    With ``original`` (a mask; the rest of the clips are re-encoded copies, see
+    :func:`training_clips`), each fold is fitted and calibrated on the originals
+    and copies of its training groups and scores the held-out groups' clips in
+    every version; thresholds and segment rates come from the originals alone.
+    A copy shares its clip's group, and every clip has the same number of
+    copies, so the folds hold the same groups as without copies.
+    """
+    original = np.ones(len(clips), dtype=bool) if original is None else np.asarray(original, dtype=bool)
     groups = [c.row.group for c in clips]
     # fitted on timeline windows: many noisy looks at each clip steady the weights, and the
     # model then scores windows (timeline) and tracks (verdict; a track's features are the
@@ -123,41 +179,62 @@ def cross_validate_fusion(clips: list[ClipFeatures], names: list[str], x: np.nda
                                     window_scores=window_scores)
     # calibration keeps each fold's ranking, but pooling folds that were calibrated apart
     # can move the AUC either way; both are reported
-    auc_uncalibrated = roc_auc(y, cross_validated_scores(x, y, groups, usable, l2=L2, windows=windows,
-                                                         blocks=blocks, calibrate=False))
-    low, high = thresholds_from_oof(y, scores)
+    uncalibrated = cross_validated_scores(x, y, groups, usable, l2=L2, windows=windows, blocks=blocks,
+                                          calibrate=False)
+    auc_uncalibrated = roc_auc(y[original], uncalibrated[original])
+    low, high = thresholds_from_oof(y[original], scores[original])
+    # the timeline's threshold and rates from the originals' windows only (a copy's are NaN here)
+    window_scores = np.where(original[windows[2]], window_scores, np.nan)
     segment_high = segment_threshold(y, window_scores, windows[2], high, MAX_FPR)
     return FusionCV(scores, auc_uncalibrated, low, high, segment_high,
-                    segment_rates(y, window_scores, windows[2], segment_high), windows, blocks)
+                    segment_rates(y, window_scores, windows[2], segment_high), windows, blocks, original)
 
 
 def train(manifest: Path, out: Path | None = None, workers: int = 2, fps: float = 10.0,
           cache: Path | None = None, checks: tuple[str, ...] | None = None, link_note: str = DEFAULT_LINK_NOTE,
-          progress: Callable[[int, int, ClipFeatures], None] | None = None) -> str:
+          progress: Callable[[int, int, ClipFeatures], None] | None = None,
+          copies: tuple[str, ...] = TRAINING_COPIES, copies_dir: Path | None = None,
+          copy_progress: CopyProgress | None = None) -> str:
+    """Refit the fusion on ``manifest`` and write it to ``out`` (ONNX, ``.json`` metadata, ``.md`` model card).
+
+    ``copies`` names the re-encoding recipes (:data:`~detector.fusion.augment.RECIPES`)
+    whose copies of each clip the fusion is also fitted on (``()``: none). They
+    are made under ``copies_dir``; without one, beside ``cache`` (``copies/``),
+    or in a temporary directory removed afterwards when there is no cache either.
+    """
     out = Path(out) if out is not None else models_dir() / "fusion.onnx"
     options = ScanOptions(analysis_fps=fps, use_fusion=False, checks=checks)
     rows, seen = split_seen(read_manifest(manifest), checks=checks)
     rows = link_groups(rows, link_note)  # after split_seen, which names footage groups
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
-    clips = extract_features(rows, options, workers=workers, cache=cache, progress=progress)
+    with tempfile.TemporaryDirectory(prefix="detector-copies-") as tmp:
+        if copies_dir is None:
+            copies_dir = cache.parent / "copies" if cache is not None else Path(tmp)
+        tc = training_clips(rows, options, workers=workers, cache=cache, copies=copies, copies_dir=copies_dir,
+                            progress=progress, copy_progress=copy_progress)
+    clips, orig = tc.clips, tc.original
     names = fusion_feature_names(clips)
     x, y, usable = feature_matrix(clips, names)
     groups = [c.row.group for c in clips]
-    cv = cross_validate_fusion(clips, names, x, y, usable)
+    cv = cross_validate_fusion(clips, names, x, y, usable, orig)
     low, high = cv.low, cv.high
-    per_feature = {n: roc_auc(y[usable], x[usable, j]) for j, n in enumerate(names) if is_reported(n)}
-    m = metrics(clips, cv.scores, high, low, per_check={n: x[:, j] for j, n in enumerate(names) if is_reported(n)})
+    # every number below is the originals': copies only widen what the fusion is fitted on
+    ok = usable & orig
+    per_feature = {n: roc_auc(y[ok], x[ok, j]) for j, n in enumerate(names) if is_reported(n)}
+    m = metrics(tc.originals, cv.scores[orig], high, low,
+                per_check={n: x[orig, j] for j, n in enumerate(names) if is_reported(n)})
     m.update(cv.segments)
     m["segment_threshold"] = cv.segment_high
     m["auc_uncalibrated"] = cv.auc_uncalibrated
+    m["copies"] = copy_metrics(y, cv.scores, tc.version, tc.versions, high)
     model, (slope, offset) = fit_final(x, y, groups, usable, l2=L2, windows=cv.windows, blocks=cv.blocks)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     import onnx
 
     onnx.save(to_onnx(model, len(names)), str(out))
-    genuine = x[usable & (y == 0)]
+    genuine = x[ok & (y == 0)]
     reference = {}
     for j, n in enumerate(names):
         col = genuine[:, j][np.isfinite(genuine[:, j])]
@@ -166,7 +243,7 @@ def train(manifest: Path, out: Path | None = None, workers: int = 2, fps: float 
                             "sign": int(np.sign(model.coef[j]))}
     meta = {
         "feature_names": names,
-        "face_px": training_face_heights(clips, usable),
+        "face_px": training_face_heights(tc.originals, usable[orig]),
         # the features depend on how faces were cropped: a scan must crop the same way (checked by Analyzer)
         "crop_antialias": options.crop_antialias,
         "crop": options.crop_method(),
@@ -179,13 +256,16 @@ def train(manifest: Path, out: Path | None = None, workers: int = 2, fps: float 
         "calibration": {"method": "Platt scaling of grouped out-of-fold logits, classes weighted equally",
                         "slope": slope, "offset": offset},
         "trained_on": str(manifest),
-        "clips": len(clips),
+        # re-encoded copies of every clip the fusion was fitted on besides the clips (detector.fusion.augment)
+        "copies": {"recipes": {r: RECIPES[r].description for r in copies},
+                   "usable": int((usable & ~orig).sum()), "made": int((~orig).sum())},
+        "clips": int(orig.sum()),
         "excluded_seen_clips": len(seen),
         "excluded_groups": sorted({r.group for r in seen}),
         # CV groups: footage groups, linked where their fakes share a note starting with this
         "link_note": link_note,
         "cv_groups": len(set(groups)),
-        "usable_clips": int(usable.sum()),
+        "usable_clips": int(ok.sum()),
         "analysis_fps": fps,
         "checks": list(checks) if checks else None,
         "score_key": options.score_key(),
@@ -200,6 +280,7 @@ def train(manifest: Path, out: Path | None = None, workers: int = 2, fps: float 
 
 def model_card(meta: dict, per_feature: dict[str, float]) -> str:
     m = meta["cv_metrics"]
+    shrunk = any(RECIPES[r].scale < 1 for r in meta.get("copies", {}).get("recipes", {}) if r in RECIPES)
     lines = [
         "# Fusion model card (`fusion.onnx`)",
         "",
@@ -226,13 +307,23 @@ def model_card(meta: dict, per_feature: dict[str, float]) -> str:
            f"of their median landmark height; reports compare a track's median height with these): 5th "
            f"percentile {meta['face_px']['p05']:.0f} px, median {meta['face_px']['p50']:.0f} px, 95th "
            f"{meta['face_px']['p95']:.0f} px. Scores rise for smaller faces (measured on shrunk copies of the dev "
-           "clips by `experiments/reencode_probe.py`, see `experiments/README.md`), so reports add a caveat for a "
-           "face below the 5th percentile."] if meta.get("face_px") else []),
+           "clips by `experiments/reencode_probe.py`, see `experiments/README.md`)"
+           + (", less so since the fusion is also fitted on smaller copies (below)" if shrunk else "")
+           + ", so reports add a caveat for a face below the 5th percentile."] if meta.get("face_px") else []),
+        *([f"- Also fitted on {meta['copies']['usable']} usable re-encoded copies ({meta['copies']['made']} made) of "
+           "the training clips, one per recipe and clip, labelled as their clip and in its group: "
+           + "; ".join(f"`{k}`, {v}" for k, v in meta["copies"]["recipes"].items())
+           + ". They teach the fusion what re-encoding and a smaller picture do to genuine faces "
+           "(`detector/fusion/augment.py`); every number below is measured on the original clips, and the copies' "
+           "own out-of-fold scores are listed after them."] if meta.get("copies", {}).get("recipes") else []),
         f"- Face crops: {'anti-aliased (a face larger than the 112 px crop blurred to its scale before the warp)' if meta.get('crop_antialias') else 'one bilinear warp'}"
         f" (`ScanOptions.crop_antialias={bool(meta.get('crop_antialias'))}`); scans must crop the same way.",
         "- Reproduce: `detector train-fusion ../shared/data/dev/manifest.csv`"
-        + (f" --checks {','.join(meta['checks'])}" if meta.get("checks") else "") + " (default check set: "
-        "every hand-made check and the pretrained `face_cnn` features; the self-blend `sbi` check is opt-in)",
+        + (f" --checks {','.join(meta['checks'])}" if meta.get("checks") else "")
+        + ("" if meta.get("copies", {}).get("recipes") else " --no-copies") + " (default check set: "
+        "every hand-made check and the pretrained `face_cnn` features; the self-blend `sbi` check is opt-in"
+        + ("; the copies are made and extracted too, about 5x the extraction time of the clips alone"
+           if meta.get("copies", {}).get("recipes") else "") + ")",
         "- Graph: impute NaN with the training mean -> standardise -> clip to +-5 sd -> linear (each block of raw "
         "CNN activations contributes its weighted sum clipped to its range on the training windows) -> sigmoid.",
         "",
@@ -274,6 +365,12 @@ def model_card(meta: dict, per_feature: dict[str, float]) -> str:
         *[f"| {b['from']:.1f}-{b['to']:.1f} | {b['clips']} | "
           + ("n/a | n/a |" if not b["clips"] else f"{b['mean_probability']:.2f} | {b['fraction_fake']:.2f} |")
           for b in m["reliability"]],
+        *(["", "Re-encoded copies, scored out of fold (by models that saw no version of their clip), at the same "
+           "threshold:", "",
+           "| recipe | clips scored | AUC | FPR | TPR | mean rise of genuine clips' P over their original's |",
+           "|---|---|---|---|---|---|",
+           *[f"| `{k}` | {v['scored']} | {v['auc']:.3f} | {v['fpr_at_high']:.3f} | {v['tpr_at_high']:.3f} | "
+             f"{v['genuine_p_rise']:+.3f} |" for k, v in m["copies"].items()]] if m.get("copies") else []),
         "",
         "## Features (single-feature AUC on all clips; < 0.5 means lower values are more suspicious)",
         "",

@@ -354,7 +354,7 @@ def test_calibration_metrics_of_known_forecasts():
     assert perfect["reliability"][-1]["fraction_fake"] == 1.0  # p = 1 falls in the last bin
 
 
-def test_nested_calibration_never_fits_on_the_clips_or_windows_it_scores(monkeypatch):
+def test_nested_calibration_never_fits_on_the_clips_or_windows_it_scores(monkeypatch, count_out_of_fold_scorings):
     import detector.evaluation as ev
 
     rng = np.random.default_rng(11)
@@ -389,18 +389,7 @@ def test_nested_calibration_never_fits_on_the_clips_or_windows_it_scores(monkeyp
     assert np.isfinite(window_scores).all()
     # each outer fold fits its model and its inner calibration folds, then scores its clips and their
     # windows: every fit must be disjoint from the clips scored right after it
-    fits_since_score: list[set] = []
-    folds_seen = 0
-    for kind, clips in events:
-        if kind == "fit":
-            fits_since_score.append(clips)
-        elif fits_since_score:
-            assert len(fits_since_score) > 1  # the outer model and at least one inner calibration fold
-            assert all(not (f & clips) for f in fits_since_score), "a model saw a clip it scored"
-            fits_since_score, folds_seen = [], folds_seen + 1
-        else:  # the same fold's windows, scored by the same model
-            pass
-    assert folds_seen == 6
+    assert count_out_of_fold_scorings(events) == 6
 
 
 def test_segment_threshold_keeps_genuine_clips_with_a_segment_at_the_target_rate():
