@@ -129,6 +129,7 @@ def run_eval(manifest: Path, out: Path, workers: int = 2, fps: float = 10.0, cv:
     m["link_note"] = link_note
     m["excluded_seen_clips"] = [r.rel_path for r in seen]
     m["errors"] = {c.row.rel_path: c.error for c in clips if c.error}
+    m["copy_errors"] = {c.row.rel_path: c.error for c, o in zip(tc.clips, orig) if not o and c.error}
     with open(out / "scores.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["path", "label", "score"])
@@ -165,6 +166,9 @@ def run_eval(manifest: Path, out: Path, workers: int = 2, fps: float = 10.0, cv:
     lines += [f"  {k}: {_fmt(v)}" for k, v in m["check_own_auc"].items()]
     lines.append("per-feature AUC (< 0.5: lower is more suspicious):")
     lines += [f"  {k}: {_fmt(v)}" for k, v in m["check_auc"].items()]
+    if m["copy_errors"]:
+        lines.append(f"copies unscored: {len(m['copy_errors'])} (first: "
+                     f"{next(iter(m['copy_errors']))}: {next(iter(m['copy_errors'].values()))})")
     if m["errors"]:
         lines.append(f"unscored: {len(m['errors'])}")
         lines += [f"  {k}: {v}" for k, v in m["errors"].items()]

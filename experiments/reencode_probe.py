@@ -73,8 +73,8 @@ ORIG_CACHE_HELP = ("features.jsonl of a detector eval run that cropped the same 
                    "eval anti-aliases (pass --antialias here); with --no-crop-antialias it does not")
 
 
-def variant_path(variant: str, rel_path: str) -> Path:
-    return copy_path(ROOT, variant, rel_path)
+def variant_path(variant: str, source: str) -> Path:
+    return copy_path(ROOT, variant, source)
 
 
 def cmd_make(a: argparse.Namespace) -> None:
@@ -147,7 +147,7 @@ def _version_cache(a: argparse.Namespace, variant: str) -> Path:
 
 
 def _version_rows(rows, variant):
-    return [replace(r, path=str(variant_path(variant, r.rel_path))) for r in rows]
+    return [replace(r, path=str(variant_path(variant, r.path))) for r in rows]
 
 
 def cmd_score(a: argparse.Namespace) -> None:

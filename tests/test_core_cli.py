@@ -52,6 +52,7 @@ def test_eval_writes_scores_and_metrics(genuine_clip, swap_clip, no_face_clip, t
     assert rows[0]["score"] and rows[1]["score"] and rows[2]["score"] == ""  # no face: not scored
     m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert m["clips"] == 3 and m["scored"] == 2
+    assert not (tmp_path / "ev" / "copies").exists() and m["copies"] == {}  # nothing fitted, so nothing copied
     # a and c share a face named in the notes: linked into one CV group
     assert m["cv_groups"] == 2 and m["footage_groups"] == 3 and m["link_note"] == "celeb model"
     assert "2 CV groups (from 3 footage groups" in res.output

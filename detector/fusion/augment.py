@@ -20,6 +20,7 @@ the repository.
 """
 from __future__ import annotations
 
+import hashlib
 import multiprocessing as mp
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -31,7 +32,7 @@ from typing import Callable, Iterable
 import av
 import numpy as np
 
-from detector.errors import ConfigError, CorruptVideoError, NotAVideoError
+from detector.errors import ConfigError, CorruptVideoError, InputError, NotAVideoError
 
 
 @dataclass(frozen=True)
@@ -76,34 +77,45 @@ def check_recipes(names: Iterable[str]) -> tuple[str, ...]:
     return names
 
 
-def copy_path(root: str | os.PathLike, recipe: str, rel_path: str) -> Path:
-    """Where the copy of the clip at ``rel_path`` (relative to its manifest) made by ``recipe`` lives under ``root``.
+def copy_path(root: str | os.PathLike, recipe: str, source: str | os.PathLike) -> Path:
+    """Where the copy of the recording at ``source`` made by ``recipe`` lives under ``root``.
 
-    Keyed by the manifest path, not the file name, so clips of the same name in
-    different folders keep apart, and a second run finds the copies of the first.
+    Named by a hash of the source's resolved path and of the recipe's settings,
+    then the source's whole file name (``x.mp4`` -> ``ab12.../x.mp4.webm``):
+    clips of one name in different folders, or with different extensions, or
+    from different manifests sharing ``root``, never share a copy, a copy made
+    under other settings is never taken for this one, and a second run finds
+    the copies of the first.
     """
-    rel = Path(rel_path)
-    if rel.is_absolute() or ".." in rel.parts:
-        # keep every copy under root whatever the manifest says
-        rel = Path(*[p for p in rel.parts if p not in ("..", rel.anchor)])
-    return (Path(root) / recipe / rel).with_suffix(RECIPES[recipe].suffix)
+    r = RECIPES[recipe]
+    src = Path(source).resolve()
+    key = hashlib.sha256(f"{src}\n{recipe}\n{r.codec}\n{r.scale}\n{r.options}".encode()).hexdigest()[:16]
+    return Path(root) / recipe / key / (src.name + r.suffix)
 
 
 def reencode(src: str | os.PathLike, dst: str | os.PathLike, recipe: str) -> Path:
     """Decode ``src`` and encode every frame again by ``recipe`` into ``dst``; returns ``dst``.
 
     Each frame keeps its presentation timestamp in the source's time base, so a
-    variable-frame-rate recording stays one. A rotated recording is turned
-    upright first (the copy carries no rotation tag). The copy is written
-    under a temporary name and renamed when complete, so an interrupted run
-    never leaves a partial file that a later run would take as done.
+    variable-frame-rate recording stays one; a frame without a timestamp gets
+    the previous one plus a frame at the declared rate, and broken packets are
+    skipped, as :class:`~detector.video.pyav_source.PyAVSource` reads them. A
+    rotated recording is turned upright first (the copy carries no rotation
+    tag). The copy is written under a temporary name and renamed when
+    complete, so an interrupted run never leaves a partial file that a later
+    run would take as done.
 
-    Raises :class:`NotAVideoError` when ``src`` has no video stream and
-    :class:`CorruptVideoError` when it cannot be decoded.
+    Raises :class:`~detector.errors.InputError` (or its :class:`NotAVideoError`)
+    when ``src`` is missing or has no video stream, :class:`CorruptVideoError`
+    when nothing in it decodes or encoding fails, :class:`ConfigError` when this
+    PyAV build lacks the recipe's encoder, and ``OSError`` when ``dst`` cannot
+    be written.
     """
-    from detector.video.pyav_source import _apply_rotation, _rotation_of
+    from detector.video.pyav_source import _MAX_DECODE_ERRORS, _apply_rotation, _rotation_of
 
     r = RECIPES[check_recipes([recipe])[0]]
+    if not Path(src).is_file():
+        raise InputError(f"no such file: {src}")
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     partial = dst.with_name(dst.stem + ".partial" + dst.suffix)
@@ -112,7 +124,23 @@ def reencode(src: str | os.PathLike, dst: str | os.PathLike, recipe: str) -> Pat
             if not inp.streams.video:
                 raise NotAVideoError(f"no video stream in {src}")
             sin = inp.streams.video[0]
-            frames = (f for f in inp.decode(sin) if f.pts is not None)
+            tb = sin.time_base
+            step = max(1, round(1 / ((sin.average_rate or Fraction(30)) * tb)))  # one frame, in time-base ticks
+
+            def decoded():
+                errors_in_row = 0
+                for packet in inp.demux(sin):
+                    try:
+                        frames = packet.decode()
+                    except av.error.FFmpegError:
+                        errors_in_row += 1
+                        if errors_in_row > _MAX_DECODE_ERRORS:
+                            return  # the rest is truncated: copy what decoded
+                        continue
+                    errors_in_row = 0
+                    yield from frames
+
+            frames = decoded()
             first = next(frames, None)
             if first is None:
                 raise CorruptVideoError(f"no decodable video frame in {src}")
@@ -124,30 +152,35 @@ def reencode(src: str | os.PathLike, dst: str | os.PathLike, recipe: str) -> Pat
             w = max(2, int(round(width * r.scale / 2)) * 2)
             h = max(2, int(round(height * r.scale / 2)) * 2)
             with av.open(str(partial), "w") as out:
-                sout = out.add_stream(r.codec, rate=sin.average_rate or Fraction(30), options=dict(r.options))
+                try:
+                    sout = out.add_stream(r.codec, rate=sin.average_rate or Fraction(30), options=dict(r.options))
+                except ValueError as exc:  # av.codec.codec.UnknownCodecError
+                    raise ConfigError(f"recipe {recipe} needs the {r.codec} encoder, which this PyAV build "
+                                      f"lacks: {exc}") from exc
                 sout.width, sout.height, sout.pix_fmt = w, h, "yuv420p"
                 # the encoder's clock is the source's too: at its default (1 / the average rate) the stamps of
                 # a variable-frame-rate recording would round onto one tick and be refused
-                sout.time_base = sout.codec_context.time_base = sin.time_base
+                sout.time_base = sout.codec_context.time_base = tb
                 last = None
                 for frame in _chain(first, frames):
-                    if last is not None and frame.pts <= last:
+                    pts = frame.pts if frame.pts is not None else (last + step if last is not None else 0)
+                    if last is not None and pts <= last:
                         continue  # a repeated or reordered stamp: encoders need them increasing
-                    last = frame.pts
+                    last = pts
                     if rotation:
                         upright = _apply_rotation(frame.to_ndarray(format="rgb24"), rotation)
                         frame2 = av.VideoFrame.from_ndarray(upright, format="rgb24").reformat(
                             width=w, height=h, format="yuv420p")
                     else:
                         frame2 = frame.reformat(width=w, height=h, format="yuv420p")
-                    frame2.pts, frame2.time_base = frame.pts, sin.time_base
+                    frame2.pts, frame2.time_base = pts, tb
                     for packet in sout.encode(frame2):
                         out.mux(packet)
                 for packet in sout.encode():
                     out.mux(packet)
         os.replace(partial, dst)
     except av.error.FFmpegError as exc:
-        raise CorruptVideoError(f"could not re-encode {src} ({recipe}): {exc}") from exc
+        raise CorruptVideoError(f"could not re-encode {src} into {dst.name} ({recipe}): {exc}") from exc
     finally:
         if partial.exists():
             partial.unlink()
@@ -165,8 +198,8 @@ def _make_one(job: tuple[str, str, str]) -> tuple[str, str | None]:
     try:
         reencode(src, dst, recipe)
         return dst, None
-    except (CorruptVideoError, NotAVideoError, OSError) as exc:
-        return dst, str(exc)
+    except (InputError, ConfigError, OSError) as exc:
+        return dst, f"{getattr(exc, 'code', type(exc).__name__)}: {exc}"
 
 
 def make_copies(rows: list, root: str | os.PathLike, recipes: Iterable[str] = TRAINING_COPIES, workers: int = 1,
@@ -176,18 +209,22 @@ def make_copies(rows: list, root: str | os.PathLike, recipes: Iterable[str] = TR
     ``rows`` are :class:`~detector.evaluation.ManifestRow`; each copy's row keeps
     its clip's label, source, method, group and note, and its ``rel_path`` reads
     ``RECIPE/PATH``. Rows come recipe by recipe, clips in ``rows`` order, and
-    every clip gets its row even when its copy could not be made (that row then
-    scores as unusable), so every group holds the same number of copies per
-    clip and grouped folds fall as they do on the originals alone.
+    every clip gets its row even when its copy could not be made (its file is
+    then missing, and the caller scores the row as unusable), so every group
+    holds the same number of copies per clip and grouped folds fall as they
+    do on the originals alone. Two rows for one source and recipe get one copy.
     """
     recipes = check_recipes(recipes)
     root = Path(root).resolve()  # rows hold absolute paths, as the manifest's do, so caches outlive the cwd
-    copies = [replace(r, path=str(copy_path(root, name, r.rel_path)), rel_path=f"{name}/{r.rel_path}")
+    copies = [replace(r, path=str(copy_path(root, name, r.path)), rel_path=f"{name}/{r.rel_path}")
               for name in recipes for r in rows]
     sources = [r.path for name in recipes for r in rows]
-    jobs = [(src, c.path, c.rel_path.split("/", 1)[0]) for src, c in zip(sources, copies) if not Path(c.path).is_file()]
+    # one job per copy file: a source listed twice must not have two encoders writing one file
+    jobs = list({c.path: (src, c.path, c.rel_path.split("/", 1)[0]) for src, c in zip(sources, copies)
+                 if not Path(c.path).is_file()}.values())
+    total = len({c.path for c in copies})
     if jobs:
-        done = len(copies) - len(jobs)
+        done = total - len(jobs)
         if workers <= 1:
             results = map(_make_one, jobs)
             pool = None
@@ -199,7 +236,7 @@ def make_copies(rows: list, root: str | os.PathLike, recipes: Iterable[str] = TR
             for path, error in results:
                 done += 1
                 if progress is not None:
-                    progress(done, len(copies), path, error)
+                    progress(done, total, path, error)
         finally:
             if pool is not None:
                 pool.shutdown(cancel_futures=True)

@@ -9,7 +9,7 @@
    gives out-of-fold probabilities, each fold calibrated by an
    inner grouped CV of its own: the honest AUC and calibration, and the
    verdict thresholds (``high`` keeps genuine false positives <= 10%).
-3. The final logistic model is fitted on all clips, calibrated on grouped
+3. The final logistic model is fitted on all clips and their copies, calibrated on grouped
    out-of-fold logits (Platt scaling folded into its weights) and written as
    ONNX with its metadata and a model card.
 """
@@ -137,7 +137,12 @@ def training_clips(rows: list, options: ScanOptions, workers: int = 2, cache: Pa
         if copies_dir is None:
             raise ValueError("copies need a copies_dir")
         copy_rows = make_copies(rows, copies_dir, copies, workers=workers, progress=copy_progress)
-        clips += extract_features(copy_rows, options, workers=workers, cache=cache, progress=progress)
+        made = [r for r in copy_rows if Path(r.path).is_file()]
+        # a copy that could not be made is unusable this time, and not cached as such: the next run retries it
+        done = {c.row.path: c for c in extract_features(made, options, workers=workers, cache=cache,
+                                                          progress=progress)}
+        clips += [done.get(r.path) or ClipFeatures(r, [], "copy_failed: the re-encoded copy could not be made")
+                  for r in copy_rows]
         version += [1 + i for i in range(len(copies)) for _ in rows]
     return TrainingClips(clips, np.array(version), ["original", *copies])
 
@@ -155,6 +160,7 @@ class FusionCV:
     windows: Windows
     blocks: list[np.ndarray]
     original: np.ndarray  # which clips are the manifest's own (the rest are re-encoded copies)
+    window_scores: np.ndarray  # out-of-fold probability per row of windows; NaN for a copy's windows
 
 
 def cross_validate_fusion(clips: list[ClipFeatures], names: list[str], x: np.ndarray, y: np.ndarray,
@@ -187,7 +193,8 @@ def cross_validate_fusion(clips: list[ClipFeatures], names: list[str], x: np.nda
     window_scores = np.where(original[windows[2]], window_scores, np.nan)
     segment_high = segment_threshold(y, window_scores, windows[2], high, MAX_FPR)
     return FusionCV(scores, auc_uncalibrated, low, high, segment_high,
-                    segment_rates(y, window_scores, windows[2], segment_high), windows, blocks, original)
+                    segment_rates(y, window_scores, windows[2], segment_high), windows, blocks, original,
+                    window_scores)
 
 
 def train(manifest: Path, out: Path | None = None, workers: int = 2, fps: float = 10.0,
@@ -258,7 +265,8 @@ def train(manifest: Path, out: Path | None = None, workers: int = 2, fps: float 
         "trained_on": str(manifest),
         # re-encoded copies of every clip the fusion was fitted on besides the clips (detector.fusion.augment)
         "copies": {"recipes": {r: RECIPES[r].description for r in copies},
-                   "usable": int((usable & ~orig).sum()), "made": int((~orig).sum())},
+                   "usable": int((usable & ~orig).sum()),
+                   "made": sum(1 for c, o in zip(clips, orig) if not o and not (c.error or "").startswith("copy_failed"))},
         "clips": int(orig.sum()),
         "excluded_seen_clips": len(seen),
         "excluded_groups": sorted({r.group for r in seen}),
@@ -372,7 +380,7 @@ def model_card(meta: dict, per_feature: dict[str, float]) -> str:
            *[f"| `{k}` | {v['scored']} | {v['auc']:.3f} | {v['fpr_at_high']:.3f} | {v['tpr_at_high']:.3f} | "
              f"{v['genuine_p_rise']:+.3f} |" for k, v in m["copies"].items()]] if m.get("copies") else []),
         "",
-        "## Features (single-feature AUC on all clips; < 0.5 means lower values are more suspicious)",
+        "## Features (single-feature AUC on the original clips; < 0.5 means lower values are more suspicious)",
         "",
         "| feature | AUC | weight (standardised) |",
         "|---|---|---|",

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 from fractions import Fraction
+from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 
-from detector.errors import ConfigError, CorruptVideoError
+from detector.errors import ConfigError, CorruptVideoError, InputError
 from detector.evaluation import ClipFeatures, ManifestRow, feature_matrix
 from detector.fusion.augment import (RECIPES, TRAINING_COPIES, check_recipes, copy_metrics, copy_path, make_copies,
                                      reencode)
@@ -54,16 +56,61 @@ def test_bad_input_is_a_typed_error_and_leaves_no_file(tmp_path):
     with pytest.raises(CorruptVideoError):
         reencode(bad, tmp_path / "c" / "notes.mp4", "h264_crf32")
     assert not list((tmp_path / "c").glob("*"))
+    with pytest.raises(InputError, match="no such file"):
+        reencode(tmp_path / "gone.mp4", tmp_path / "c" / "gone.mp4", "h264_crf32")
     with pytest.raises(ConfigError, match="unknown re-encoding recipe"):
         check_recipes(["h264_crf32", "h265_magic"])
 
 
-def test_copy_paths_stay_under_their_root_and_keep_same_named_clips_apart(tmp_path):
-    a = copy_path(tmp_path, "vp9", "clips/a/x.mp4")
-    assert a == tmp_path / "vp9" / "clips" / "a" / "x.webm"
-    assert copy_path(tmp_path, "vp9", "clips/b/x.mp4") != a
-    for rel in ("../../etc/x.mp4", "/abs/x.mp4"):
-        assert tmp_path / "vp9" in copy_path(tmp_path, "vp9", rel).parents
+def test_an_encoder_failing_mid_copy_leaves_no_partial_file(tmp_path, monkeypatch):
+    from detector.fusion import augment
+
+    src = render_call(tmp_path / "s.mp4", seconds=0.5, fps=10, size=(160, 120), seed=1)
+    real_mux = av.container.OutputContainer.mux
+    calls = {"n": 0}
+
+    def failing_mux(self, packet):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            return real_mux(self, packet)  # opens the file and writes the first packet
+        assert (tmp_path / "c" / "s.partial.mp4").exists()  # written under its temporary name...
+        raise av.error.FFmpegError(5, "disk trouble")
+
+    monkeypatch.setattr(av.container.OutputContainer, "mux", failing_mux)
+    with pytest.raises(CorruptVideoError, match="disk trouble"):
+        augment.reencode(src, tmp_path / "c" / "s.mp4", "h264_crf23")
+    assert calls["n"] == 2 and not list((tmp_path / "c").glob("*"))  # ...and removed on failure
+    monkeypatch.undo()
+    monkeypatch.setitem(augment.RECIPES, "no_such_codec",
+                        augment.ReencodeRecipe("no_such_encoder", ".mp4", 1.0, (), "a missing encoder"))
+    with pytest.raises(ConfigError, match="no_such_encoder"):
+        augment.reencode(src, tmp_path / "c" / "s.mp4", "no_such_codec")
+
+
+def test_copy_paths_never_collide_and_stay_under_their_root(tmp_path):
+    a = copy_path(tmp_path, "vp9", tmp_path / "clips/a/x.mp4")
+    assert a.name == "x.mp4.webm" and a.parent.parent == tmp_path / "vp9"
+    assert copy_path(tmp_path, "vp9", tmp_path / "clips/a/../a/x.mp4") == a  # the same file, however written
+    others = [copy_path(tmp_path, "vp9", tmp_path / p) for p in ("clips/b/x.mp4", "clips/a/x.mkv", "other/x.mp4")]
+    others.append(copy_path(tmp_path, "h264_crf32", tmp_path / "clips/a/x.mp4"))
+    assert len({a, *others}) == 5
+    for p in ("../../etc/x.mp4", "/abs/x.mp4"):
+        assert tmp_path in copy_path(tmp_path, "vp9", p).parents
+
+
+def test_clips_of_one_name_get_their_own_copies(tmp_path):
+    import av
+
+    real = render_call(tmp_path / "a" / "x.mp4", seconds=0.5, fps=10, size=(160, 120), seed=1)
+    fake = render_call(tmp_path / "b" / "x.mp4", seconds=1.0, fps=10, size=(160, 120), seed=2)
+    rows = [ManifestRow(str(real), "a/x.mp4", "real", group="G1"), ManifestRow(str(fake), "b/x.mp4", "fake", group="G2")]
+    copies = make_copies(rows, tmp_path / "copies", ("h264_crf32",), workers=2)
+    def count(path) -> int:
+        with av.open(str(path)) as f:
+            return sum(1 for _ in f.decode(video=0))
+
+    sizes = [count(real), count(fake)]
+    assert sizes[0] != sizes[1] and [count(c.path) for c in copies] == sizes  # each copy holds its own clip
 
 
 def test_make_copies_gives_every_clip_a_row_per_recipe_and_reuses_what_exists(tmp_path, monkeypatch):
@@ -117,7 +164,9 @@ def _with_copies(n: int = 36, copies: int = 2, shift: float = 0.5, seed: int = 0
 
 def test_copies_leave_the_folds_and_what_is_reported_to_the_originals(monkeypatch, count_out_of_fold_scorings):
     import detector.evaluation as ev
-    from detector.fusion.train import cross_validate_fusion, thresholds_from_oof
+    from detector.evaluation import segment_rates
+    from detector.fusion.logistic import roc_auc
+    from detector.fusion.train import L2, cross_validate_fusion, thresholds_from_oof
 
     clips, version = _with_copies()
     n = int((version == 0).sum())
@@ -158,7 +207,13 @@ def test_copies_leave_the_folds_and_what_is_reported_to_the_originals(monkeypatc
     # every clip, copies too, is scored out of fold; the thresholds are the originals'
     assert np.isfinite(cv.scores).all() and cv.original.sum() == n
     assert (cv.low, cv.high) == thresholds_from_oof(y[:n], cv.scores[:n])
-    assert set(cv.segments) == {"genuine_clips_with_segment", "fake_clips_with_segment"}
+    # the timeline's threshold and rates come from the originals' windows alone
+    owned = cv.original[cv.windows[2]]
+    assert np.isnan(cv.window_scores[~owned]).all() and np.isfinite(cv.window_scores[owned]).all()
+    assert cv.segments == segment_rates(y, cv.window_scores, cv.windows[2], cv.segment_high)
+    uncalibrated = ev.cross_validated_scores(x, y, list(groups), usable, l2=L2, windows=cv.windows, blocks=cv.blocks,
+                                             calibrate=False)
+    assert cv.auc_uncalibrated == roc_auc(y[:n], uncalibrated[:n]) != roc_auc(y, uncalibrated)
 
 
 def test_fitting_on_copies_lowers_what_a_shifted_genuine_copy_scores():
@@ -203,7 +258,10 @@ def test_train_fusion_fits_on_copies_and_describes_the_originals(tmp_path, monke
                    + "".join(f"c{i}.mp4,{'fake' if i % 2 else 'real'},s,m,g{i // 3},\n" for i in range(36)))
     rng = np.random.default_rng(5)
 
+    extracted = []
+
     def fake_extract(rows, options, workers=1, cache=None, progress=None):
+        extracted.append(len(rows))
         out = []
         for r in rows:
             copy = r.rel_path.count("/") > 0  # "RECIPE/c1.mp4"
@@ -217,8 +275,12 @@ def test_train_fusion_fits_on_copies_and_describes_the_originals(tmp_path, monke
 
     def fake_make(rows, root, recipes, workers=1, progress=None):
         made.append(root)
-        return [replace(r, path=f"{root}/{name}/{r.rel_path}", rel_path=f"{name}/{r.rel_path}")
-                for name in recipes for r in rows]
+        out = [replace(r, path=f"{root}/{name}/{r.rel_path}", rel_path=f"{name}/{r.rel_path}")
+               for name in recipes for r in rows]
+        for c in out[:-1]:  # the last copy could not be made
+            Path(c.path).parent.mkdir(parents=True, exist_ok=True)
+            Path(c.path).touch()
+        return out
 
     monkeypatch.setattr(tr, "extract_features", fake_extract)
     monkeypatch.setattr(tr, "make_copies", fake_make)
@@ -226,11 +288,12 @@ def test_train_fusion_fits_on_copies_and_describes_the_originals(tmp_path, monke
     meta = json.loads((tmp_path / "fusion.json").read_text())
     assert made == [tmp_path / "c" / "copies"]  # beside the cache, so a second run finds them
     assert meta["clips"] == 36 and meta["usable_clips"] == 36 and meta["cv_metrics"]["clips"] == 36
-    assert meta["copies"]["made"] == meta["copies"]["usable"] == 72
+    assert meta["copies"]["made"] == meta["copies"]["usable"] == 71
+    assert extracted[-1] == 71  # the missing copy was not extracted (nor cached as failed: the next run retries it)
     assert list(meta["copies"]["recipes"]) == ["h264_crf32", "vp9"]
     assert set(meta["cv_metrics"]["copies"]) == {"h264_crf32", "vp9"}
     assert meta["face_px"]["p05"] == pytest.approx(150.0)
-    assert "re-encoded copies" in card and "| `vp9` | 36 |" in card
+    assert "re-encoded copies" in card and "| `vp9` | 35 |" in card
     # without copies: no copies made, none recorded
     made.clear()
     tr.train(man, tmp_path / "plain.onnx", copies=(), cache=None)
