@@ -1,6 +1,6 @@
 """Accuracy on the labelled dev set (../shared/data/dev), by grouped cross-validation.
 
-Slow (a few minutes): marked ``accuracy``. Deselect with ``-m 'not accuracy'``.
+Slow (about 15 minutes: it re-encodes every clip four times): marked ``accuracy``. Deselect with ``-m 'not accuracy'``.
 The floors sit just under what was measured when the models were committed
 (see models/fusion.md); a drop below them means a regression.
 """
@@ -18,10 +18,13 @@ pytestmark = [pytest.mark.accuracy,
 # (session 10; with plain-warp crops the same eval measured 0.757 / 0.774 / 0.589). The fold assignment alone moves
 # these by ~0.04 (experiments/fold_assignment_spread.py: blocks of 3 assignments 0.753-0.792, DFL 0.753-0.793), and
 # it depends on the groups' names, so the floors sit under the worst block.
-AUC_FLOOR = 0.74  # measured 0.776 with calibrated folds, 0.779 before calibration (models/fusion.md)
-DFL_AUC_FLOOR = 0.74  # measured 0.793
+# Since session 11 every fold is fitted on the clips and four re-encoded copies of each (detector.fusion.augment),
+# as the shipped fusion is; without the copies the same eval measured 0.776 / 0.793 / 0.575.
+AUC_FLOOR = 0.74  # measured 0.779 with calibrated folds, 0.774 before calibration (models/fusion.md)
+DFL_AUC_FLOOR = 0.74  # measured 0.7997
 MAX_FPR = 0.12  # measured 0.079; thresholds target 0.10
-MAX_LOG_LOSS = 0.60  # measured 0.575 (classes weighted equally); a constant 0.5 scores 0.693
+MAX_LOG_LOSS = 0.60  # measured 0.573 (classes weighted equally); a constant 0.5 scores 0.693
+MAX_COPY_FPR = 0.16  # measured 0.079-0.105 on each recipe's copies, out of fold at the originals' threshold
 
 
 def test_grouped_cv_auc_on_dev_set(tmp_path):
@@ -36,3 +39,10 @@ def test_grouped_cv_auc_on_dev_set(tmp_path):
     assert m["fpr_at_high"] <= MAX_FPR, m
     # the probability must stay worth more than a coin toss (before calibration it scored 0.995)
     assert m["log_loss"] <= MAX_LOG_LOSS, m
+    # re-encoded and shrunk genuine recordings must not be flagged much more often than the originals
+    from detector.fusion.augment import TRAINING_COPIES
+
+    assert set(m["copies"]) == set(TRAINING_COPIES), m["copies"]
+    for recipe, c in m["copies"].items():
+        assert c["scored"] >= m["clips"] - 2, (recipe, c)
+        assert c["fpr_at_high"] <= MAX_COPY_FPR, (recipe, c)
