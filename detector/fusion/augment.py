@@ -107,9 +107,9 @@ def reencode(src: str | os.PathLike, dst: str | os.PathLike, recipe: str) -> Pat
 
     Raises :class:`~detector.errors.InputError` (or its :class:`NotAVideoError`)
     when ``src`` is missing or has no video stream, :class:`CorruptVideoError`
-    when nothing in it decodes or encoding fails, :class:`ConfigError` when this
-    PyAV build lacks the recipe's encoder, and ``OSError`` when ``dst`` cannot
-    be written.
+    when nothing in it decodes or encoding or writing the copy fails,
+    :class:`ConfigError` when this PyAV build lacks the recipe's encoder, and
+    ``OSError`` when ``dst``'s folder cannot be made.
     """
     from detector.video.pyav_source import _MAX_DECODE_ERRORS, _apply_rotation, _rotation_of
 
@@ -124,7 +124,7 @@ def reencode(src: str | os.PathLike, dst: str | os.PathLike, recipe: str) -> Pat
             if not inp.streams.video:
                 raise NotAVideoError(f"no video stream in {src}")
             sin = inp.streams.video[0]
-            tb = sin.time_base
+            tb = sin.time_base or Fraction(1, 90000)  # a raw stream may declare none
             step = max(1, round(1 / ((sin.average_rate or Fraction(30)) * tb)))  # one frame, in time-base ticks
 
             def decoded():

@@ -62,6 +62,21 @@ def test_bad_input_is_a_typed_error_and_leaves_no_file(tmp_path):
         check_recipes(["h264_crf32", "h265_magic"])
 
 
+def test_a_raw_stream_without_timestamps_is_copied_as_the_reader_reads_it(tmp_path):
+    raw = tmp_path / "raw.h264"  # an elementary stream: no container, no frame timestamps
+    with av.open(str(raw), "w", format="h264") as c:
+        s = c.add_stream("libx264", rate=10)
+        s.width, s.height, s.pix_fmt = 160, 120, "yuv420p"
+        for i in range(12):
+            for p in s.encode(av.VideoFrame.from_ndarray(np.full((120, 160, 3), 20 * i, np.uint8), format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    read = _timestamps(raw)
+    copied = _timestamps(reencode(raw, tmp_path / "raw.mp4", "h264_crf32"))
+    assert len(read) == 12 and copied == read  # the reader's extrapolated stamps, frame for frame
+
+
 def test_an_encoder_failing_mid_copy_leaves_no_partial_file(tmp_path, monkeypatch):
     from detector.fusion import augment
 
