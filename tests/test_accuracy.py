@@ -1,6 +1,6 @@
 """Accuracy on the labelled dev set (../shared/data/dev), by grouped cross-validation.
 
-Slow (about 15 minutes: it re-encodes every clip four times): marked ``accuracy``. Deselect with ``-m 'not accuracy'``.
+Slow (about 10 minutes: it re-encodes every clip four times): marked ``accuracy``. Deselect with ``-m 'not accuracy'``.
 The floors sit just under what was measured when the models were committed
 (see models/fusion.md); a drop below them means a regression.
 """
