@@ -14,6 +14,11 @@ The spread between blocks is what the fold assignment alone does to a reported n
     python experiments/fold_assignment_spread.py --cache runs/eval-linked/features.jsonl
     python experiments/fold_assignment_spread.py --cache runs/eval-hand-linked/features.jsonl \\
         --checks sharpness,boundary,texture_flicker,jitter,pose,expression,identity,hard_pose
+
+Since session 11 the fusion is also fitted on re-encoded copies of its training clips; ``--copies-dir`` (an eval
+run's ``OUT/copies``, whose features its cache holds) fits on them too, and scores the originals only::
+
+    python experiments/fold_assignment_spread.py --cache runs/eval-aug/features.jsonl --copies-dir runs/eval-aug/copies
 """
 from __future__ import annotations
 
@@ -27,7 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from detector.evaluation import (DEFAULT_LINK_NOTE, cross_validated_scores, extract_features,  # noqa: E402
                                  feature_matrix, link_groups, read_manifest, split_seen, window_matrix)
 from detector.fusion.logistic import roc_auc  # noqa: E402
-from detector.fusion.train import L2, block_masks, fusion_feature_names  # noqa: E402
+from detector.fusion.augment import TRAINING_COPIES  # noqa: E402
+from detector.fusion.train import L2, block_masks, fusion_feature_names, training_clips  # noqa: E402
 from detector.options import ScanOptions  # noqa: E402
 
 MANIFEST = Path(__file__).resolve().parents[2] / "shared/data/dev/manifest.csv"
@@ -39,27 +45,35 @@ def main() -> None:
     ap.add_argument("--checks", default=None, help="the checks that eval run used (default: the default set)")
     ap.add_argument("--link-note", default=DEFAULT_LINK_NOTE)
     ap.add_argument("--assignments", type=int, default=12)
+    ap.add_argument("--copies-dir", type=Path, default=None,
+                    help="fit on the re-encoded copies there too (made if missing), as detector eval does")
     a = ap.parse_args()
     if a.assignments < 3 or a.assignments % 3:
         ap.error("--assignments must be a positive multiple of 3")
     checks = tuple(a.checks.split(",")) if a.checks else None
     rows, _ = split_seen(read_manifest(MANIFEST), checks=checks)
-    clips = extract_features(rows, ScanOptions(use_fusion=False, checks=checks), workers=1, cache=a.cache)
+    options = ScanOptions(use_fusion=False, checks=checks)
+    if a.copies_dir is not None:
+        tc = training_clips(rows, options, workers=2, cache=a.cache, copies=TRAINING_COPIES, copies_dir=a.copies_dir)
+        clips, versions = tc.clips, len(tc.versions)
+    else:
+        clips, versions = extract_features(rows, options, workers=1, cache=a.cache), 1
+    n = len(rows)
     names = fusion_feature_names(clips)
     x, y, usable = feature_matrix(clips, names)
     dfl = np.array([c.row.source == "DeepFaceLive" for c in clips])
     windows, blocks = window_matrix(clips, names), block_masks(names)
     for label, grouped in (("footage groups", rows), (f"linked by '{a.link_note}'", link_groups(rows, a.link_note))):
-        groups = [r.group for r in grouped]
+        groups = [r.group for r in grouped] * versions  # a copy is in its clip's group
         parts, total = [], []
         for start in range(0, a.assignments, 3):
             s = cross_validated_scores(x, y, groups, usable, l2=L2, windows=windows, blocks=blocks, calibrate=False,
-                                       seeds=range(start, start + 3))
+                                       seeds=range(start, start + 3))[:n]  # the originals: copies are not reported
             total.append(s)
-            parts.append(f"{roc_auc(y, s):.3f}/{roc_auc(y[dfl], s[dfl]):.3f}")
+            parts.append(f"{roc_auc(y[:n], s):.3f}/{roc_auc(y[:n][dfl[:n]], s[dfl[:n]]):.3f}")
         s = np.mean(total, axis=0)
         print(f"{label:28s} {len(set(groups))} groups; AUC/DFL per 3 assignments: {'  '.join(parts)};  "
-              f"all {a.assignments}: {roc_auc(y, s):.3f}/{roc_auc(y[dfl], s[dfl]):.3f}")
+              f"all {a.assignments}: {roc_auc(y[:n], s):.3f}/{roc_auc(y[:n][dfl[:n]], s[dfl[:n]]):.3f}")
 
 
 if __name__ == "__main__":
