@@ -21,18 +21,22 @@ the repository.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import multiprocessing as mp
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Callable, Iterable
 
 import av
 import numpy as np
 
 from detector.errors import ConfigError, CorruptVideoError, InputError, NotAVideoError
+from detector.fusion.logistic import roc_auc
+from detector.video.pyav_source import _apply_rotation, _rotation_of, timed_frames
 
 
 @dataclass(frozen=True)
@@ -111,8 +115,6 @@ def reencode(src: str | os.PathLike, dst: str | os.PathLike, recipe: str) -> Pat
     :class:`ConfigError` when this PyAV build lacks the recipe's encoder, and
     ``OSError`` when ``dst``'s folder cannot be made.
     """
-    from detector.video.pyav_source import _MAX_DECODE_ERRORS, _apply_rotation, _rotation_of
-
     r = RECIPES[check_recipes([recipe])[0]]
     if not Path(src).is_file():
         raise InputError(f"no such file: {src}")
@@ -125,26 +127,12 @@ def reencode(src: str | os.PathLike, dst: str | os.PathLike, recipe: str) -> Pat
                 raise NotAVideoError(f"no video stream in {src}")
             sin = inp.streams.video[0]
             tb = sin.time_base or Fraction(1, 90000)  # a raw stream may declare none
-            step = max(1, round(1 / ((sin.average_rate or Fraction(30)) * tb)))  # one frame, in time-base ticks
-
-            def decoded():
-                errors_in_row = 0
-                for packet in inp.demux(sin):
-                    try:
-                        frames = packet.decode()
-                    except av.error.FFmpegError:
-                        errors_in_row += 1
-                        if errors_in_row > _MAX_DECODE_ERRORS:
-                            return  # the rest is truncated: copy what decoded
-                        continue
-                    errors_in_row = 0
-                    yield from frames
-
-            frames = decoded()
+            # the frames and times a scan reads (broken packets skipped; the rest, if truncated, copied as read)
+            frames = timed_frames(inp, sin, SimpleNamespace(decode_errors=0, truncated=False, decoded_frames=0))
             first = next(frames, None)
             if first is None:
                 raise CorruptVideoError(f"no decodable video frame in {src}")
-            rotation = _rotation_of(sin, first)
+            rotation = _rotation_of(sin, first[1])
             width, height = sin.codec_context.width, sin.codec_context.height
             if rotation in (90, 270):
                 width, height = height, width
@@ -162,10 +150,10 @@ def reencode(src: str | os.PathLike, dst: str | os.PathLike, recipe: str) -> Pat
                 # a variable-frame-rate recording would round onto one tick and be refused
                 sout.time_base = sout.codec_context.time_base = tb
                 last = None
-                for frame in _chain(first, frames):
-                    pts = frame.pts if frame.pts is not None else (last + step if last is not None else 0)
+                for _, frame, seconds in itertools.chain([first], frames):
+                    pts = round(seconds / tb)
                     if last is not None and pts <= last:
-                        continue  # a repeated or reordered stamp: encoders need them increasing
+                        continue  # two times within one tick of the source's clock: encoders need them increasing
                     last = pts
                     if rotation:
                         upright = _apply_rotation(frame.to_ndarray(format="rgb24"), rotation)
@@ -185,11 +173,6 @@ def reencode(src: str | os.PathLike, dst: str | os.PathLike, recipe: str) -> Pat
         if partial.exists():
             partial.unlink()
     return dst
-
-
-def _chain(first, rest):
-    yield first
-    yield from rest
 
 
 def _make_one(job: tuple[str, str, str]) -> tuple[str, str | None]:
@@ -251,8 +234,6 @@ def copy_metrics(y: np.ndarray, scores: np.ndarray, version: np.ndarray, names: 
     the out-of-fold probabilities of the eval, so a copy is scored by a model
     that never saw its clip nor any copy of it.
     """
-    from detector.fusion.logistic import roc_auc
-
     y, scores, version = np.asarray(y), np.asarray(scores, dtype=np.float64), np.asarray(version)
     n = int((version == 0).sum())
     base = scores[:n]

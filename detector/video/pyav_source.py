@@ -49,6 +49,56 @@ def _apply_rotation(img: np.ndarray, angle_ccw: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(img, -1))
 
 
+def decode_tolerantly(container, stream, stats) -> Iterator[av.VideoFrame]:
+    """Decode every frame of ``stream``, skipping broken packets.
+
+    ``stats`` (any object with ``decode_errors`` and ``truncated``, e.g. a
+    :class:`PyAVSource`) counts the packets skipped; after more than
+    ``_MAX_DECODE_ERRORS`` in a row the rest counts as truncated and decoding stops.
+    """
+    errors_in_row = 0
+    for packet in container.demux(stream):
+        try:
+            frames = packet.decode()
+        except av.error.FFmpegError:
+            stats.decode_errors += 1
+            errors_in_row += 1
+            if errors_in_row > _MAX_DECODE_ERRORS:
+                stats.truncated = True
+                return
+            continue
+        errors_in_row = 0
+        yield from frames
+
+
+def timed_frames(container, stream, stats) -> Iterator[tuple[int, av.VideoFrame, Fraction]]:
+    """(index in decode order, frame as decoded, presentation time in seconds) of every frame kept.
+
+    A frame without a timestamp gets the previous one's plus a frame at the
+    declared rate; a frame whose time does not follow the previous one's
+    (B-frame reordering glitches, duplicated stamps) is dropped, so times only
+    increase. ``stats`` is as for :func:`decode_tolerantly`, and its
+    ``decoded_frames`` counts every frame decoded, kept or not. Frames are
+    neither rotated nor resized: :meth:`PyAVSource.frames` does that, and the
+    training re-encoder (``detector.fusion.augment``) wants them as decoded.
+    """
+    tb = stream.time_base
+    last_pts: Fraction | None = None
+    for index, vf in enumerate(decode_tolerantly(container, stream, stats)):
+        stats.decoded_frames = index + 1
+        if vf.pts is None:
+            # no timestamp: extrapolate from the previous one at the declared rate
+            step = 1 / (stream.average_rate or Fraction(30))
+            pts = (last_pts + step) if last_pts is not None else Fraction(0)
+        else:
+            pts = Fraction(vf.pts) * (vf.time_base or tb)
+        if last_pts is not None and pts <= last_pts:
+            # B-frame reordering glitches or duplicated stamps: keep order monotone
+            continue
+        last_pts = pts
+        yield index, vf, pts
+
+
 class PyAVSource(VideoSource):
     """Streams RGB frames with exact timestamps from any FFmpeg-readable file.
 
@@ -140,19 +190,7 @@ class PyAVSource(VideoSource):
     # -- decoding ----------------------------------------------------------
     def _decoded(self) -> Iterator[av.VideoFrame]:
         """Decode every frame, tolerating a few broken packets."""
-        errors_in_row = 0
-        for packet in self._container.demux(self._stream):
-            try:
-                frames = packet.decode()
-            except av.error.FFmpegError:
-                self.decode_errors += 1
-                errors_in_row += 1
-                if errors_in_row > _MAX_DECODE_ERRORS:
-                    self.truncated = True
-                    return
-                continue
-            errors_in_row = 0
-            yield from frames
+        return decode_tolerantly(self._container, self._stream, self)
 
     def timestamps(self) -> Iterator[Fraction]:
         """Decode-only pass yielding timestamps; used by ``bench`` as the baseline."""
@@ -164,24 +202,10 @@ class PyAVSource(VideoSource):
         sampler = RateSampler(rate)
         rot = self._probe_rotation()
         size = self._target_size()
-        tb = self._stream.time_base
         index = -1
-        last_pts: Fraction | None = None
         produced = 0
         try:
-            for vf in self._decoded():
-                index += 1
-                self.decoded_frames = index + 1
-                if vf.pts is None:
-                    # no timestamp: extrapolate from the previous one at the declared rate
-                    step = 1 / (self._stream.average_rate or Fraction(30))
-                    pts = (last_pts + step) if last_pts is not None else Fraction(0)
-                else:
-                    pts = Fraction(vf.pts) * (vf.time_base or tb)
-                if last_pts is not None and pts <= last_pts:
-                    # B-frame reordering glitches or duplicated stamps: keep order monotone
-                    continue
-                last_pts = pts
+            for index, vf, pts in timed_frames(self._container, self._stream, self):
                 if not sampler.keep(pts):
                     continue
                 if size is not None:

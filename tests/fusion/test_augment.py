@@ -1,6 +1,7 @@
 """Re-encoded training copies (detector.fusion.augment) and how grouped CV fits on them."""
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
@@ -143,8 +144,8 @@ def test_make_copies_gives_every_clip_a_row_per_recipe_and_reuses_what_exists(tm
     assert [(c.label, c.group) for c in copies] == [("real", "G1"), ("fake", "G2")] * 2 and copies[0].note == "n"
     # the broken clip gets its rows (so groups keep equal copy counts) but no file, and the error is reported
     assert [bool(err) for _, _, err in seen] == [False, True, False, True] and seen[-1][:2] == (4, 4)
-    assert [__import__("os").path.isfile(c.path) for c in copies] == [True, False, True, False]
-    made = {c.path: __import__("os").stat(c.path).st_mtime_ns for c in copies if c.rel_path.endswith("g.mp4")}
+    assert [os.path.isfile(c.path) for c in copies] == [True, False, True, False]
+    made = {c.path: os.stat(c.path).st_mtime_ns for c in copies if c.rel_path.endswith("g.mp4")}
 
     def no_reencode(*a, **k):
         raise AssertionError("an existing copy was made again")
@@ -154,7 +155,7 @@ def test_make_copies_gives_every_clip_a_row_per_recipe_and_reuses_what_exists(tm
         make_copies(rows, tmp_path / "copies", ("h264_crf32", "vp9"))
     # ...and the existing ones left alone
     assert make_copies(rows[:1], tmp_path / "copies", ("h264_crf32", "vp9")) == [copies[0], copies[2]]
-    assert {p: __import__("os").stat(p).st_mtime_ns for p in made} == made
+    assert {p: os.stat(p).st_mtime_ns for p in made} == made
 
 
 def _clip(i: int, fake: int, group: str, shift: float, rng) -> ClipFeatures:
