@@ -14,6 +14,8 @@ recording and its tile.
 
     python experiments/gallery_fpr_probe.py make       # /tmp/gallery/*.mp4 and calls.json
     python experiments/gallery_fpr_probe.py score --orig-cache runs/eval-linked/features.jsonl
+    python experiments/gallery_fpr_probe.py score --orig-cache runs/eval-aug/features.jsonl \
+        --copies-dir runs/eval-aug/copies   # fold models fitted on the copies too (the shipped fusion, session 11+)
 """
 from __future__ import annotations
 
@@ -32,7 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from detector.evaluation import (DEFAULT_LINK_NOTE, calibrated_fold_model, extract_features,  # noqa: E402
                                  feature_matrix, group_folds, link_groups, read_manifest, split_seen,
                                  threshold_for_fpr, window_matrix)
-from detector.fusion.train import L2, block_masks, fusion_feature_names  # noqa: E402
+from detector.fusion.augment import TRAINING_COPIES  # noqa: E402
+from detector.fusion.train import L2, block_masks, fusion_feature_names, training_clips  # noqa: E402
 from detector.options import ScanOptions  # noqa: E402
 
 MANIFEST = Path(__file__).resolve().parents[2] / "shared/data/dev/manifest.csv"
@@ -132,7 +135,11 @@ def cmd_score(a: argparse.Namespace) -> None:
     rows = link_groups(split_seen(read_manifest(MANIFEST))[0], DEFAULT_LINK_NOTE)
     by_path = {r.rel_path: r for r in rows}
     options = ScanOptions(use_fusion=False)
-    clips = extract_features(rows, options, workers=1, cache=a.orig_cache)
+    if a.copies_dir is not None:  # fold models fitted on the originals and their copies, as detector eval's
+        clips = training_clips(rows, options, workers=2, cache=a.orig_cache, copies=TRAINING_COPIES,
+                               copies_dir=a.copies_dir).clips
+    else:
+        clips = extract_features(rows, options, workers=1, cache=a.orig_cache)
     names = fusion_feature_names(clips)
     x, y, usable = feature_matrix(clips, names)
     windows, blocks = window_matrix(clips, names), block_masks(names)
@@ -147,7 +154,8 @@ def cmd_score(a: argparse.Namespace) -> None:
     def oof(features: np.ndarray, group: str) -> float:
         return float(np.mean([m.predict_proba(features[None])[0] for held, m in models if group in held]))
 
-    alone = {c.row.rel_path: oof(x[i], c.row.group) for i, c in enumerate(clips) if usable[i]}
+    # the originals only (a copy keeps its clip's rel_path)
+    alone = {c.row.rel_path: oof(x[i], c.row.group) for i, c in enumerate(clips[:len(rows)]) if usable[i]}
     high = threshold_for_fpr(np.array([alone[r.rel_path] for r in rows if r.label == "real" and r.rel_path in alone]),
                              0.10)
     calls = json.loads((ROOT / "calls.json").read_text())
@@ -203,6 +211,8 @@ def main() -> None:
     sub.add_parser("make")
     s = sub.add_parser("score")
     s.add_argument("--orig-cache", type=Path, required=True, help="features.jsonl of a default detector eval run")
+    s.add_argument("--copies-dir", type=Path, default=None,
+                   help="that run's OUT/copies: fit the fold models on the re-encoded copies too, as eval does")
     a = ap.parse_args()
     {"make": cmd_make, "score": cmd_score}[a.cmd](a)
 
