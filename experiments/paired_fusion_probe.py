@@ -8,6 +8,8 @@ recipe) in a fold's training part, the difference of their standardised clip fea
 labelled 1, and its negation labelled 0 (a pairwise ranking loss on pairs that differ only by the swap). The pair
 rows together weigh ``alpha`` times the window rows; each footage group's pairs share its part equally.
 ``alpha = 0`` is the shipped fit (it must reproduce ``fold_assignment_spread.py``); ``inf`` fits the pairs alone.
+The pair rows add weight under the same penalty, so ``alpha = 1`` also halves the penalty's relative strength;
+``--scale-penalty`` multiplies the penalty by ``1 + alpha`` to keep it.
 
 Folds, grouping (linked by the ``celeb model`` note) and scoring as ``fold_assignment_spread.py``: 6 grouped folds,
 12 assignments in blocks of 3, out-of-fold AUC of the originals before calibration, overall and on DeepFaceLive::
@@ -58,7 +60,7 @@ def within_footage_pairs(y: np.ndarray, footage: list[str], version: np.ndarray,
 
 
 def fit_paired(x: np.ndarray, y: np.ndarray, footage: list[str], version: np.ndarray, train: np.ndarray,
-               windows, blocks: list[np.ndarray], alpha: float) -> LogisticModel:
+               windows, blocks: list[np.ndarray], alpha: float, l2: float = L2) -> LogisticModel:
     """The shipped window fit (``alpha = 0``) with within-footage pair rows added."""
     xw, yw, iw = windows
     sel = np.isin(iw, np.flatnonzero(train))
@@ -81,7 +83,7 @@ def fit_paired(x: np.ndarray, y: np.ndarray, footage: list[str], version: np.nda
         a += [d, -d]
         target += [np.ones(len(fi)), np.zeros(len(fi))]
         w += [pw, pw]
-    reg = np.full(len(mean) + 1, L2)
+    reg = np.full(len(mean) + 1, l2)
     reg[-1] = 0.0
     beta = _newton(np.vstack(a), np.concatenate(target), np.concatenate(w), reg, iterations=100, tolerance=1e-8)
     fitted = LogisticModel(mean=mean, scale=scale, coef=beta[:-1], intercept=float(beta[-1]))
@@ -94,6 +96,10 @@ def main() -> None:
     ap.add_argument("--copies-dir", type=Path, default=None, help="fit on the re-encoded copies there too")
     ap.add_argument("--assignments", type=int, default=12)
     ap.add_argument("--alphas", type=float, nargs="+", default=[0.0, 1.0, 0.25, 4.0, math.inf])
+    ap.add_argument("--l2", type=float, default=L2, help="the penalty (default: the shipped one)")
+    ap.add_argument("--scale-penalty", action="store_true",
+                    help="multiply the penalty by 1 + alpha, so that the pair rows' added weight does not also "
+                         "weaken it")
     a = ap.parse_args()
     rows, _ = split_seen(read_manifest(MANIFEST))
     options = ScanOptions(use_fusion=False)
@@ -115,9 +121,12 @@ def main() -> None:
         for start in range(0, a.assignments, 3):
             acc, cnt = np.zeros(len(y)), np.zeros(len(y))
             for test, train in _training_folds(y, linked, usable, 6, range(start, start + 3)):
-                acc[test] += fit_paired(x, y, footage, version, train, windows, blocks, alpha).predict_proba(x[test])
+                l2 = a.l2 * (1 + alpha) if a.scale_penalty and not math.isinf(alpha) else a.l2
+                model = fit_paired(x, y, footage, version, train, windows, blocks, alpha, l2)
+                acc[test] += model.predict_proba(x[test])
                 cnt[test] += 1
             s = _fold_mean(acc, cnt)[:n]
+            s[~usable[:n]] = np.nan  # as cross_validated_scores does
             total.append(s)
             parts.append(f"{roc_auc(y[:n], s):.3f}/{roc_auc(y[:n][dfl], s[dfl]):.3f}")
         s = np.mean(total, axis=0)
