@@ -29,7 +29,7 @@ from detector.fusion.augment import TRAINING_COPIES, copy_metrics
 from detector.fusion.logistic import roc_auc
 from detector.fusion.model import FusionModel
 from detector.fusion.train import (CopyProgress, block_masks, cross_validate_fusion, fusion_feature_names,
-                                   is_reported, training_clips)
+                                   fusion_penalty, is_reported, training_clips, versions_per_clip)
 from detector.options import ScanOptions
 
 
@@ -104,10 +104,11 @@ def run_eval(manifest: Path, out: Path, workers: int = 2, fps: float = 10.0, cv:
         # each check's own AUC: its features alone, fused the same way under grouped CV
         xw, yw, iw = windows if windows is not None else window_matrix(clips, all_names)
         own: dict[str, float] = {}
+        l2 = fusion_penalty(versions_per_clip(orig))  # as the fusion's own (copies do not weaken it)
         for check in sorted({n.split(".")[0] for n in all_names}):
             cols = [j for j, n in enumerate(all_names) if n.split(".")[0] == check]
             # ranking only: calibration would cost ~7x the fits and cannot improve a single fold's AUC
-            oof = cross_validated_scores(xs[:, cols], y, [c.row.group for c in clips], usable_all,
+            oof = cross_validated_scores(xs[:, cols], y, [c.row.group for c in clips], usable_all, l2=l2,
                                          windows=(xw[:, cols], yw, iw), blocks=block_masks([all_names[j] for j in cols]),
                                          calibrate=False)
             own[check] = roc_auc(y[orig], oof[orig])
@@ -123,6 +124,7 @@ def run_eval(manifest: Path, out: Path, workers: int = 2, fps: float = 10.0, cv:
     m.update(segments)
     m["segment_threshold"] = segment_high
     m["check_own_auc"] = own
+    m["l2"] = l2
     m["mode"] = mode
     m["cv_groups"] = len({c.row.group for c in clips})
     m["footage_groups"] = footage_groups

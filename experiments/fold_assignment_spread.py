@@ -19,6 +19,8 @@ Since session 11 the fusion is also fitted on re-encoded copies of its training 
 run's ``OUT/copies``, whose features its cache holds) fits on them too, and scores the originals only::
 
     python experiments/fold_assignment_spread.py --cache runs/eval-aug/features.jsonl --copies-dir runs/eval-aug/copies
+
+with the penalty grown with the copies as the fusion does since session 12 (``--flat-penalty``: session 11's fit).
 """
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ from detector.evaluation import (DEFAULT_LINK_NOTE, cross_validated_scores, extr
                                  feature_matrix, link_groups, read_manifest, split_seen, window_matrix)
 from detector.fusion.logistic import roc_auc  # noqa: E402
 from detector.fusion.augment import TRAINING_COPIES  # noqa: E402
-from detector.fusion.train import L2, block_masks, fusion_feature_names, training_clips  # noqa: E402
+from detector.fusion.train import L2, block_masks, fusion_feature_names, fusion_penalty, training_clips  # noqa: E402
 from detector.options import ScanOptions  # noqa: E402
 
 MANIFEST = Path(__file__).resolve().parents[2] / "shared/data/dev/manifest.csv"
@@ -47,6 +49,8 @@ def main() -> None:
     ap.add_argument("--assignments", type=int, default=12)
     ap.add_argument("--copies-dir", type=Path, default=None,
                     help="fit on the re-encoded copies there too (made if missing), as detector eval does")
+    ap.add_argument("--flat-penalty", action="store_true",
+                    help="keep the penalty at L2 with copies, as session 11 did (since session 12 it grows with them)")
     a = ap.parse_args()
     if a.assignments < 3 or a.assignments % 3:
         ap.error("--assignments must be a positive multiple of 3")
@@ -59,6 +63,7 @@ def main() -> None:
     else:
         clips, versions = extract_features(rows, options, workers=1, cache=a.cache), 1
     n = len(rows)
+    l2 = L2 if a.flat_penalty else fusion_penalty(versions)
     names = fusion_feature_names(clips)
     x, y, usable = feature_matrix(clips, names)
     dfl = np.array([c.row.source == "DeepFaceLive" for c in clips])
@@ -67,7 +72,7 @@ def main() -> None:
         groups = [r.group for r in grouped] * versions  # a copy is in its clip's group
         parts, total = [], []
         for start in range(0, a.assignments, 3):
-            s = cross_validated_scores(x, y, groups, usable, l2=L2, windows=windows, blocks=blocks, calibrate=False,
+            s = cross_validated_scores(x, y, groups, usable, l2=l2, windows=windows, blocks=blocks, calibrate=False,
                                        seeds=range(start, start + 3))[:n]  # the originals: copies are not reported
             total.append(s)
             parts.append(f"{roc_auc(y[:n], s):.3f}/{roc_auc(y[:n][dfl[:n]], s[dfl[:n]]):.3f}")

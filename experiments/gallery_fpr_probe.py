@@ -35,7 +35,7 @@ from detector.evaluation import (DEFAULT_LINK_NOTE, calibrated_fold_model, extra
                                  feature_matrix, group_folds, link_groups, read_manifest, split_seen,
                                  threshold_for_fpr, window_matrix)
 from detector.fusion.augment import TRAINING_COPIES  # noqa: E402
-from detector.fusion.train import L2, block_masks, fusion_feature_names, training_clips  # noqa: E402
+from detector.fusion.train import L2, block_masks, fusion_feature_names, fusion_penalty, training_clips  # noqa: E402
 from detector.options import ScanOptions  # noqa: E402
 
 MANIFEST = Path(__file__).resolve().parents[2] / "shared/data/dev/manifest.csv"
@@ -135,9 +135,11 @@ def cmd_score(a: argparse.Namespace) -> None:
     rows = link_groups(split_seen(read_manifest(MANIFEST))[0], DEFAULT_LINK_NOTE)
     by_path = {r.rel_path: r for r in rows}
     options = ScanOptions(use_fusion=False)
+    l2 = L2
     if a.copies_dir is not None:  # fold models fitted on the originals and their copies, as detector eval's
         clips = training_clips(rows, options, workers=2, cache=a.orig_cache, copies=TRAINING_COPIES,
                                copies_dir=a.copies_dir).clips
+        l2 = L2 if a.flat_penalty else fusion_penalty(1 + len(TRAINING_COPIES))
     else:
         clips = extract_features(rows, options, workers=1, cache=a.orig_cache)
     names = fusion_feature_names(clips)
@@ -148,13 +150,13 @@ def cmd_score(a: argparse.Namespace) -> None:
     models = []
     for seed in range(3):
         for test in group_folds(list(groups), 6, seed):
-            m = calibrated_fold_model(x, y, groups, ~test & usable, 6, L2, windows, blocks)
+            m = calibrated_fold_model(x, y, groups, ~test & usable, 6, l2, windows, blocks)
             models.append((set(groups[test]), m))
 
     def oof(features: np.ndarray, group: str) -> float:
         return float(np.mean([m.predict_proba(features[None])[0] for held, m in models if group in held]))
 
-    # the originals only (a copy keeps its clip's rel_path)
+    # the originals only: the first len(rows) clips (copies follow, recipe by recipe)
     alone = {c.row.rel_path: oof(x[i], c.row.group) for i, c in enumerate(clips[:len(rows)]) if usable[i]}
     high = threshold_for_fpr(np.array([alone[r.rel_path] for r in rows if r.label == "real" and r.rel_path in alone]),
                              0.10)
@@ -213,6 +215,8 @@ def main() -> None:
     s.add_argument("--orig-cache", type=Path, required=True, help="features.jsonl of a default detector eval run")
     s.add_argument("--copies-dir", type=Path, default=None,
                    help="that run's OUT/copies: fit the fold models on the re-encoded copies too, as eval does")
+    s.add_argument("--flat-penalty", action="store_true",
+                   help="with copies, keep the penalty at L2 as session 11 did (since session 12 it grows with them)")
     a = ap.parse_args()
     {"make": cmd_make, "score": cmd_score}[a.cmd](a)
 

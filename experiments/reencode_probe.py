@@ -55,7 +55,7 @@ from detector.evaluation import (CALIBRATION_SEEDS, DEFAULT_LINK_NOTE, _fit_on, 
 from detector.fusion.augment import RECIPES, copy_path, make_copies  # noqa: E402
 from detector.fusion.logistic import (balanced_weights, bound_blocks, clip_balanced_weights,  # noqa: E402
                                       fit_logistic, roc_auc)
-from detector.fusion.train import L2, block_masks, fusion_feature_names  # noqa: E402
+from detector.fusion.train import L2, block_masks, fusion_feature_names, fusion_penalty  # noqa: E402
 from detector.options import ScanOptions  # noqa: E402
 
 MANIFEST = Path(__file__).resolve().parents[2] / "shared/data/dev/manifest.csv"
@@ -186,7 +186,9 @@ def cmd_score(a: argparse.Namespace) -> None:
                                                 np.where(version == 0, 1.0, a.version_weight))
                     cnt[test] += 1
                     continue
-                model = calibrated_fold_model(x, y, groups, train, 6, L2, windows, blocks)
+                # the penalty grows with the versions fitted on, as the shipped fusion's (session 12)
+                l2 = L2 if a.flat_penalty else fusion_penalty(len(fitted[arm]))
+                model = calibrated_fold_model(x, y, groups, train, 6, l2, windows, blocks)
                 acc[test] += model.predict_proba(x[test])
                 cnt[test] += 1
         p = np.where(cnt > 0, acc / np.maximum(cnt, 1), np.nan)
@@ -242,6 +244,8 @@ def main() -> None:
     s.add_argument("--version-weight", type=float, default=1.0,
                    help="augmented arm: each re-encoded clip's weight relative to its original's")
     s.add_argument("--link-note", default=DEFAULT_LINK_NOTE)
+    s.add_argument("--flat-penalty", action="store_true",
+                   help="keep the penalty at L2 in the augmented arm, as sessions 9-11 did")
     s.add_argument("--workers", type=int, default=2)
     d = sub.add_parser("shift")
     d.add_argument("--orig-cache", type=Path, required=True, help=ORIG_CACHE_HELP)

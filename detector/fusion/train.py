@@ -38,7 +38,30 @@ from detector.timeline import FACE_SIZE_FEATURE
 # tracks the dataset a clip came from, not whether it is fake) stay out.
 EXCLUDED_PREFIXES = ("track.",)
 MAX_FPR = 0.10
+#: L2 penalty of the fusion fitted on the clips alone (session 6 compared 2, 4 and 8); see :func:`fusion_penalty`
 L2 = 4.0
+
+
+def fusion_penalty(versions: int) -> float:
+    """The fusion's L2 penalty when every clip is fitted in ``versions`` versions (itself and its re-encoded copies).
+
+    Row weights average 1 (:func:`~detector.fusion.logistic.clip_balanced_weights`), so each copy
+    adds data against the same penalty: four copies of every clip would leave the fit five times
+    less regularised than on the clips alone. A copy is another look at the same footage, not
+    independent evidence, so the penalty grows with the versions and keeps its strength.
+    """
+    if versions < 1:
+        raise ValueError(f"versions must be at least 1, got {versions}")
+    return L2 * versions
+
+
+def versions_per_clip(original: np.ndarray) -> int:
+    """How many versions of each clip (1 + its copies) a training set holds; every clip must have as many."""
+    original = np.asarray(original, dtype=bool)
+    n = int(original.sum())
+    if n == 0 or len(original) % n:
+        raise ValueError(f"{len(original)} clips are not the same number of versions of {n} originals")
+    return len(original) // n
 
 
 def fusion_feature_names(clips: list[ClipFeatures]) -> list[str]:
@@ -161,6 +184,7 @@ class FusionCV:
     blocks: list[np.ndarray]
     original: np.ndarray  # which clips are the manifest's own (the rest are re-encoded copies)
     window_scores: np.ndarray  # out-of-fold probability per row of windows; NaN for a copy's windows
+    l2: float  # the penalty every fit used (fusion_penalty of the versions per clip)
 
 
 def cross_validate_fusion(clips: list[ClipFeatures], names: list[str], x: np.ndarray, y: np.ndarray,
@@ -172,20 +196,22 @@ def cross_validate_fusion(clips: list[ClipFeatures], names: list[str], x: np.nda
     and copies of its training groups and scores the held-out groups' clips in
     every version; thresholds and segment rates come from the originals alone.
     A copy shares its clip's group, and every clip has the same number of
-    copies, so the folds hold the same groups as without copies.
+    copies, so the folds hold the same groups as without copies. The penalty
+    grows with the number of versions (:func:`fusion_penalty`).
     """
     original = np.ones(len(clips), dtype=bool) if original is None else np.asarray(original, dtype=bool)
+    l2 = fusion_penalty(versions_per_clip(original))
     groups = [c.row.group for c in clips]
     # fitted on timeline windows: many noisy looks at each clip steady the weights, and the
     # model then scores windows (timeline) and tracks (verdict; a track's features are the
     # mean of its windows', see detector.timeline) in the same units
     windows, blocks = window_matrix(clips, names), block_masks(names)
     window_scores = np.full(len(windows[1]), np.nan)
-    scores = cross_validated_scores(x, y, groups, usable, l2=L2, windows=windows, blocks=blocks,
+    scores = cross_validated_scores(x, y, groups, usable, l2=l2, windows=windows, blocks=blocks,
                                     window_scores=window_scores)
     # calibration keeps each fold's ranking, but pooling folds that were calibrated apart
     # can move the AUC either way; both are reported
-    uncalibrated = cross_validated_scores(x, y, groups, usable, l2=L2, windows=windows, blocks=blocks,
+    uncalibrated = cross_validated_scores(x, y, groups, usable, l2=l2, windows=windows, blocks=blocks,
                                           calibrate=False)
     auc_uncalibrated = roc_auc(y[original], uncalibrated[original])
     low, high = thresholds_from_oof(y[original], scores[original])
@@ -194,7 +220,7 @@ def cross_validate_fusion(clips: list[ClipFeatures], names: list[str], x: np.nda
     segment_high = segment_threshold(y, window_scores, windows[2], high, MAX_FPR)
     return FusionCV(scores, auc_uncalibrated, low, high, segment_high,
                     segment_rates(y, window_scores, windows[2], segment_high), windows, blocks, original,
-                    window_scores)
+                    window_scores, l2)
 
 
 def train(manifest: Path, out: Path | None = None, workers: int = 2, fps: float = 10.0,
@@ -235,7 +261,7 @@ def train(manifest: Path, out: Path | None = None, workers: int = 2, fps: float 
     m["segment_threshold"] = cv.segment_high
     m["auc_uncalibrated"] = cv.auc_uncalibrated
     m["copies"] = copy_metrics(y, cv.scores, tc.version, tc.versions, high)
-    model, (slope, offset) = fit_final(x, y, groups, usable, l2=L2, windows=cv.windows, blocks=cv.blocks)
+    model, (slope, offset) = fit_final(x, y, groups, usable, l2=cv.l2, windows=cv.windows, blocks=cv.blocks)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     import onnx
@@ -260,6 +286,7 @@ def train(manifest: Path, out: Path | None = None, workers: int = 2, fps: float 
         "blocks": block_references(model, names, genuine),
         "coefficients": dict(zip(names, model.coef.tolist())),
         "intercept": model.intercept,
+        "l2": cv.l2,
         "calibration": {"method": "Platt scaling of grouped out-of-fold logits, classes weighted equally",
                         "slope": slope, "offset": offset},
         "trained_on": str(manifest),
@@ -299,7 +326,9 @@ def model_card(meta: dict, per_feature: dict[str, float]) -> str:
         "for the timeline and, for the verdict, to the "
         "track's features, which are the mean of its windows' features (cut while the call streams, so memory does "
         "not grow with its length). A call takes its most suspicious participant.",
-        "",
+        *(["", f"L2 penalty {meta['l2']:g} on the standardised weights: {L2:g} per version of each clip (the clip "
+           "and each of its re-encoded copies), since a copy is another look at the same footage, not new evidence, "
+           "and must not weaken the regularisation.", ""] if "l2" in meta else [""]),
         f"Calibration: the fitted logit is multiplied by {meta['calibration']['slope']:.3f} and shifted by "
         f"{meta['calibration']['offset']:+.3f} (Platt scaling fitted on grouped out-of-fold logits: a model scored "
         "on its own training clips is overconfident). Both classes are weighted equally, so a probability assumes "

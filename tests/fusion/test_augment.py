@@ -182,7 +182,7 @@ def test_copies_leave_the_folds_and_what_is_reported_to_the_originals(monkeypatc
     import detector.evaluation as ev
     from detector.evaluation import segment_rates
     from detector.fusion.logistic import roc_auc
-    from detector.fusion.train import L2, cross_validate_fusion, thresholds_from_oof
+    from detector.fusion.train import L2, cross_validate_fusion, fusion_penalty, thresholds_from_oof
 
     clips, version = _with_copies()
     n = int((version == 0).sum())
@@ -227,7 +227,9 @@ def test_copies_leave_the_folds_and_what_is_reported_to_the_originals(monkeypatc
     owned = cv.original[cv.windows[2]]
     assert np.isnan(cv.window_scores[~owned]).all() and np.isfinite(cv.window_scores[owned]).all()
     assert cv.segments == segment_rates(y, cv.window_scores, cv.windows[2], cv.segment_high)
-    uncalibrated = ev.cross_validated_scores(x, y, list(groups), usable, l2=L2, windows=cv.windows, blocks=cv.blocks,
+    # every fit used the penalty for the clips' versions (the original and its copies)
+    assert cv.l2 == L2 * (1 + int(version.max())) == fusion_penalty(len(clips) // n)
+    uncalibrated = ev.cross_validated_scores(x, y, list(groups), usable, l2=cv.l2, windows=cv.windows, blocks=cv.blocks,
                                              calibrate=False)
     assert cv.auc_uncalibrated == roc_auc(y[:n], uncalibrated[:n]) != roc_auc(y, uncalibrated)
 
@@ -248,6 +250,29 @@ def test_fitting_on_copies_lowers_what_a_shifted_genuine_copy_scores():
     held_copies = test & (version == 1) & (y == 0)
     assert held_copies.sum() >= 4
     assert both.predict_proba(x[held_copies]).mean() < alone.predict_proba(x[held_copies]).mean() - 0.05
+
+
+def test_penalty_keeps_its_strength_with_copies():
+    from detector.fusion.logistic import fit_logistic
+    from detector.fusion.train import L2, fusion_penalty, versions_per_clip
+
+    assert fusion_penalty(1) == L2 and fusion_penalty(5) == 5 * L2
+    with pytest.raises(ValueError):
+        fusion_penalty(0)
+    assert versions_per_clip(np.array([True, True, False, False, False, False])) == 3
+    for uneven in (np.array([True, True, False]), np.zeros(4, bool)):
+        with pytest.raises(ValueError):
+            versions_per_clip(uneven)
+    # why: k identical copies of every row fitted at k times the penalty give the model of the rows alone,
+    # whereas at the same penalty the copies would count as k times the evidence
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 3))
+    y = (x[:, 0] + rng.normal(size=40) > 0).astype(int)
+    alone = fit_logistic(x, y, l2=fusion_penalty(1))
+    copied = fit_logistic(np.tile(x, (4, 1)), np.tile(y, 4), l2=fusion_penalty(4))
+    weaker = fit_logistic(np.tile(x, (4, 1)), np.tile(y, 4), l2=fusion_penalty(1))
+    assert np.allclose(copied.coef, alone.coef, atol=1e-6)
+    assert np.abs(weaker.coef).sum() > np.abs(alone.coef).sum() * 1.05
 
 
 def test_copy_metrics_per_recipe():
