@@ -7,14 +7,17 @@ fake and genuine clip of the same manifest ``group`` and the same version (the o
 recipe) in a fold's training part, the difference of their standardised clip features, without intercept,
 labelled 1, and its negation labelled 0 (a pairwise ranking loss on pairs that differ only by the swap). The pair
 rows together weigh ``alpha`` times the window rows; each footage group's pairs share its part equally.
-``alpha = 0`` is the shipped fit (it must reproduce ``fold_assignment_spread.py``); ``inf`` fits the pairs alone.
+``alpha = 0`` is the shipped fit (it must reproduce ``fold_assignment_spread.py`` with the same penalty); ``inf``
+fits the pairs alone. The penalty is the shipped one (grown with the copies since session 12; ``--flat-penalty``:
+session 11's, which the rule's run used).
 The pair rows add weight under the same penalty, so ``alpha = 1`` also halves the penalty's relative strength;
 ``--scale-penalty`` multiplies the penalty by ``1 + alpha`` to keep it.
 
 Folds, grouping (linked by the ``celeb model`` note) and scoring as ``fold_assignment_spread.py``: 6 grouped folds,
 12 assignments in blocks of 3, out-of-fold AUC of the originals before calibration, overall and on DeepFaceLive::
 
-    python experiments/paired_fusion_probe.py --cache runs/eval-aug/features.jsonl --copies-dir runs/eval-aug/copies
+    python experiments/paired_fusion_probe.py --cache runs/eval-aug/features.jsonl --copies-dir runs/eval-aug/copies \
+        --flat-penalty
 """
 from __future__ import annotations
 
@@ -32,7 +35,7 @@ from detector.evaluation import (_fold_mean, _training_folds, extract_features, 
 from detector.fusion.augment import TRAINING_COPIES  # noqa: E402
 from detector.fusion.logistic import (LogisticModel, _newton, bound_blocks, clip_balanced_weights,  # noqa: E402
                                       roc_auc)
-from detector.fusion.train import L2, block_masks, fusion_feature_names, training_clips  # noqa: E402
+from detector.fusion.train import L2, block_masks, fusion_feature_names, fusion_penalty, training_clips  # noqa: E402
 from detector.options import ScanOptions  # noqa: E402
 
 MANIFEST = Path(__file__).resolve().parents[2] / "shared/data/dev/manifest.csv"
@@ -96,7 +99,10 @@ def main() -> None:
     ap.add_argument("--copies-dir", type=Path, default=None, help="fit on the re-encoded copies there too")
     ap.add_argument("--assignments", type=int, default=12)
     ap.add_argument("--alphas", type=float, nargs="+", default=[0.0, 1.0, 0.25, 4.0, math.inf])
-    ap.add_argument("--l2", type=float, default=L2, help="the penalty (default: the shipped one)")
+    ap.add_argument("--l2", type=float, default=None,
+                    help="the penalty (default: the shipped one, grown with the copies as the fusion's)")
+    ap.add_argument("--flat-penalty", action="store_true",
+                    help="with copies, the penalty L2 as session 11 fitted it (the rule's run, session 12)")
     ap.add_argument("--scale-penalty", action="store_true",
                     help="multiply the penalty by 1 + alpha, so that the pair rows' added weight does not also "
                          "weaken it")
@@ -110,6 +116,7 @@ def main() -> None:
         clips = extract_features(rows, options, workers=1, cache=a.cache)
         version, versions = np.zeros(len(clips), dtype=int), 1
     n = len(rows)
+    base_l2 = a.l2 if a.l2 is not None else L2 if a.flat_penalty else fusion_penalty(versions)
     names = fusion_feature_names(clips)
     x, y, usable = feature_matrix(clips, names)
     dfl = np.array([c.row.source == "DeepFaceLive" for c in clips])[:n]
@@ -121,7 +128,7 @@ def main() -> None:
         for start in range(0, a.assignments, 3):
             acc, cnt = np.zeros(len(y)), np.zeros(len(y))
             for test, train in _training_folds(y, linked, usable, 6, range(start, start + 3)):
-                l2 = a.l2 * (1 + alpha) if a.scale_penalty and not math.isinf(alpha) else a.l2
+                l2 = base_l2 * (1 + alpha) if a.scale_penalty and not math.isinf(alpha) else base_l2
                 model = fit_paired(x, y, footage, version, train, windows, blocks, alpha, l2)
                 acc[test] += model.predict_proba(x[test])
                 cnt[test] += 1

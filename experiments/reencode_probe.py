@@ -107,25 +107,25 @@ def _size_calibrated(x, y, groups, usable, version, size, windows, blocks, test,
     return cal.predict_proba(t)
 
 
-def _fit_weighted(x, y, train, windows, blocks, clip_weight):
+def _fit_weighted(x, y, train, windows, blocks, clip_weight, l2=L2):
     """:func:`detector.evaluation._fit_on` on timeline windows, each clip's weight times ``clip_weight``."""
     xw, yw, iw = windows
     sel = np.isin(iw, np.flatnonzero(train))
     w = clip_balanced_weights(yw[sel], iw[sel]) * clip_weight[iw[sel]]
-    w *= len(w) / w.sum()  # mean 1, so the penalty means what it does in the eval
-    return bound_blocks(fit_logistic(xw[sel], yw[sel], l2=L2, sample_weight=w), xw[sel], blocks)
+    w *= len(w) / w.sum()  # mean 1, as in the eval (whose penalty grows with the versions, see the caller)
+    return bound_blocks(fit_logistic(xw[sel], yw[sel], l2=l2, sample_weight=w), xw[sel], blocks)
 
 
-def _down_weighted(x, y, groups, version, windows, blocks, train, test, clip_weight):
+def _down_weighted(x, y, groups, version, windows, blocks, train, test, clip_weight, l2=L2):
     """Augmented arm with the versions' weight scaled: fitted and Platt-calibrated (inner grouped CV over
     the training groups, every fitted version scored) with the same weights."""
-    model = _fit_weighted(x, y, train, windows, blocks, clip_weight)
+    model = _fit_weighted(x, y, train, windows, blocks, clip_weight, l2)
     inner_groups = groups[train & (version == 0)]
     acc, cnt = np.zeros(len(y)), np.zeros(len(y))
     for seed in CALIBRATION_SEEDS:
         for f in group_folds(list(inner_groups), 6, seed):
             held = np.isin(groups, inner_groups[f]) & train
-            acc[held] += _fit_weighted(x, y, train & ~held, windows, blocks, clip_weight).decision(x[held])
+            acc[held] += _fit_weighted(x, y, train & ~held, windows, blocks, clip_weight, l2).decision(x[held])
             cnt[held] += 1
     rows = train & (cnt > 0)
     # Platt weighted like the fit, so the originals count as much in the calibration as in the ranking
@@ -181,13 +181,13 @@ def cmd_score(a: argparse.Namespace) -> None:
                                                   np.isin(version, cal_versions))
                     cnt[test] += 1
                     continue
-                if arm == "augmented" and a.version_weight != 1.0:
-                    acc[test] += _down_weighted(x, y, groups, version, windows, blocks, train, test,
-                                                np.where(version == 0, 1.0, a.version_weight))
-                    cnt[test] += 1
-                    continue
                 # the penalty grows with the versions fitted on, as the shipped fusion's (session 12)
                 l2 = L2 if a.flat_penalty else fusion_penalty(len(fitted[arm]))
+                if arm == "augmented" and a.version_weight != 1.0:
+                    acc[test] += _down_weighted(x, y, groups, version, windows, blocks, train, test,
+                                                np.where(version == 0, 1.0, a.version_weight), l2)
+                    cnt[test] += 1
+                    continue
                 model = calibrated_fold_model(x, y, groups, train, 6, l2, windows, blocks)
                 acc[test] += model.predict_proba(x[test])
                 cnt[test] += 1

@@ -43,8 +43,10 @@ def test_grouped_cv_auc_on_dev_set(tmp_path):
     assert m["log_loss"] <= MAX_LOG_LOSS, m
     # re-encoded and shrunk genuine recordings must not be flagged much more often than the originals
     from detector.fusion.augment import TRAINING_COPIES
+    from detector.fusion.train import fusion_penalty
 
     assert set(m["copies"]) == set(TRAINING_COPIES), m["copies"]
+    assert m["l2"] == fusion_penalty(1 + len(TRAINING_COPIES))  # the copies do not weaken the penalty
     for recipe, c in m["copies"].items():
         assert c["scored"] >= m["clips"] - 2, (recipe, c)
         assert c["fpr_at_high"] <= MAX_COPY_FPR, (recipe, c)

@@ -204,8 +204,11 @@ def test_copies_leave_the_folds_and_what_is_reported_to_the_originals(monkeypatc
         return {groups[hit[0]] for r in np.asarray(rows) for hit in [np.flatnonzero((x == r).all(axis=1))]
                 if hit.size}
 
+    penalties: list[float] = []
+
     def fit_spy(x_, y_, train, l2, windows, blocks):
         events.append(("fit", groups_of(x_[train])))
+        penalties.append(l2)
         return real_fit(x_, y_, train, l2, windows, blocks)
 
     def proba_spy(self, rows):
@@ -227,8 +230,10 @@ def test_copies_leave_the_folds_and_what_is_reported_to_the_originals(monkeypatc
     owned = cv.original[cv.windows[2]]
     assert np.isnan(cv.window_scores[~owned]).all() and np.isfinite(cv.window_scores[owned]).all()
     assert cv.segments == segment_rates(y, cv.window_scores, cv.windows[2], cv.segment_high)
-    # every fit used the penalty for the clips' versions (the original and its copies)
+    # every fit (outer folds, their inner calibration, the uncalibrated pass) used the penalty for the clips'
+    # versions (the original and its copies)
     assert cv.l2 == L2 * (1 + int(version.max())) == fusion_penalty(len(clips) // n)
+    assert penalties and set(penalties) == {cv.l2}
     uncalibrated = ev.cross_validated_scores(x, y, list(groups), usable, l2=cv.l2, windows=cv.windows, blocks=cv.blocks,
                                              calibrate=False)
     assert cv.auc_uncalibrated == roc_auc(y[:n], uncalibrated[:n]) != roc_auc(y, uncalibrated)
