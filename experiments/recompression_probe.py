@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from detector.evaluation import ClipFeatures, ManifestRow  # noqa: E402
 from detector.fusion.augment import RECIPES  # noqa: E402
 from detector.fusion.logistic import roc_auc  # noqa: E402
 
@@ -28,9 +29,9 @@ def main_tracks(cache: Path) -> dict[str, tuple[dict, dict]]:
     out = {}
     for line in cache.read_text().splitlines():
         d = json.loads(line)
-        tracks = [t for t in d["tracks"] if t["duration"] >= 2.0]  # as ClipFeatures.main_track
-        if tracks:
-            out[d["row"]["rel_path"]] = (d["row"], max(tracks, key=lambda t: t["frames"])["features"])
+        track = ClipFeatures(ManifestRow(**d["row"]), d["tracks"]).main_track()
+        if track is not None:
+            out[d["row"]["rel_path"]] = (d["row"], track["features"])
     return out
 
 
