@@ -13,7 +13,15 @@ beside the head), anti-aliased the same way. Its 448 pooled values join the chec
     python experiments/fold_assignment_spread.py --cache runs/eval-ctx/features.jsonl --copies-dir runs/eval-aug/copies
 
 The rule it was judged by and the results are in ``experiments/README.md``. The feature cache's key does not know
-about the context crop, so use an ``--out`` of its own.
+about the context crop, so use an ``--out`` of its own. The patched ``update`` cuts the context crop for every
+analysed frame, not only the sampled ones (same features, about five times the crop work), so the probe is no
+measure of speed.
+
+``--geometry`` measures instead, on one frame a second of every clip (first 10 s), how much of each context crop's
+footprint lies inside the frame (the rest is filled by reflecting the frame, as every aligned crop's border is) and
+how high the face is in the pipeline's 112 px crop::
+
+    python experiments/face_cnn_context_probe.py --geometry
 """
 from __future__ import annotations
 
@@ -56,6 +64,54 @@ def context_matrix(points: np.ndarray, image_shape: tuple[int, ...]) -> np.ndarr
     return best
 
 
+def inside_share(m: np.ndarray, shape: tuple[int, ...], n: int = 16) -> float:
+    """Share of the crop ``m`` cuts (``CROP`` px) whose pixels map inside an image of ``shape``."""
+    inv = np.linalg.inv(np.vstack([m, [0.0, 0.0, 1.0]]))[:2]
+    g = (np.arange(n) + 0.5) * CROP / n
+    pts = np.stack(np.meshgrid(g, g), -1).reshape(-1, 2) @ inv[:, :2].T + inv[:, 2]
+    h, w = shape[:2]
+    return float(np.mean((pts[:, 0] >= 0) & (pts[:, 0] < w) & (pts[:, 1] >= 0) & (pts[:, 1] < h)))
+
+
+def geometry(manifest: Path) -> str:
+    """Per source: the context footprint's share inside the frame, and the face's height in the 112 px crop."""
+    from collections import defaultdict
+
+    from detector.analysis import landmark_options
+    from detector.evaluation import read_manifest
+    from detector.faces.landmarks import create_landmark_detector
+    from detector.options import ScanOptions
+    from detector.video import PyAVSource
+
+    share, in_crop = defaultdict(list), defaultdict(list)
+    with create_landmark_detector(landmark_options(ScanOptions())) as det:
+        for row in read_manifest(manifest):
+            s, hs = [], []
+            with PyAVSource(row.path, max_side=ScanOptions().max_side) as src:
+                for frame in src.frames(1):
+                    if frame.seconds >= 10:
+                        break
+                    faces = det.detect(frame.image)
+                    if faces:
+                        f = max(faces, key=lambda x: x.height)
+                        m = alignment_matrix(f.points, CROP)
+                        s.append(inside_share(context_matrix(f.points, frame.image.shape), frame.image.shape))
+                        hs.append(f.height * float(np.sqrt(abs(np.linalg.det(m[:, :2])))))
+            if s:
+                share[row.source].append(float(np.median(s)))
+                in_crop[row.source].append(float(np.median(hs)))
+    lines = []
+    for src in sorted(share):
+        v = np.array(share[src])
+        lines.append(f"{src}: {len(v)} clips; context inside the frame: median {np.median(v):.2f}, "
+                     f"under half in {int(np.sum(v < 0.5))}; face height in the 112 px crop: median "
+                     f"{np.median(in_crop[src]):.1f} px")
+    allh = np.concatenate([np.array(v) for v in in_crop.values()])
+    lines.append(f"all clips: face height in the 112 px crop median {np.median(allh):.1f} px "
+                 f"(range {allh.min():.1f}-{allh.max():.1f})")
+    return "\n".join(lines)
+
+
 def install() -> None:
     embedding.VECTOR_LENGTH = embedding.FEATURE_COUNT * (len(VIEWS) + 1)
 
@@ -85,10 +141,16 @@ if os.environ.get(ENV):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--manifest", type=Path, default=Path("../shared/data/dev/manifest.csv"))
-    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--out", type=Path, help="the eval's output folder (required unless --geometry)")
+    ap.add_argument("--geometry", action="store_true", help="measure where the context crops fall; no eval")
     ap.add_argument("--copies-dir", type=Path, default=None)
     ap.add_argument("--workers", type=int, default=2)
     a = ap.parse_args()
+    if a.geometry:
+        print(geometry(a.manifest))
+        return
+    if a.out is None:
+        ap.error("--out is required")
     if not os.environ.get(ENV):
         os.environ[ENV] = "1"
         install()

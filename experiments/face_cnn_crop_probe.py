@@ -10,7 +10,9 @@ the 112 px crop. Then the 12-assignment figure comes from the same cache::
 
 (``--size 80``, ``--out runs/eval-c80``: the second arm). Results and the rule they were judged by are in
 ``experiments/README.md``. The feature cache's key does not know the crop size, so each size needs an ``--out``
-of its own; never point it at a shipped run's folder.
+of its own; never point it at a shipped run's folder. The patched ``update`` cuts the larger crop for every
+analysed frame, not only for the two a second the check samples (the same features, about five times the crop
+work), so the probe is no measure of speed.
 """
 from __future__ import annotations
 

@@ -25,10 +25,10 @@ for how the view was chosen and how far to trust that gain).
 The network reads the pipeline's 112 px aligned crop, enlarged to its 192 px
 input, although most faces are larger than that in the frame. That is
 deliberate: a 192 px crop cut from the frame made the fusion about 0.05 AUC
-worse under grouped CV, and an 80 px one scored the same as 112 px
-(``experiments/face_cnn_crop_probe.py``, session 13); probably the extra detail is
-mostly the recording's own, which differs more between footages than the
-swap does.
+worse under grouped CV, and an 80 px one scored about the same as 112 px
+(0.782 against 0.783; ``experiments/face_cnn_crop_probe.py``, session 13). A
+reading, not tested: the extra detail is mostly the recording's own, which
+differs more between footages than the swap does.
 
 The track summary is the mean vector (``face_cnn.v000`` ... ``v895``: the
 whole crop's 448 values, then the inner view's) plus the median face logit
