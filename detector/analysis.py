@@ -12,7 +12,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Callable, Iterator
 
@@ -22,6 +22,8 @@ import numpy as np
 from detector.checks import CHECKS, DEFAULT_CHECKS, CheckContext, FaceObservation, TrackCheck
 from detector.errors import ConfigError, DetectorError
 from detector.faces import FaceTracker, LandmarkOptions, align_face, create_landmark_detector
+from detector.faces.linking import AppearanceSignature, link_tracks
+from detector.faces.shots import ShotCutDetector
 from detector.options import ScanOptions
 from detector.timeline import TimelineWindow, TrackTimeline, WindowReducer, keep_features
 from detector.video import Frame, PyAVSource, VideoInfo
@@ -67,6 +69,14 @@ class ThumbnailStore:
             self.items = self.items[::2]
             self.interval *= 2
 
+    def merge(self, other: "ThumbnailStore") -> None:
+        """Add another store's thumbnails (another turn of the same participant), thinned to capacity as above."""
+        self.items = sorted(self.items + other.items, key=lambda t: t.seconds)
+        self.interval = max(self.interval, other.interval)
+        while len(self.items) > self.capacity:
+            self.items = self.items[::2]
+            self.interval *= 2
+
     def nearest(self, seconds: float) -> Thumbnail | None:
         if not self.items:
             return None
@@ -79,6 +89,14 @@ class TrackData:
     checks: dict[str, TrackCheck]
     thumbnails: ThumbnailStore
     timeline: TrackTimeline
+    #: what the track looks like, to join it with the same participant's other turns (detector.faces.linking)
+    appearance: AppearanceSignature = field(default_factory=AppearanceSignature)
+
+    def absorb(self, other: "TrackData") -> None:
+        """Take in another finished track of the same participant (see :func:`join_participants`)."""
+        self.timeline.absorb(other.timeline)
+        self.thumbnails.merge(other.thumbnails)
+        self.appearance.merge(other.appearance)
 
     @property
     def frames(self) -> int:
@@ -113,6 +131,8 @@ class CallAnalysis:
     decoded_frames: int
     truncated: bool
     timings: dict[str, float]
+    #: times (s) at which the picture cut to another shot (empty when ``options.shot_cuts`` is off)
+    shot_cuts: list[float] = field(default_factory=list)
 
     @property
     def check_names(self) -> list[str]:
@@ -162,6 +182,24 @@ def _iter_frames(source: PyAVSource, options: ScanOptions) -> Iterator[Frame]:
     finally:
         stop.set()
         t.join(timeout=5)
+
+
+def join_participants(tracks: list[TrackData]) -> list[TrackData]:
+    """Join the tracks of one participant (split by cuts) by appearance, and number participants in order.
+
+    See :mod:`detector.faces.linking`. Each group becomes its first track with the others absorbed; tracks are
+    then numbered 0, 1, ... by when they were first seen, so "participant 2" is the second person to appear.
+    """
+    ordered = sorted((t for t in tracks if t.first_seen is not None), key=lambda t: (t.first_seen, t.track_id))
+    groups = link_tracks([(t.first_seen, t.last_seen) for t in ordered], [t.appearance for t in ordered])
+    joined = []
+    for g in groups:
+        head = ordered[g[0]]
+        for k in g[1:]:
+            head.absorb(ordered[k])
+        joined.append(head)
+    joined.sort(key=lambda t: t.first_seen)
+    return [replace(t, track_id=i) for i, t in enumerate(joined)]
 
 
 def landmark_options(options: ScanOptions) -> LandmarkOptions:
@@ -232,6 +270,7 @@ class _CheckStage:
             for check in td.checks.values():
                 check.update(obs)
             td.thumbnails.offer(frame.seconds, crop, face.bbox)
+            td.appearance.add(crop, frame.image, face.bbox)
 
     def close(self) -> dict[int, TrackData]:
         """Finish queued work, cut every track's last windows and return the tracks."""
@@ -274,6 +313,7 @@ def analyse_video(path: str, options: ScanOptions, context: CheckContext,
         info = source.info
         duration = float(info.duration) if info.duration else None
         tracker = FaceTracker()
+        cuts = ShotCutDetector() if options.shot_cuts else None
         analysed = 0
         t_landmarks = 0.0
         last_progress = -1.0
@@ -287,6 +327,8 @@ def analyse_video(path: str, options: ScanOptions, context: CheckContext,
                     ta = time.perf_counter()
                     faces = detector.detect(frame.image)
                     t_landmarks += time.perf_counter() - ta
+                    if cuts is not None and cuts.update(frame.seconds, frame.image):
+                        tracker.cut()
                     assigned = tracker.update(frame.seconds, faces)
                     if assigned:
                         stage.submit(frame, assigned)
@@ -295,12 +337,15 @@ def analyse_video(path: str, options: ScanOptions, context: CheckContext,
                         if frac - last_progress >= 0.01:
                             last_progress = frac
                             progress(frac, "analysing")
-            tracks = stage.close()
+            tracks = list(stage.close().values())
         except BaseException:
             stage.abort()
             raise
         decoded = source.decoded_frames
         truncated = source.truncated
+    if cuts is not None and cuts.cuts:
+        tracks = join_participants(tracks)
     timings = {"analysis": time.perf_counter() - t0, "landmarks": t_landmarks, "checks": stage.busy}
-    return CallAnalysis(info=info, options=options, tracks=sorted(tracks.values(), key=lambda t: t.track_id),
-                        analysed_frames=analysed, decoded_frames=decoded, truncated=truncated, timings=timings)
+    return CallAnalysis(info=info, options=options, tracks=sorted(tracks, key=lambda t: t.track_id),
+                        analysed_frames=analysed, decoded_frames=decoded, truncated=truncated, timings=timings,
+                        shot_cuts=[] if cuts is None else list(cuts.cuts))

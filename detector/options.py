@@ -44,6 +44,9 @@ class ScanOptions:
     # a face larger than the aligned crop is blurred to the crop's scale before the warp, which would alias it
     # (the default since session 10; False reproduces earlier features, which the shipped fusion does not fit)
     crop_antialias: bool = True
+    # a face after a hard cut (an active-speaker recording switching cameras) starts a new track, and the tracks
+    # of one participant are joined again by appearance (detector.faces.shots, detector.faces.linking)
+    shot_cuts: bool = True
 
     def validate(self) -> "ScanOptions":
         if not self.analysis_fps > 0:
@@ -75,6 +78,8 @@ class ScanOptions:
             d["crop_antialias"] = self.crop_method()
         else:  # plain-warp features keep the key they had before the setting existed
             d.pop("crop_antialias")
+        if not d["shot_cuts"]:  # tracks as they were before cuts were detected: the key they had then
+            d.pop("shot_cuts")
         from detector.checks import DEFAULT_CHECKS  # late import: checks import options indirectly
 
         d["checks"] = sorted(DEFAULT_CHECKS) if self.checks is None else sorted(self.checks)

@@ -209,3 +209,28 @@ def render_gallery(path: str | Path, *, grid: tuple[int, int] = (2, 2), tile: tu
         return out
 
     return _encode(Path(path), frame, fps, (tw * cols, th * rows), False, 0, "libx264", 23, rng, seconds)
+
+
+def render_speaker_view(path: str | Path, *, speakers: int = 2, turn_s: float = 1.5, seconds: float = 6.0,
+                        fps: int = 15, size: tuple[int, int] = (480, 360), swap_speakers: tuple[int, ...] = (),
+                        seed: int = 0) -> Path:
+    """An active-speaker recording: the whole picture shows one participant's camera at a time.
+
+    Participants take turns of ``turn_s`` seconds in order, each in their own room (background); the picture
+    cuts hard from one to the next, as meeting recorders do. ``swap_speakers`` lists face-swapped participants.
+    There is one portrait, so every participant after the first is the same person re-coloured (skin, hair and
+    clothes tinted), which is what tells two people apart in one recording's colours.
+    """
+    rng = np.random.default_rng(seed)
+    img = load_portrait()
+    landmarks = portrait_landmarks(img)
+    anims = []
+    for i in range(speakers):
+        tint = np.ones(3) if i == 0 else np.random.default_rng(seed + 100 + i).uniform(0.55, 1.0, 3)
+        tinted = np.clip(img.astype(np.float32) * tint, 0, 255).astype(np.uint8)
+        anims.append(_CallAnimator(size, i in swap_speakers, np.random.default_rng(seed + 1 + i), (tinted, landmarks)))
+
+    def frame(t: float) -> np.ndarray:
+        return anims[int(t // turn_s) % speakers].frame(t)
+
+    return _encode(Path(path), frame, fps, size, False, 0, "libx264", 23, rng, seconds)

@@ -86,6 +86,24 @@ class FeatureMean:
         self._sum[ok] += v[ok]
         self._count[ok] += 1
 
+    def merge(self, other: "FeatureMean") -> None:
+        """Add another mean's windows to this one (the features of both, NaN-aware as :meth:`add`)."""
+        if other._names is None:
+            return
+        if self._names is None:
+            self._names, self._sum, self._count = list(other._names), other._sum.copy(), other._count.copy()
+            return
+        index = {n: i for i, n in enumerate(self._names)}
+        new = [n for n in other._names if n not in index]
+        if new:
+            self._names += new
+            self._sum = np.concatenate([self._sum, np.zeros(len(new))])
+            self._count = np.concatenate([self._count, np.zeros(len(new))])
+            index.update({n: len(index) + k for k, n in enumerate(new)})
+        at = np.array([index[n] for n in other._names])
+        self._sum[at] += other._sum
+        self._count[at] += other._count
+
     def result(self) -> dict[str, float]:
         if self._names is None:
             return {}
@@ -183,6 +201,24 @@ class TrackTimeline:
             if start >= self._next_start:
                 self._cut(start, end)
         self._signals, self._times, self._heights = {}, [], []
+
+    def absorb(self, other: "TrackTimeline") -> None:
+        """Take in another finished timeline of the same participant (another turn on screen; both finished).
+
+        The windows stay as each was cut, so no window spans the time between the turns, and the track's
+        features become the mean over both timelines' windows, as if one track had been seen in both.
+        """
+        if other.first_seen is None:
+            return
+        self.windows = sorted(self.windows + other.windows, key=lambda w: (w.start, w.end))
+        self._mean.merge(other._mean)
+        self._height_counts.update(other._height_counts)
+        self.frames += other.frames
+        if self.first_seen is None:
+            self.first_seen, self.last_seen = other.first_seen, other.last_seen
+        else:
+            self.first_seen = min(self.first_seen, other.first_seen)
+            self.last_seen = max(self.last_seen, other.last_seen)
 
     def features(self) -> dict[str, float]:
         """The track's features: the mean of its windows' (after :meth:`finish`)."""

@@ -60,8 +60,8 @@ def _duration(path: str) -> float:
         return f.duration / 1e6
 
 
-def _letterbox(img: np.ndarray) -> np.ndarray:
-    tw, th = TILE
+def _letterbox(img: np.ndarray, box: tuple[int, int] = TILE) -> np.ndarray:
+    tw, th = box
     h, w = img.shape[:2]
     s = min(tw / w, th / h)
     nw, nh = int(round(w * s)), int(round(h * s))
@@ -129,37 +129,58 @@ def _tile_of(track, layout: int) -> int | None:
     return None
 
 
+class FoldModels:
+    """The eval's grouped-CV fold models, calibrated; each remembers which groups it never saw.
+
+    Fitted on the originals (and, with ``copies_dir``, their re-encoded copies) as ``detector eval`` fits them
+    (6 folds of the linked groups, assignments 0-2). ``alone`` holds every dev clip's own out-of-fold
+    probability and ``high`` the threshold chosen on the genuine ones (FPR <= 10%), as the eval chooses it.
+    """
+
+    def __init__(self, orig_cache: Path, copies_dir: Path | None = None, flat_penalty: bool = False,
+                 options: ScanOptions | None = None):
+        rows = link_groups(split_seen(read_manifest(MANIFEST))[0], DEFAULT_LINK_NOTE)
+        self.rows = rows
+        self.by_path = {r.rel_path: r for r in rows}
+        self.options = options = options or ScanOptions(use_fusion=False)
+        l2 = L2
+        if copies_dir is not None:  # fold models fitted on the originals and their copies, as detector eval's
+            clips = training_clips(rows, options, workers=2, cache=orig_cache, copies=TRAINING_COPIES,
+                                   copies_dir=copies_dir).clips
+            l2 = L2 if flat_penalty else fusion_penalty(1 + len(TRAINING_COPIES))
+        else:
+            clips = extract_features(rows, options, workers=1, cache=orig_cache)
+        self.names = names = fusion_feature_names(clips)
+        x, y, usable = feature_matrix(clips, names)
+        windows, blocks = window_matrix(clips, names), block_masks(names)
+        groups = np.array([c.row.group for c in clips])
+        self.models = []
+        for seed in range(3):
+            for test in group_folds(list(groups), 6, seed):
+                m = calibrated_fold_model(x, y, groups, ~test & usable, 6, l2, windows, blocks)
+                self.models.append((set(groups[test]), m))
+        # the originals only: the first len(rows) clips (copies follow, recipe by recipe)
+        self.alone = {c.row.rel_path: self.oof(x[i], [c.row.group])
+                      for i, c in enumerate(clips[:len(rows)]) if usable[i]}
+        self.high = threshold_for_fpr(np.array([self.alone[r.rel_path] for r in rows
+                                                if r.label == "real" and r.rel_path in self.alone]), 0.10)
+
+    def oof(self, features: np.ndarray, groups: list[str]) -> float:
+        """Mean probability of the fold models that saw none of ``groups``."""
+        ps = [m.predict_proba(features[None])[0] for held, m in self.models if set(groups) <= held]
+        if not ps:
+            raise ValueError(f"no fold model held out all of {groups}")
+        return float(np.mean(ps))
+
+    def track_vector(self, features: dict[str, float]) -> np.ndarray:
+        return np.array([features.get(n, np.nan) for n in self.names], dtype=float)
+
+
 def cmd_score(a: argparse.Namespace) -> None:
     from detector.api import Analyzer
 
-    rows = link_groups(split_seen(read_manifest(MANIFEST))[0], DEFAULT_LINK_NOTE)
-    by_path = {r.rel_path: r for r in rows}
-    options = ScanOptions(use_fusion=False)
-    l2 = L2
-    if a.copies_dir is not None:  # fold models fitted on the originals and their copies, as detector eval's
-        clips = training_clips(rows, options, workers=2, cache=a.orig_cache, copies=TRAINING_COPIES,
-                               copies_dir=a.copies_dir).clips
-        l2 = L2 if a.flat_penalty else fusion_penalty(1 + len(TRAINING_COPIES))
-    else:
-        clips = extract_features(rows, options, workers=1, cache=a.orig_cache)
-    names = fusion_feature_names(clips)
-    x, y, usable = feature_matrix(clips, names)
-    windows, blocks = window_matrix(clips, names), block_masks(names)
-    groups = np.array([c.row.group for c in clips])
-    # the eval's fold models, calibrated; each remembers which groups it never saw
-    models = []
-    for seed in range(3):
-        for test in group_folds(list(groups), 6, seed):
-            m = calibrated_fold_model(x, y, groups, ~test & usable, 6, l2, windows, blocks)
-            models.append((set(groups[test]), m))
-
-    def oof(features: np.ndarray, group: str) -> float:
-        return float(np.mean([m.predict_proba(features[None])[0] for held, m in models if group in held]))
-
-    # the originals only: the first len(rows) clips (copies follow, recipe by recipe)
-    alone = {c.row.rel_path: oof(x[i], c.row.group) for i, c in enumerate(clips[:len(rows)]) if usable[i]}
-    high = threshold_for_fpr(np.array([alone[r.rel_path] for r in rows if r.label == "real" and r.rel_path in alone]),
-                             0.10)
+    fm = FoldModels(a.orig_cache, a.copies_dir, a.flat_penalty)
+    rows, by_path, options, alone, high = fm.rows, fm.by_path, fm.options, fm.alone, fm.high
     calls = json.loads((ROOT / "calls.json").read_text())
     results = {2: [], 4: []}
     for call in calls:
@@ -176,9 +197,7 @@ def cmd_score(a: argparse.Namespace) -> None:
             tile = _tile_of(t, k)
             if tile is None:
                 continue
-            feats = analysis.track_features(t)
-            v = np.array([feats.get(n, np.nan) for n in names], dtype=float)
-            p = oof(v, by_path[call["tiles"][tile]].group)
+            p = fm.oof(fm.track_vector(analysis.track_features(t)), [by_path[call["tiles"][tile]].group])
             tile_p[tile] = max(p, tile_p.get(tile, 0.0))  # a split track: its worst part
         results[k].append((call, tile_p))
         print(f"{Path(call['path']).name}: {len(tile_p)}/{k} participants, "

@@ -86,6 +86,15 @@ class FaceTracker:
             out.append((tr.track_id, face))
         return out
 
+    def cut(self) -> None:
+        """The picture cut to another shot: no face after it continues a track from before it.
+
+        Tracks are matched by place, and after a cut another person's face may sit where the last one sat
+        (an active-speaker recording); :mod:`detector.faces.linking` joins the tracks of one person again.
+        """
+        self._tracks = []
+
     @property
     def track_count(self) -> int:
-        return len(self._tracks)
+        """Tracks started so far (also those ended by a cut)."""
+        return self._next_id

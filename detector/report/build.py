@@ -164,7 +164,8 @@ def caveats(tracks: list[TrackReport], small_face_px: float | None) -> list[str]
     return out
 
 
-def summarize(verdict: Verdict, prob: float | None, tracks: list[TrackReport], segments: list[Segment]) -> str:
+def summarize(verdict: Verdict, prob: float | None, tracks: list[TrackReport], segments: list[Segment],
+              cuts: int = 0) -> str:
     if verdict == Verdict.no_face:
         return "No face was found in the recording, so nothing could be checked."
     if verdict == Verdict.insufficient_evidence:
@@ -175,6 +176,9 @@ def summarize(verdict: Verdict, prob: float | None, tracks: list[TrackReport], s
         return head
     worst = max(judged, key=lambda t: t.probability)
     parts = [head, f"{len(judged)} participant(s) analysed; the most suspicious is participant {worst.track_id + 1}."]
+    if cuts:
+        parts.append(f"The picture cuts between cameras {cuts} time{'s' if cuts > 1 else ''}; each participant's "
+                     "turns were joined by appearance.")
     if segments:
         s = segments[0]
         parts.append(f"Strongest moment {fmt_time(s.start_s)}-{fmt_time(s.end_s)}: {s.explanation}.")
@@ -204,11 +208,12 @@ def build_report(analysis: CallAnalysis, fusion: FusionModel | None, sha256: str
         duration_s=None if info.duration is None else round(float(info.duration), 3),
         average_fps=None if info.average_rate is None else round(float(info.average_rate), 3),
         analysed_frames=analysis.analysed_frames, decoded_frames=analysis.decoded_frames,
-        analysis_fps=opts.analysis_fps, truncated=analysis.truncated)
+        analysis_fps=opts.analysis_fps, truncated=analysis.truncated,
+        shot_cuts_s=[round(c, 3) for c in analysis.shot_cuts])
     thresholds = (Thresholds(low=fusion.low, high=fusion.high, segment=fusion.segment_high) if fusion is not None
                   else Thresholds(low=0.5, high=0.5))
     return Report(detector_version=__version__, verdict=verdict, probability=None if prob is None else round(prob, 4),
-                  thresholds=thresholds, summary=summarize(verdict, prob, tracks, segments), video=video,
+                  thresholds=thresholds, summary=summarize(verdict, prob, tracks, segments, len(analysis.shot_cuts)), video=video,
                   tracks=tracks, segments=segments, evidence=evidence,
                   caveats=caveats(tracks, fusion.small_face_px if fusion is not None else None),
                   settings=opts.to_dict(),

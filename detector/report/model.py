@@ -63,6 +63,9 @@ class VideoMeta(BaseModel):
     decoded_frames: int = 0
     analysis_fps: float
     truncated: bool = False
+    #: times (s) at which the whole picture cut to another camera (an active-speaker recording); each
+    #: participant's turns on either side of cuts are joined by appearance into one track
+    shot_cuts_s: list[float] = Field(default_factory=list)
 
 
 class CheckResult(BaseModel):

@@ -37,6 +37,17 @@ def test_tracker_separates_gallery_tiles_and_reattaches_after_long_loss():
     assert len(seen) == 4
 
 
+def test_tracker_starts_new_tracks_after_a_cut():
+    tr = FaceTracker()
+    ids = []
+    for i in range(20):
+        if i == 10:
+            tr.cut()
+        ids.append(tr.update(i * 0.1, [_face(200, 150)])[0][0])
+    assert ids == [0] * 10 + [1] * 10  # the same place, but after the cut another track
+    assert tr.track_count == 2
+
+
 def test_tracker_ignores_tiny_faces():
     tr = FaceTracker(TrackerOptions(min_face_px=24))
     assert tr.update(0.0, [_face(50, 50, size=10)]) == []

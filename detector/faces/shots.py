@@ -1,0 +1,85 @@
+"""Hard cuts between shots, so that a face after a cut is not taken for the face before it.
+
+Most meeting recorders film the *active speaker*: the whole picture switches
+from one participant's camera to another's as they take turns. The face
+before and after such a switch sits in about the same place, so the tracker,
+which associates faces by position, would join two people into one track:
+the report would count one participant, mix two faces' evidence into one
+probability (diluting a swapped face with a genuine one) and read every
+switch as an appearance jump. A switch changes the whole picture at once,
+which a head turning or a hand in front of the face does not, so it is
+found the way PySceneDetect's content detector finds cuts: the mean change of
+hue, saturation and brightness between consecutive analysed frames, on a
+small copy of the frame, above a threshold.
+
+A false cut (a camera pan, the lights going off) only splits a track; the
+appearance linking after the analysis (:mod:`detector.faces.linking`) joins
+the parts of one person again. A missed cut joins two people, as before.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+#: the frame is compared at this size: enough to see the picture change, too small for noise or a moving face
+_COMPARE_SIZE = (64, 36)
+
+
+@dataclass
+class ShotCutOptions:
+    #: mean absolute change of H, S and V (0-255 scale, averaged over the three) that makes a cut. PySceneDetect's
+    #: default is 27 at the recording's frame rate; see ``experiments/README.md`` (session 14) for the changes
+    #: measured between analysed frames of the dev clips (no cut) and at composed speaker switches
+    threshold: float = 40.0
+    #: a second cut sooner than this after the last one is ignored (a flash, a fade between two layouts)
+    min_shot_s: float = 0.5
+
+    def validate(self) -> None:
+        if not self.threshold > 0:
+            raise ValueError("shot cut threshold must be positive")
+        if self.min_shot_s < 0:
+            raise ValueError("min_shot_s must be >= 0")
+
+
+def content_change(previous_hsv: np.ndarray, current_hsv: np.ndarray) -> float:
+    """Mean absolute change of the three HSV channels between two small frames (0-255 scale)."""
+    diff = cv2.absdiff(previous_hsv, current_hsv)
+    # hue is circular (OpenCV's 8-bit hue runs 0-179): a change of 170 is a change of 10
+    hue = diff[..., 0].astype(np.int16)
+    hue = np.minimum(hue, 180 - hue).astype(np.float64) * (255.0 / 90.0)
+    return float((hue.mean() + diff[..., 1].mean() + diff[..., 2].mean()) / 3.0)
+
+
+class ShotCutDetector:
+    """Feed every analysed frame in order; :meth:`update` says whether a cut came just before it."""
+
+    def __init__(self, options: ShotCutOptions | None = None):
+        self.options = options or ShotCutOptions()
+        self.options.validate()
+        self._previous: np.ndarray | None = None
+        self._last_cut: float | None = None
+        self.cuts: list[float] = []
+
+    @staticmethod
+    def _small_hsv(image_rgb: np.ndarray) -> np.ndarray:
+        small = cv2.resize(image_rgb, _COMPARE_SIZE, interpolation=cv2.INTER_AREA)
+        return cv2.cvtColor(small, cv2.COLOR_RGB2HSV)
+
+    def change(self, image_rgb: np.ndarray) -> float | None:
+        """The content change from the previous frame to this one, and remember this one (None for the first)."""
+        hsv = self._small_hsv(image_rgb)
+        prev, self._previous = self._previous, hsv
+        return None if prev is None else content_change(prev, hsv)
+
+    def update(self, seconds: float, image_rgb: np.ndarray) -> bool:
+        """Whether the picture cut to another shot between the previous analysed frame and this one."""
+        change = self.change(image_rgb)
+        if change is None or change < self.options.threshold:
+            return False
+        if self._last_cut is not None and seconds - self._last_cut < self.options.min_shot_s:
+            return False
+        self._last_cut = seconds
+        self.cuts.append(seconds)
+        return True

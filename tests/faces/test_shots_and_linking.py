@@ -1,0 +1,149 @@
+"""Shot cuts, the tracker's reaction to them, and joining one participant's turns by appearance."""
+import numpy as np
+import pytest
+
+from detector.analysis import ThumbnailStore
+from detector.faces.linking import AppearanceSignature, LinkOptions, link_tracks, signature_distance, surroundings
+from detector.faces.shots import ShotCutDetector, ShotCutOptions, content_change
+from detector.timeline import FeatureMean, TimelineWindow, TrackTimeline
+
+
+def _room(seed: int, h: int = 120, w: int = 160) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    img = np.empty((h, w, 3), np.uint8)
+    img[:] = rng.integers(40, 220, 3)
+    img[h // 2:, : w // 2] = rng.integers(40, 220, 3)  # a shelf, a door: something of the room
+    return img
+
+
+def _noisy(img: np.ndarray, rng: np.random.Generator, shift: int = 0) -> np.ndarray:
+    out = np.roll(img, shift, axis=1).astype(np.float64) + rng.normal(0, 3, img.shape)
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def test_cut_found_between_two_rooms_not_within_one():
+    rng = np.random.default_rng(0)
+    a, b = _room(1), _room(2)
+    det = ShotCutDetector()
+    frames = [_noisy(a, rng, s) for s in range(10)] + [_noisy(b, rng, s) for s in range(10)]
+    cuts = [i for i, f in enumerate(frames) if det.update(i * 0.1, f)]
+    assert cuts == [10]
+    assert det.cuts == [pytest.approx(1.0)]
+
+
+def test_cuts_closer_than_min_shot_are_one():
+    rng = np.random.default_rng(0)
+    a, b = _room(1), _room(2)
+    det = ShotCutDetector(ShotCutOptions(min_shot_s=0.5))
+    frames = [a, b, a, a, a, a, a, a, b]  # a one-frame flash of b, then b again 0.7 s after the first cut
+    cuts = [i for i, f in enumerate(frames) if det.update(i * 0.1, _noisy(f, rng))]
+    assert cuts == [1, 8]
+
+
+def test_hue_change_is_circular():
+    red_low = np.zeros((4, 4, 3), np.uint8)
+    red_low[..., 0] = 2
+    red_high = red_low.copy()
+    red_high[..., 0] = 178  # two steps the other way round the hue circle
+    assert content_change(red_low, red_high) == pytest.approx(4 * 255 / 90 / 3)
+
+
+def test_shot_options_are_checked():
+    with pytest.raises(ValueError):
+        ShotCutDetector(ShotCutOptions(threshold=0))
+
+
+def _signature(face_seed: int, room_seed: int, frames: int = 5) -> AppearanceSignature:
+    rng = np.random.default_rng(face_seed * 100 + room_seed)
+    face = _room(face_seed + 50, 112, 112)
+    room = _room(room_seed)
+    sig = AppearanceSignature()
+    for _ in range(frames):
+        sig.add(_noisy(face, rng), _noisy(room, rng), (60.0, 40.0, 100.0, 80.0))
+    return sig
+
+
+def test_one_participants_turns_are_joined_and_two_participants_are_not():
+    a1, b1, a2, b2, a3 = (_signature(1, 1), _signature(2, 2), _signature(1, 1), _signature(2, 2), _signature(1, 1))
+    spans = [(0, 2.9), (3, 5.9), (6, 8.9), (9, 11.9), (12, 14.9)]
+    assert signature_distance(a1, a2) < LinkOptions().max_distance < signature_distance(a1, b1)
+    assert link_tracks(spans, [a1, b1, a2, b2, a3]) == [[0, 2, 4], [1, 3]]
+
+
+def test_tracks_on_screen_together_are_never_joined():
+    a, same = _signature(1, 1), _signature(1, 1)
+    assert link_tracks([(0, 5), (4, 9)], [a, same]) == [[0], [1]]
+
+
+def test_a_group_is_not_joined_to_a_track_overlapping_one_of_its_members():
+    # all three look alike; 1 and 2 are on screen together, so whichever joins 0, the other stays apart
+    sigs = [_signature(1, 1), _signature(1, 1), _signature(1, 1)]
+    groups = link_tracks([(0, 2), (5, 9), (3, 6)], sigs, LinkOptions(max_distance=50))
+    assert sorted(map(len, groups)) == [1, 2]
+    assert not any({1, 2} <= set(g) for g in groups)
+
+
+def test_same_face_in_another_room_or_another_face_in_the_same_room_stays_apart():
+    a = _signature(1, 1)
+    assert signature_distance(a, _signature(1, 2)) > LinkOptions().max_distance  # same face, other room
+    assert signature_distance(a, _signature(2, 1)) > LinkOptions().max_distance  # other face, same room
+
+
+def test_joining_does_not_change_the_tracks_own_signatures():
+    a, b = _signature(1, 1), _signature(1, 1)
+    before = a.face.copy(), a.frames
+    link_tracks([(0, 1), (2, 3)], [a, b])
+    assert a.frames == before[1] and np.array_equal(a.face, before[0])
+
+
+def test_surroundings_are_clipped_to_the_frame_and_empty_when_outside():
+    img = np.zeros((100, 100, 3), np.uint8)
+    assert surroundings(img, (40, 40, 60, 60)).shape == (50, 60, 3)  # a width either side, h/2 above, h below
+    assert surroundings(img, (10, 10, 30, 30)).shape == (50, 50, 3)  # clipped at the top and left
+    assert surroundings(img, (200, 200, 220, 220)) is None
+
+
+def test_feature_means_merge_as_if_added_together():
+    rows = [{"a": 1.0, "b": np.nan}, {"a": 3.0, "b": 2.0}, {"a": 5.0, "b": np.nan}]
+    whole, left, right = FeatureMean(), FeatureMean(), FeatureMean()
+    for r in rows:
+        whole.add(r)
+    left.add(rows[0])
+    right.add(rows[1])
+    right.add(rows[2])
+    left.merge(right)
+    merged, expected = left.result(), whole.result()
+    assert merged == expected == {"a": 3.0, "b": 2.0}
+    extra = FeatureMean()
+    extra.add({"c": 7.0})
+    left.merge(extra)  # a feature only the other mean has is kept, not dropped
+    assert left.result()["c"] == 7.0 and left.result()["a"] == 3.0
+
+
+def test_timeline_absorbs_another_turn():
+    first, second = TrackTimeline(4.0, 2.0), TrackTimeline(4.0, 2.0)
+    for tl, t0, v in ((first, 0.0, 1.0), (second, 10.0, 3.0)):
+        for i in range(30):
+            tl.advance(t0 + i * 0.1, 100.0 + v, {})
+        tl.finish({})
+        tl.windows = [TimelineWindow(w.start, w.end, {"x": v}) for w in tl.windows]
+        tl._mean = FeatureMean()
+        for _ in tl.windows:
+            tl._mean.add({"x": v})
+    first.absorb(second)
+    assert first.frames == 60 and first.first_seen == 0.0 and first.last_seen == pytest.approx(12.9)
+    assert [w.start for w in first.windows] == sorted(w.start for w in first.windows)
+    assert first.features()["x"] == 2.0  # one window each: the mean over both turns
+    assert first.median_face_px() == 102.0
+
+
+def test_thumbnail_stores_merge_in_time_order_within_capacity():
+    a, b = ThumbnailStore(capacity=4, interval=0.5), ThumbnailStore(capacity=4, interval=0.5)
+    crop = np.zeros((8, 8, 3), np.uint8)
+    for t in (0.0, 1.0, 2.0):
+        a.offer(t, crop, (0, 0, 1, 1))
+    for t in (5.0, 6.0, 7.0):
+        b.offer(t, crop, (0, 0, 1, 1))
+    a.merge(b)
+    times = [t.seconds for t in a.items]
+    assert times == sorted(times) and len(times) <= 4 and times[0] == 0.0

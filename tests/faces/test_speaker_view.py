@@ -1,0 +1,49 @@
+"""Active-speaker recordings: the picture cuts between participants who sit in the same place."""
+import pytest
+
+from detector import Analyzer, ScanOptions
+from detector.synth import render_speaker_view
+
+
+@pytest.fixture(scope="module")
+def speaker_clip(tmp_path_factory):
+    # two participants in their own rooms, taking turns of 1.5 s: on screen 0-1.5, 3-4.5 and 1.5-3, 4.5-6
+    return render_speaker_view(tmp_path_factory.mktemp("spk") / "spk.mp4", speakers=2, turn_s=1.5, seconds=6.0,
+                               swap_speakers=(1,), seed=4)
+
+
+def _participants(analysis):
+    return [t for t in analysis.tracks if t.frames >= 3]
+
+
+def test_each_participant_is_one_track_across_their_turns(speaker_clip):
+    with Analyzer(ScanOptions(use_fusion=False)) as a:
+        analysis = a.analyse(speaker_clip)
+    assert [round(c, 1) for c in analysis.shot_cuts] == [1.5, 3.0, 4.5]
+    first, second = _participants(analysis)
+    assert [first.track_id, second.track_id] == [0, 1]  # numbered in order of appearance, no gaps
+    assert first.first_seen < 0.2 and 4.3 < first.last_seen < 4.5  # turns 1 and 3, joined
+    assert 1.4 < second.first_seen < 1.7 and second.last_seen > 5.8  # turns 2 and 4
+    # neither participant's windows span the other's turn: each turn was cut on its own
+    for td, turns in ((first, [(0.0, 1.5), (3.0, 4.5)]), (second, [(1.5, 3.0), (4.5, 6.0)])):
+        for w in td.windows:
+            assert any(a - 1e-6 <= w.start and w.end <= b + 0.11 for a, b in turns), (w.start, w.end)
+    assert first.frames + second.frames == pytest.approx(analysis.analysed_frames, abs=4)
+
+
+def test_without_cut_detection_two_people_become_one_track(speaker_clip):
+    # what the tracker did before cuts were detected: the faces sit in one place, so they are one "participant"
+    with Analyzer(ScanOptions(use_fusion=False, shot_cuts=False)) as a:
+        analysis = a.analyse(speaker_clip)
+    assert analysis.shot_cuts == []
+    assert len(_participants(analysis)) == 1
+
+
+def test_report_counts_both_participants(speaker_clip):
+    with Analyzer(ScanOptions(min_track_seconds=1.0)) as a:
+        report = a.scan(speaker_clip)
+    judged = [t for t in report.tracks if t.probability is not None]
+    assert len(judged) == 2
+    assert report.probability == max(t.probability for t in judged)
+    assert [round(c, 1) for c in report.video.shot_cuts_s] == [1.5, 3.0, 4.5]
+    assert "cuts between cameras 3 times" in report.summary
