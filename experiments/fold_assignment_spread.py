@@ -45,6 +45,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cache", type=Path, required=True, help="features.jsonl of a detector eval run")
     ap.add_argument("--checks", default=None, help="the checks that eval run used (default: the default set)")
+    ap.add_argument("--fuse", default=None,
+                    help="fit the fusion on these checks' features only (comma-separated), read from the same cache")
     ap.add_argument("--link-note", default=DEFAULT_LINK_NOTE)
     ap.add_argument("--assignments", type=int, default=12)
     ap.add_argument("--copies-dir", type=Path, default=None,
@@ -65,6 +67,8 @@ def main() -> None:
     n = len(rows)
     l2 = L2 if a.flat_penalty else fusion_penalty(versions)
     names = fusion_feature_names(clips)
+    if a.fuse:  # a subset of the cached run's checks, without re-extracting (a different --checks would)
+        names = [n for n in names if n.split(".")[0] in a.fuse.split(",")]
     x, y, usable = feature_matrix(clips, names)
     dfl = np.array([c.row.source == "DeepFaceLive" for c in clips])
     windows, blocks = window_matrix(clips, names), block_masks(names)
