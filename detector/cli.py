@@ -79,12 +79,15 @@ COPIES_HELP = ("Fit the fusion also on re-encoded copies of each clip (H.264 CRF
 
 
 GALLERY_HELP = "Gallery views: also search an N x N grid of windows for small faces (2 for up to 4 tiles, 3 for 9)."
+SPEAKER_VIEW_HELP = ("Active-speaker recordings, where the picture cuts from one participant's camera to another's: end "
+                     "every track at a cut and join each participant's turns by appearance.")
 
 
-def _options(fps: float, max_faces: int, checks: str | None = None, gallery: int = 0):
+def _options(fps: float, max_faces: int, checks: str | None = None, gallery: int = 0, speaker_view: bool = False):
     from detector.options import ScanOptions
 
-    return ScanOptions(analysis_fps=fps, max_faces=max_faces, checks=_parse_checks(checks), gallery_grid=gallery)
+    return ScanOptions(analysis_fps=fps, max_faces=max_faces, checks=_parse_checks(checks), gallery_grid=gallery,
+                       shot_cuts=speaker_view)
 
 
 @app.command()
@@ -95,6 +98,7 @@ def scan(files: List[Path] = typer.Argument(..., help="Recordings to scan."),
          max_faces: int = typer.Option(4, help="Most faces tracked per frame (raise for gallery views)."),
          checks: Optional[str] = typer.Option(None, help=CHECKS_HELP),
          gallery: int = typer.Option(0, help=GALLERY_HELP),
+         speaker_view: bool = typer.Option(False, "--speaker-view", help=SPEAKER_VIEW_HELP),
          quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary on stdout.")) -> None:
     """Scan recordings and print a verdict per call."""
     _quiet_native_logs()
@@ -107,7 +111,7 @@ def scan(files: List[Path] = typer.Argument(..., help="Recordings to scan."),
 
     reports, failed, internal = [], 0, 0
     try:
-        analyzer = Analyzer(_options(fps, max_faces, checks, gallery))
+        analyzer = Analyzer(_options(fps, max_faces, checks, gallery, speaker_view))
     except DetectorError as exc:
         fail(exc)
     with analyzer:

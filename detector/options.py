@@ -44,9 +44,11 @@ class ScanOptions:
     # a face larger than the aligned crop is blurred to the crop's scale before the warp, which would alias it
     # (the default since session 10; False reproduces earlier features, which the shipped fusion does not fit)
     crop_antialias: bool = True
-    # a face after a hard cut (an active-speaker recording switching cameras) starts a new track, and the tracks
-    # of one participant are joined again by appearance (detector.faces.shots, detector.faces.linking)
-    shot_cuts: bool = True
+    # active-speaker recordings: a face after a hard cut (the picture switching cameras) starts a new track, and
+    # the tracks of one participant are joined again by appearance (detector.faces.shots, detector.faces.linking).
+    # Off by default: on composed speaker-view calls it joined too few turns to pass the rule set for a default
+    # (experiments/README.md, session 14)
+    shot_cuts: bool = False
 
     def validate(self) -> "ScanOptions":
         if not self.analysis_fps > 0:

@@ -88,6 +88,10 @@ def register(app: typer.Typer) -> None:
               max_faces: int = typer.Option(4, help="Most faces tracked per frame."),
               gallery: int = typer.Option(0, help="Gallery views: also search an N x N grid of windows for small "
                                                   "faces (2 for up to 4 tiles, 3 for up to 9)."),
+              speaker_view: bool = typer.Option(False, "--speaker-view",
+                                                help="Active-speaker recordings (the picture cuts between "
+                                                     "participants' cameras): end tracks at cuts and join each "
+                                                     "participant's turns by appearance."),
               retry_failed: bool = typer.Option(False, "--retry-failed",
                                                 help="Retry recordings that failed as corrupt/undecodable before."),
               timeout: float = typer.Option(0.0, "--timeout",
@@ -120,7 +124,8 @@ def register(app: typer.Typer) -> None:
         if dask and scheduler:
             _err("use either --dask local or --scheduler, not both", 2)
         try:
-            options = ScanOptions(analysis_fps=fps, max_faces=max_faces, gallery_grid=gallery).validate()
+            options = ScanOptions(analysis_fps=fps, max_faces=max_faces, gallery_grid=gallery,
+                                  shot_cuts=speaker_view).validate()
             walk_stats = WalkStats()
             candidates = list(walk(paths or [], walk_stats))
             if from_list is not None:

@@ -107,6 +107,23 @@ def track_colour(index: int) -> str:
     return TRACK_COLOURS[index % len(TRACK_COLOURS)]
 
 
+def on_screen(track: TrackReport) -> list[tuple[float, float]]:
+    """When a participant was on screen: their timeline windows joined where they touch, else first to last seen.
+
+    In an active-speaker recording a participant's turns alternate with the others', and one bar from first to
+    last sighting would claim they were on screen all along.
+    """
+    spans: list[list[float]] = []
+    for p in sorted(track.timeline, key=lambda p: p.start_s):
+        if spans and p.start_s <= spans[-1][1] + 1e-6:
+            spans[-1][1] = max(spans[-1][1], p.end_s)
+        else:
+            spans.append([p.start_s, p.end_s])
+    if not spans:
+        return [(track.first_seen_s, track.last_seen_s)]
+    return [(a, min(b, track.last_seen_s)) for a, b in spans]
+
+
 def build_timeline(report: Report) -> TimelineView:
     span = call_span(report)
     lanes_h = _LANE_H * max(len(report.tracks), 1)
@@ -141,9 +158,9 @@ def build_timeline(report: Report) -> TimelineView:
         colour = track_colour(i)
         label = f"Participant {t.track_id + 1}"
         ly = lane_top + i * _LANE_H
-        view.lanes.append(_Rect(x(t.first_seen_s), ly + 3, max(x(t.last_seen_s) - x(t.first_seen_s), 2.0),
-                                _LANE_H - 6, f"{label} on screen {fmt_time(t.first_seen_s)}-{fmt_time(t.last_seen_s)}",
-                                colour))
+        for a, b in on_screen(t):
+            view.lanes.append(_Rect(x(a), ly + 3, max(x(b) - x(a), 2.0), _LANE_H - 6,
+                                    f"{label} on screen {fmt_time(a)}-{fmt_time(b)}", colour))
         view.lane_labels.append((ly + _LANE_H / 2 + 4, f"P{t.track_id + 1}", colour))
         pts = [(x((p.start_s + p.end_s) / 2), y(p.probability), p) for p in t.timeline if p.probability is not None]
         if not pts:

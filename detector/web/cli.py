@@ -31,6 +31,10 @@ def register(app: typer.Typer) -> None:
               max_faces: int = typer.Option(4, help="Most faces tracked per frame (9 for 3x3 gallery views)."),
               gallery: int = typer.Option(0, help="Also search an N x N grid of windows for the small faces of "
                                                   "gallery-view recordings (2 or 3)."),
+              speaker_view: bool = typer.Option(False, "--speaker-view",
+                                                help="Active-speaker recordings (the picture cuts between "
+                                                     "participants' cameras): end tracks at cuts and join each "
+                                                     "participant's turns by appearance."),
               token: Optional[str] = typer.Option(None, "--token", envvar=TOKEN_ENV,
                                                   help=f"Access token required from browsers and API clients "
                                                        f"(also read from ${TOKEN_ENV}).")) -> None:
@@ -44,7 +48,8 @@ def register(app: typer.Typer) -> None:
 
         settings = WebSettings(data_dir=data_dir, max_upload_bytes=max_upload_mb * 1024 * 1024, workers=workers,
                                token=token or None, scan_options=ScanOptions(analysis_fps=fps, max_faces=max_faces,
-                                                                         gallery_grid=gallery))
+                                                                         gallery_grid=gallery,
+                                                                         shot_cuts=speaker_view))
         try:
             web_app = create_app(settings)
         except DetectorError as exc:

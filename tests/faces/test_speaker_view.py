@@ -17,7 +17,7 @@ def _participants(analysis):
 
 
 def test_each_participant_is_one_track_across_their_turns(speaker_clip):
-    with Analyzer(ScanOptions(use_fusion=False)) as a:
+    with Analyzer(ScanOptions(use_fusion=False, shot_cuts=True)) as a:
         analysis = a.analyse(speaker_clip)
     assert [round(c, 1) for c in analysis.shot_cuts] == [1.5, 3.0, 4.5]
     first, second = _participants(analysis)
@@ -33,17 +33,32 @@ def test_each_participant_is_one_track_across_their_turns(speaker_clip):
 
 def test_without_cut_detection_two_people_become_one_track(speaker_clip):
     # what the tracker did before cuts were detected: the faces sit in one place, so they are one "participant"
-    with Analyzer(ScanOptions(use_fusion=False, shot_cuts=False)) as a:
+    with Analyzer(ScanOptions(use_fusion=False)) as a:  # the default
         analysis = a.analyse(speaker_clip)
     assert analysis.shot_cuts == []
     assert len(_participants(analysis)) == 1
 
 
 def test_report_counts_both_participants(speaker_clip):
-    with Analyzer(ScanOptions(min_track_seconds=1.0)) as a:
+    with Analyzer(ScanOptions(min_track_seconds=1.0, shot_cuts=True)) as a:
         report = a.scan(speaker_clip)
     judged = [t for t in report.tracks if t.probability is not None]
     assert len(judged) == 2
     assert report.probability == max(t.probability for t in judged)
     assert [round(c, 1) for c in report.video.shot_cuts_s] == [1.5, 3.0, 4.5]
     assert "cuts between cameras 3 times" in report.summary
+
+
+def test_scan_cli_speaker_view_flag(speaker_clip, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from detector.cli import app
+
+    out = tmp_path / "r.json"
+    res = CliRunner().invoke(app, ["scan", str(speaker_clip), "--speaker-view", "--json", str(out), "-q"])
+    assert res.exit_code == 0, res.output
+    report = json.loads(out.read_text())  # one recording: one report
+    assert report["settings"]["shot_cuts"] is True and len(report["video"]["shot_cuts_s"]) == 3
+    assert len([t for t in report["tracks"] if t["probability"] is not None]) == 2

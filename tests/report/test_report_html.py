@@ -104,3 +104,17 @@ def test_scan_html_from_the_cli(tmp_path, monkeypatch, report):
     assert "<svg" in text and "Likely face-swapped" in text and "<script" not in text
     # one model, one template: the HTML is exactly the rendering of the JSON report
     assert text == render_html(Report.from_json(js.read_text()))
+
+
+def test_presence_lane_follows_a_participants_turns():
+    from detector.report.html import on_screen
+    from detector.report.model import TimelinePoint, TrackReport
+
+    def track(points):
+        return TrackReport(track_id=0, first_seen_s=0.0, last_seen_s=20.0, observed_frames=100, median_face_px=150.0,
+                           verdict=Verdict.inconclusive, probability=0.5,
+                           timeline=[TimelinePoint(start_s=a, end_s=b, probability=0.5) for a, b in points])
+
+    # two turns (0-6 s as two overlapping windows, then 12-15 s): two bars, not one from 0 to 20 s
+    assert on_screen(track([(0, 4), (2, 6), (12, 15)])) == [(0, 6), (12, 15)]
+    assert on_screen(track([])) == [(0.0, 20.0)]  # no timeline (no fusion): first to last sighting
