@@ -270,7 +270,8 @@ class _CheckStage:
             for check in td.checks.values():
                 check.update(obs)
             td.thumbnails.offer(frame.seconds, crop, face.bbox)
-            td.appearance.add(crop, frame.image, face.bbox)
+            if self.options.shot_cuts:  # only joining turns across cuts reads it
+                td.appearance.add(crop, frame.image, face.bbox)
 
     def close(self) -> dict[int, TrackData]:
         """Finish queued work, cut every track's last windows and return the tracks."""

@@ -32,8 +32,8 @@ def _cpu_seconds() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def run_bench(path: Path, fps: float = 10.0) -> str:
-    options = ScanOptions(analysis_fps=fps)
+def run_bench(path: Path, fps: float = 10.0, speaker_view: bool = False) -> str:
+    options = ScanOptions(analysis_fps=fps, shot_cuts=speaker_view)
     t0 = time.perf_counter()
     with PyAVSource(path, max_side=options.max_side) as src:
         info = src.info
@@ -55,6 +55,7 @@ def run_bench(path: Path, fps: float = 10.0) -> str:
         f"file: {path} ({info.width}x{info.height}, {info.codec}, {duration:.1f} s, {n_decoded} frames)",
         f"decode only:        {n_decoded / t_decode:8.1f} frames/s  ({t_decode:.2f} s)",
         f"scan at {fps:g} fps:   {analysed / t_scan:8.1f} analysed frames/s  ({t_scan:.2f} s, "
+        + ("speaker view, " if speaker_view else "") +
         f"{n_decoded / t_scan:.1f} decoded frames/s)",
         f"start-up:           {t_startup:8.2f} s  (loading MediaPipe and the models, once per process)",
         f"real-time factor:   {duration / t_scan:8.2f} x  (video seconds per wall second; "
