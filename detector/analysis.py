@@ -231,11 +231,23 @@ class _CheckStage:
         self.options = options
         self.window_reducer = window_reducer
         self.tracks: dict[int, TrackData] = {}
+        self._finished: set[int] = set()
         self.busy = 0.0
         self._q: queue.Queue = queue.Queue(maxsize=options.queue_size)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="detector-checks", daemon=True)
         self._thread.start()
+
+    def finish_tracks(self, track_ids: list[int]) -> None:
+        """These tracks have ended (a cut): cut their last windows and free their checks, in stream order.
+
+        A speaker-view call has hundreds of cuts; holding every ended track's checks (buffered crops, signals)
+        until the call ends would make memory grow with the number of turns.
+        """
+        if self._error is not None:
+            raise self._error
+        if track_ids:
+            self._q.put((None, list(track_ids)))
 
     def submit(self, frame: Frame, assigned: list) -> None:
         if self._error is not None:
@@ -256,7 +268,17 @@ class _CheckStage:
             except BaseException as exc:  # re-raised in the caller's thread
                 self._error = exc
 
-    def _process(self, frame: Frame, assigned: list) -> None:
+    def _finish(self, td: TrackData) -> None:
+        td.timeline.finish(td.checks)
+        td.checks = {}
+        self._finished.add(td.track_id)
+
+    def _process(self, frame: Frame | None, assigned: list) -> None:
+        if frame is None:  # finish_tracks
+            for track_id in assigned:
+                if track_id in self.tracks and track_id not in self._finished:
+                    self._finish(self.tracks[track_id])
+            return
         for track_id, face in assigned:
             td = self.tracks.get(track_id)
             if td is None:
@@ -280,8 +302,8 @@ class _CheckStage:
         if self._error is not None:
             raise self._error
         for td in self.tracks.values():
-            td.timeline.finish(td.checks)
-            td.checks = {}
+            if td.track_id not in self._finished:  # not finished at a cut already
+                self._finish(td)
         return self.tracks
 
     def abort(self) -> None:
@@ -329,7 +351,7 @@ def analyse_video(path: str, options: ScanOptions, context: CheckContext,
                     faces = detector.detect(frame.image)
                     t_landmarks += time.perf_counter() - ta
                     if cuts is not None and cuts.update(frame.seconds, frame.image):
-                        tracker.cut()
+                        stage.finish_tracks(tracker.cut())
                     assigned = tracker.update(frame.seconds, faces)
                     if assigned:
                         stage.submit(frame, assigned)

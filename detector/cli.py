@@ -80,7 +80,8 @@ COPIES_HELP = ("Fit the fusion also on re-encoded copies of each clip (H.264 CRF
 
 GALLERY_HELP = "Gallery views: also search an N x N grid of windows for small faces (2 for up to 4 tiles, 3 for 9)."
 SPEAKER_VIEW_HELP = ("Active-speaker recordings, where the picture cuts from one participant's camera to another's: end "
-                     "every track at a cut and join each participant's turns by appearance.")
+                     "every track at a cut and join each participant's turns by appearance. A person whose picture "
+                     "changes between turns (a moving camera, other light) may be listed twice.")
 
 
 def _options(fps: float, max_faces: int, checks: str | None = None, gallery: int = 0, speaker_view: bool = False):
@@ -162,7 +163,8 @@ def eval_cmd(manifest: Path = typer.Argument(..., help="CSV with path,label[,sou
                                                             "session 10 (cross-validation only)."),
              copies: bool = typer.Option(True, help=COPIES_HELP),
              copies_dir: Optional[Path] = typer.Option(None, help="Where the re-encoded copies go (default "
-                                                                  "OUT/copies; copies found there are reused).")
+                                                                  "OUT/copies; copies found there are reused)."),
+             speaker_view: bool = typer.Option(False, "--speaker-view", help=SPEAKER_VIEW_HELP)
              ) -> None:
     """Score a labelled manifest and print ROC AUC, accuracy and FPR."""
     _quiet_native_logs()
@@ -173,7 +175,7 @@ def eval_cmd(manifest: Path = typer.Argument(..., help="CSV with path,label[,sou
         text = run_eval(manifest, out, workers=workers, fps=fps, cv=cv, checks=_parse_checks(checks),
                         link_note=link_note, crop_antialias=crop_antialias,
                         copies=TRAINING_COPIES if copies else (), copies_dir=copies_dir,
-                        progress=_clip_progress, copy_progress=_copy_progress)
+                        progress=_clip_progress, copy_progress=_copy_progress, speaker_view=speaker_view)
     except DetectorError as exc:
         fail(exc)
     typer.echo(text)

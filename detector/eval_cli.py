@@ -47,7 +47,7 @@ def run_eval(manifest: Path, out: Path, workers: int = 2, fps: float = 10.0, cv:
              checks: tuple[str, ...] | None = None, link_note: str = DEFAULT_LINK_NOTE,
              progress: Callable[[int, int, ClipFeatures], None] | None = None, crop_antialias: bool = True,
              copies: tuple[str, ...] = TRAINING_COPIES, copies_dir: Path | None = None,
-             copy_progress: CopyProgress | None = None) -> str:
+             copy_progress: CopyProgress | None = None, speaker_view: bool = False) -> str:
     rows, seen = split_seen(read_manifest(manifest), checks=checks)
     if not rows:
         raise ConfigError("every clip of the manifest belongs to footage a shipped model was trained on")
@@ -55,7 +55,8 @@ def run_eval(manifest: Path, out: Path, workers: int = 2, fps: float = 10.0, cv:
     rows = link_groups(rows, link_note)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    options = ScanOptions(analysis_fps=fps, use_fusion=False, checks=checks, crop_antialias=crop_antialias)
+    options = ScanOptions(analysis_fps=fps, use_fusion=False, checks=checks, crop_antialias=crop_antialias,
+                          shot_cuts=speaker_view)
     fusion = FusionModel()
     try:
         if not cv and fusion.crop_method != options.crop_method():
@@ -120,6 +121,7 @@ def run_eval(manifest: Path, out: Path, workers: int = 2, fps: float = 10.0, cv:
     m = metrics(clips, scores, high, low, per_check=per_check)
     m["auc_uncalibrated"] = auc_uncalibrated
     m["crop_antialias"] = crop_antialias
+    m["shot_cuts"] = speaker_view
     m["copies"] = copy_scores
     m.update(segments)
     m["segment_threshold"] = segment_high

@@ -211,6 +211,11 @@ def render_gallery(path: str | Path, *, grid: tuple[int, int] = (2, 2), tile: tu
     return _encode(Path(path), frame, fps, (tw * cols, th * rows), False, 0, "libx264", 23, rng, seconds)
 
 
+#: RGB gains that make "other people" of the one portrait: far apart in colour, so that joining turns by
+#: appearance (detector.faces.linking) can tell them apart whatever the seed
+_SPEAKER_TINTS = ((1.0, 1.0, 1.0), (0.5, 0.75, 1.0), (1.0, 0.7, 0.45), (0.65, 1.0, 0.65))
+
+
 def render_speaker_view(path: str | Path, *, speakers: int = 2, turn_s: float = 1.5, seconds: float = 6.0,
                         fps: int = 15, size: tuple[int, int] = (480, 360), swap_speakers: tuple[int, ...] = (),
                         seed: int = 0) -> Path:
@@ -226,7 +231,7 @@ def render_speaker_view(path: str | Path, *, speakers: int = 2, turn_s: float = 
     landmarks = portrait_landmarks(img)
     anims = []
     for i in range(speakers):
-        tint = np.ones(3) if i == 0 else np.random.default_rng(seed + 100 + i).uniform(0.55, 1.0, 3)
+        tint = np.array(_SPEAKER_TINTS[i % len(_SPEAKER_TINTS)])
         tinted = np.clip(img.astype(np.float32) * tint, 0, 255).astype(np.uint8)
         anims.append(_CallAnimator(size, i in swap_speakers, np.random.default_rng(seed + 1 + i), (tinted, landmarks)))
 

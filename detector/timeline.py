@@ -160,9 +160,14 @@ class TrackTimeline:
         self.first_seen: float | None = None
         self.last_seen: float | None = None
         self._next_start: float | None = None  # start of the first window not cut yet
+        # set by absorb: the other participants' turns in between are no time this one was seen
+        self._turns_duration: float | None = None
 
     @property
     def duration(self) -> float:
+        """Seconds from first to last sighting; for joined turns (:meth:`absorb`), the sum of the turns' own."""
+        if self._turns_duration is not None:
+            return self._turns_duration
         return 0.0 if self.first_seen is None else self.last_seen - self.first_seen
 
     def median_face_px(self) -> float:
@@ -210,6 +215,7 @@ class TrackTimeline:
         """
         if other.first_seen is None:
             return
+        self._turns_duration = self.duration + other.duration
         self.windows = sorted(self.windows + other.windows, key=lambda w: (w.start, w.end))
         self._mean.merge(other._mean)
         self._height_counts.update(other._height_counts)

@@ -242,3 +242,16 @@ def test_reports_caution_about_faces_smaller_than_the_fusion_was_fitted_on(swap_
     assert plain.tracks[0].probability is not None and plain.verdict != Verdict.likely_genuine
     assert not any(c.startswith("Small face") for c in plain.caveats)
     assert [c for c in small.caveats if c.startswith("Small face: participant 1 (")]
+
+
+def test_default_options_keep_the_shipped_fusions_feature_key():
+    # the shipped fusion was fitted on features under this key; a new option that changed it would make every
+    # cached feature (and batch result) stale without a refit
+    import json
+
+    from detector import ScanOptions
+    from detector.paths import models_dir
+
+    meta = json.loads((models_dir() / "fusion.json").read_text())
+    assert ScanOptions(use_fusion=False).score_key() == meta["score_key"]
+    assert ScanOptions(use_fusion=False, shot_cuts=True).score_key() != meta["score_key"]

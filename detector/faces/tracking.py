@@ -86,13 +86,16 @@ class FaceTracker:
             out.append((tr.track_id, face))
         return out
 
-    def cut(self) -> None:
+    def cut(self) -> list[int]:
         """The picture cut to another shot: no face after it continues a track from before it.
 
         Tracks are matched by place, and after a cut another person's face may sit where the last one sat
         (an active-speaker recording); :mod:`detector.faces.linking` joins the tracks of one person again.
+        Returns the ids of the tracks this ended, so their owner can finish them now rather than at the call's end.
         """
+        ended = [t.track_id for t in self._tracks]
         self._tracks = []
+        return ended
 
     @property
     def track_count(self) -> int:

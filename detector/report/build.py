@@ -177,8 +177,9 @@ def summarize(verdict: Verdict, prob: float | None, tracks: list[TrackReport], s
     worst = max(judged, key=lambda t: t.probability)
     parts = [head, f"{len(judged)} participant(s) analysed; the most suspicious is participant {worst.track_id + 1}."]
     if cuts:
-        parts.append(f"The picture cuts between cameras {cuts} time{'s' if cuts > 1 else ''}; each participant's "
-                     "turns were joined by appearance.")
+        parts.append(f"The picture cuts between cameras {cuts} time{'s' if cuts > 1 else ''}; turns that look "
+                     "alike were joined into one participant, so one person whose picture changed between turns may "
+                     "be listed twice.")
     if segments:
         s = segments[0]
         parts.append(f"Strongest moment {fmt_time(s.start_s)}-{fmt_time(s.end_s)}: {s.explanation}.")

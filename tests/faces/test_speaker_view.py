@@ -29,6 +29,8 @@ def test_each_participant_is_one_track_across_their_turns(speaker_clip):
         for w in td.windows:
             assert any(a - 1e-6 <= w.start and w.end <= b + 0.11 for a, b in turns), (w.start, w.end)
     assert first.frames + second.frames == pytest.approx(analysis.analysed_frames, abs=4)
+    # face time is the turns' own, not the span that includes the other person's turn
+    assert first.duration == pytest.approx(2.8, abs=0.25) and first.duration < first.last_seen - first.first_seen
 
 
 def test_without_cut_detection_two_people_become_one_track(speaker_clip):
@@ -40,7 +42,7 @@ def test_without_cut_detection_two_people_become_one_track(speaker_clip):
 
 
 def test_report_counts_both_participants(speaker_clip):
-    with Analyzer(ScanOptions(min_track_seconds=1.0, shot_cuts=True)) as a:
+    with Analyzer(ScanOptions(shot_cuts=True)) as a:
         report = a.scan(speaker_clip)
     judged = [t for t in report.tracks if t.probability is not None]
     assert len(judged) == 2
