@@ -79,9 +79,9 @@ COPIES_HELP = ("Fit the fusion also on re-encoded copies of each clip (H.264 CRF
 
 
 GALLERY_HELP = "Gallery views: also search an N x N grid of windows for small faces (2 for up to 4 tiles, 3 for 9)."
-SPEAKER_VIEW_HELP = ("Active-speaker recordings, where the picture cuts from one participant's camera to another's: end "
-                     "every track at a cut and join each participant's turns by appearance. A person whose picture "
-                     "changes between turns (a moving camera, other light) may be listed twice.")
+SPEAKER_VIEW_HELP = ("Active-speaker recordings, where the picture cuts from one participant's camera to another's: "
+                     "end every track at a cut and join each participant's turns by appearance. A person whose "
+                     "picture changes between turns (a moving camera, other light) may be listed twice.")
 
 
 def _options(fps: float, max_faces: int, checks: str | None = None, gallery: int = 0, speaker_view: bool = False):

@@ -214,7 +214,8 @@ def build_report(analysis: CallAnalysis, fusion: FusionModel | None, sha256: str
     thresholds = (Thresholds(low=fusion.low, high=fusion.high, segment=fusion.segment_high) if fusion is not None
                   else Thresholds(low=0.5, high=0.5))
     return Report(detector_version=__version__, verdict=verdict, probability=None if prob is None else round(prob, 4),
-                  thresholds=thresholds, summary=summarize(verdict, prob, tracks, segments, len(analysis.shot_cuts)), video=video,
+                  thresholds=thresholds, video=video,
+                  summary=summarize(verdict, prob, tracks, segments, len(analysis.shot_cuts)),
                   tracks=tracks, segments=segments, evidence=evidence,
                   caveats=caveats(tracks, fusion.small_face_px if fusion is not None else None),
                   settings=opts.to_dict(),
