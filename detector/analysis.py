@@ -65,14 +65,15 @@ class ThumbnailStore:
         ok, buf = cv2.imencode(".jpg", cv2.cvtColor(crop_rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
         if ok:
             self.items.append(Thumbnail(seconds, buf.tobytes(), tuple(float(v) for v in bbox)))
-        if len(self.items) > self.capacity:
-            self.items = self.items[::2]
-            self.interval *= 2
+        self._thin()
 
     def merge(self, other: "ThumbnailStore") -> None:
         """Add another store's thumbnails (another turn of the same participant), thinned to capacity as above."""
         self.items = sorted(self.items + other.items, key=lambda t: t.seconds)
         self.interval = max(self.interval, other.interval)
+        self._thin()
+
+    def _thin(self) -> None:
         while len(self.items) > self.capacity:
             self.items = self.items[::2]
             self.interval *= 2

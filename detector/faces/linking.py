@@ -116,10 +116,10 @@ def link_tracks(spans: list[tuple[float, float]], signatures: list[AppearanceSig
     around_n = np.array([s._around_frames for s in signatures], dtype=np.float64)
     known = (face_n > 0) & (around_n > 0)  # a signature without one of its parts matches nothing
 
-    def means() -> tuple[np.ndarray, np.ndarray]:
-        return face_sum / np.maximum(face_n, 1)[:, None], around_sum / np.maximum(around_n, 1)[:, None]
+    face = face_sum / np.maximum(face_n, 1)[:, None]
+    around = around_sum / np.maximum(around_n, 1)[:, None]
 
-    def row(i: int, face: np.ndarray, around: np.ndarray) -> np.ndarray:
+    def row(i: int) -> np.ndarray:
         d = np.maximum(np.abs(face - face[i]).mean(axis=1), np.abs(around - around[i]).mean(axis=1))
         d[~known | overlap[i] | ~alive] = np.inf
         d[i] = np.inf
@@ -129,8 +129,7 @@ def link_tracks(spans: list[tuple[float, float]], signatures: list[AppearanceSig
     end = np.array([b for _, b in spans], dtype=float)
     overlap = (start[:, None] <= end[None, :]) & (start[None, :] <= end[:, None])
     alive = np.ones(n, dtype=bool)
-    face, around = means()
-    dist = np.stack([row(i, face, around) for i in range(n)])
+    dist = np.stack([row(i) for i in range(n)])
     while True:  # each pass joins the closest matching pair, until none is left
         flat = int(np.argmin(dist))
         i, j = divmod(flat, n)
@@ -147,7 +146,8 @@ def link_tracks(spans: list[tuple[float, float]], signatures: list[AppearanceSig
         overlap[i] |= overlap[j]
         overlap[:, i] = overlap[i]
         dist[j, :] = dist[:, j] = np.inf
-        face, around = means()
-        dist[i] = row(i, face, around)
+        face[i] = face_sum[i] / max(face_n[i], 1)  # only the joined group's signature changed
+        around[i] = around_sum[i] / max(around_n[i], 1)
+        dist[i] = row(i)
         dist[:, i] = dist[i]
     return sorted((g for g in groups if g is not None), key=lambda g: g[0])
