@@ -71,6 +71,20 @@ def _letterbox(img: np.ndarray, box: tuple[int, int] = TILE) -> np.ndarray:
     return out
 
 
+def write_h264(dst: Path, canvases) -> None:
+    """Encode RGB canvases of CANVAS size as a FPS H.264 call (CRF 23), frame i at i / FPS."""
+    with av.open(str(dst), "w") as out:
+        st = out.add_stream("libx264", rate=FPS, options={"crf": "23", "preset": "veryfast"})
+        st.width, st.height, st.pix_fmt = CANVAS[0], CANVAS[1], "yuv420p"
+        for i, canvas in enumerate(canvases):
+            frame = av.VideoFrame.from_ndarray(canvas, format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, FPS)
+            for pkt in st.encode(frame):
+                out.mux(pkt)
+        for pkt in st.encode():
+            out.mux(pkt)
+
+
 def compose(paths: list[str], dst: Path) -> None:
     """A gallery call of ``paths`` (sample-and-hold to 30 fps), as long as the shortest."""
     origins = LAYOUTS[len(paths)]
@@ -78,9 +92,8 @@ def compose(paths: list[str], dst: Path) -> None:
     sources = [_frames(p) for p in paths]
     current = [next(s) for s in sources]
     upcoming = [next(s, None) for s in sources]
-    with av.open(str(dst), "w") as out:
-        st = out.add_stream("libx264", rate=FPS, options={"crf": "23", "preset": "veryfast"})
-        st.width, st.height, st.pix_fmt = CANVAS[0], CANVAS[1], "yuv420p"
+
+    def canvases():
         for i in range(int(math.floor(length * FPS))):
             t = i / FPS
             canvas = np.zeros((CANVAS[1], CANVAS[0], 3), np.uint8)
@@ -88,12 +101,9 @@ def compose(paths: list[str], dst: Path) -> None:
                 while upcoming[k] is not None and upcoming[k][0] <= t:
                     current[k], upcoming[k] = upcoming[k], next(sources[k], None)
                 canvas[y0:y0 + TILE[1], x0:x0 + TILE[0]] = _letterbox(current[k][1])
-            frame = av.VideoFrame.from_ndarray(canvas, format="rgb24")
-            frame.pts, frame.time_base = i, Fraction(1, FPS)
-            for pkt in st.encode(frame):
-                out.mux(pkt)
-        for pkt in st.encode():
-            out.mux(pkt)
+            yield canvas
+
+    write_h264(dst, canvases())
 
 
 def genuine_rows():

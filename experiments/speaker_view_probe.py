@@ -29,18 +29,15 @@ import sys
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # gallery_fpr_probe's fold models
 from detector.evaluation import DEFAULT_LINK_NOTE, link_groups, read_manifest, split_seen  # noqa: E402
-from gallery_fpr_probe import _duration, _frames, _letterbox  # noqa: E402
+from gallery_fpr_probe import CANVAS, FPS, _duration, _frames, _letterbox, write_h264  # noqa: E402
 
 MANIFEST = Path(__file__).resolve().parents[2] / "shared/data/dev/manifest.csv"
 ROOT = Path("/tmp/speaker")
-CANVAS = (1280, 720)
-FPS = 30
 
 
 def schedule(length: float, shot: float) -> list[tuple[float, float, int, float]]:
@@ -64,22 +61,17 @@ def compose(paths: list[str], dst: Path, shot: float) -> list[tuple[float, float
     sources = [_frames(p) for p in paths]
     current = [next(s) for s in sources]
     upcoming = [next(s, None) for s in sources]
-    with av.open(str(dst), "w") as out:
-        st = out.add_stream("libx264", rate=FPS, options={"crf": "23", "preset": "veryfast"})
-        st.width, st.height, st.pix_fmt = CANVAS[0], CANVAS[1], "yuv420p"
+    def canvases():
         i = 0
         for start, end, k, own in shots:
             while i / FPS < end - 1e-9:
                 local = own + i / FPS - start
                 while upcoming[k] is not None and upcoming[k][0] <= local:
                     current[k], upcoming[k] = upcoming[k], next(sources[k], None)
-                frame = av.VideoFrame.from_ndarray(_letterbox(current[k][1], CANVAS), format="rgb24")
-                frame.pts, frame.time_base = i, Fraction(1, FPS)
-                for pkt in st.encode(frame):
-                    out.mux(pkt)
+                yield _letterbox(current[k][1], CANVAS)
                 i += 1
-        for pkt in st.encode():
-            out.mux(pkt)
+
+    write_h264(dst, canvases())
     return shots
 
 
