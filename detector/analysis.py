@@ -23,7 +23,7 @@ from detector.checks import CHECKS, DEFAULT_CHECKS, CheckContext, FaceObservatio
 from detector.errors import ConfigError, DetectorError
 from detector.faces import FaceTracker, LandmarkOptions, align_face, create_landmark_detector
 from detector.faces.linking import AppearanceSignature, link_tracks
-from detector.faces.shots import ShotCutDetector
+from detector.faces.shots import CutCrossings, ShotCutDetector
 from detector.options import ScanOptions
 from detector.timeline import TimelineWindow, TrackTimeline, WindowReducer, keep_features
 from detector.video import Frame, PyAVSource, VideoInfo
@@ -132,8 +132,10 @@ class CallAnalysis:
     decoded_frames: int
     truncated: bool
     timings: dict[str, float]
-    #: times (s) at which the picture cut to another shot (empty when ``options.shot_cuts`` is off)
+    #: times (s) at which the picture cut to another shot; tracks end there only when ``options.shot_cuts`` is on
     shot_cuts: list[float] = field(default_factory=list)
+    #: the cuts that a track was carried across (only when ``options.shot_cuts`` is off): two people may be merged
+    cuts_crossed: list[float] = field(default_factory=list)
 
     @property
     def check_names(self) -> list[str]:
@@ -337,7 +339,10 @@ def analyse_video(path: str, options: ScanOptions, context: CheckContext,
         info = source.info
         duration = float(info.duration) if info.duration else None
         tracker = FaceTracker()
-        cuts = ShotCutDetector() if options.shot_cuts else None
+        # cuts are found in every scan (a 64x36 copy of each analysed frame): with the option they end tracks,
+        # without it they are only recorded, and crossing one makes the report warn
+        cuts = ShotCutDetector()
+        crossings = CutCrossings()
         analysed = 0
         t_landmarks = 0.0
         last_progress = -1.0
@@ -351,9 +356,13 @@ def analyse_video(path: str, options: ScanOptions, context: CheckContext,
                     ta = time.perf_counter()
                     faces = detector.detect(frame.image)
                     t_landmarks += time.perf_counter() - ta
-                    if cuts is not None and cuts.update(frame.seconds, frame.image):
-                        stage.finish_tracks(tracker.cut())
+                    if cuts.update(frame.seconds, frame.image):
+                        if options.shot_cuts:
+                            stage.finish_tracks(tracker.cut())
+                        else:
+                            crossings.cut(frame.seconds, tracker.live_ids(frame.seconds))
                     assigned = tracker.update(frame.seconds, faces)
+                    crossings.assigned([track_id for track_id, _ in assigned])
                     if assigned:
                         stage.submit(frame, assigned)
                     if progress is not None and duration:
@@ -367,9 +376,9 @@ def analyse_video(path: str, options: ScanOptions, context: CheckContext,
             raise
         decoded = source.decoded_frames
         truncated = source.truncated
-    if cuts is not None and cuts.cuts:
+    if options.shot_cuts and cuts.cuts:
         tracks = join_participants(tracks)
     timings = {"analysis": time.perf_counter() - t0, "landmarks": t_landmarks, "checks": stage.busy}
     return CallAnalysis(info=info, options=options, tracks=sorted(tracks, key=lambda t: t.track_id),
                         analysed_frames=analysed, decoded_frames=decoded, truncated=truncated, timings=timings,
-                        shot_cuts=[] if cuts is None else list(cuts.cuts))
+                        shot_cuts=list(cuts.cuts), cuts_crossed=list(crossings.times))

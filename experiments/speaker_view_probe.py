@@ -10,6 +10,8 @@ while it is on screen, as a recorder that films whoever speaks; 30 fps H.264 CRF
   call per fake clip with a genuine clip of another linked group as the other participant;
 - ``changes``: the frame-to-frame content change (:mod:`detector.faces.shots`) between analysed frames at every
   composed cut, and the largest change inside every dev clip (which holds no composed cut);
+- ``warn``: scans every call and every dev clip as a default scan does (tracks not ended at cuts) and counts those
+  whose report warns that a track was carried across a cut, against the calls where a participant mixes both clips;
 - ``score``: scans every call with and without shot cuts and track linking, maps each reported participant to
   the clips it holds (by the composed schedule), scores it with the grouped-CV fold models of ``detector eval``
   that never saw its clips' groups (assignments 0-2, calibrated, fitted on the copies as shipped), and prints how
@@ -18,6 +20,7 @@ while it is on screen, as a recorder that films whoever speaks; 30 fps H.264 CRF
 
     python experiments/speaker_view_probe.py make
     python experiments/speaker_view_probe.py changes
+    python experiments/speaker_view_probe.py warn
     python experiments/speaker_view_probe.py score --orig-cache runs/eval-pen/features.jsonl \
         --copies-dir runs/eval-aug/copies
 """
@@ -259,6 +262,41 @@ def cmd_score(a: argparse.Namespace) -> None:
             print(line)
 
 
+def cmd_warn(a: argparse.Namespace) -> None:
+    """How often a default scan (no cuts ending tracks) warns that a track was carried across a cut."""
+    from detector.api import Analyzer
+    from detector.options import ScanOptions
+
+    options = ScanOptions(use_fusion=False)  # the default scan; the warning needs no fusion
+    calls = json.loads((ROOT / "calls.json").read_text())
+    rows = []
+    with Analyzer(options) as analyzer:
+        for call in calls[:a.limit or None]:
+            analysis = analyzer.analyse(call["path"])
+            mixed = 0
+            for t in analysis.tracks:
+                if t.duration < options.min_track_seconds or t.frames < options.min_track_frames:
+                    continue
+                held = [_on_screen(call, th.seconds) for th in t.thumbnails.items]
+                mixed += bool((np.bincount(held, minlength=2) / max(len(held), 1)).min() > 0.2)
+            rows.append((call["kind"], len(analysis.shot_cuts), len(analysis.cuts_crossed), mixed))
+            print(f"{Path(call['path']).name}: cuts {rows[-1][1]}, carried across {rows[-1][2]}, mixed {mixed}",
+                  flush=True)
+        dev = [c.path for c in read_manifest(str(MANIFEST))]
+        warned_dev = []
+        for path in dev[:a.limit or None]:
+            analysis = analyzer.analyse(path)
+            if analysis.cuts_crossed:
+                warned_dev.append((Path(path).name, analysis.shot_cuts, analysis.cuts_crossed))
+    for kind in ("genuine", "fake"):
+        sub = [r for r in rows if r[0] == kind]
+        print(f"{kind}: {len(sub)} calls; warned {sum(r[2] > 0 for r in sub)}; with a participant mixing both clips "
+              f"{sum(r[3] > 0 for r in sub)}, of which warned {sum(r[3] > 0 and r[2] > 0 for r in sub)}; "
+              f"cuts carried across per warned call: median "
+              f"{np.median([r[2] for r in sub if r[2]] or [0]):.0f} of {np.median([r[1] for r in sub]):.0f} cuts")
+    print(f"dev clips warned: {len(warned_dev)} of {len(dev[:a.limit or None])} {warned_dev}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--root", type=Path, default=None, help="where the calls and calls.json go (/tmp/speaker)")
@@ -272,10 +310,12 @@ def main() -> None:
     s.add_argument("--copies-dir", type=Path, default=None, help="that run's OUT/copies (fit on them, as shipped)")
     s.add_argument("--cache-cuts", action="store_true", help="the cache was extracted with shot cuts on")
     s.add_argument("--limit", type=int, default=0, help="score only the first N calls (a quick look)")
+    w = sub.add_parser("warn")
+    w.add_argument("--limit", type=int, default=0, help="only the first N calls and dev clips (a quick look)")
     a = ap.parse_args()
     global ROOT
     ROOT = a.root or ROOT
-    {"make": cmd_make, "changes": cmd_changes, "score": cmd_score}[a.cmd](a)
+    {"make": cmd_make, "changes": cmd_changes, "score": cmd_score, "warn": cmd_warn}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,12 @@ small copy of the frame, above a threshold.
 A false cut (a camera pan, the lights going off) only splits a track; the
 appearance linking after the analysis (:mod:`detector.faces.linking`) joins
 the parts of one person again. A missed cut joins two people, as before.
+
+Ending tracks at cuts is an option (``ScanOptions.shot_cuts``, the CLI's
+``--speaker-view``), since joining can count one person twice. A scan without
+it still finds the cuts, and :class:`CutCrossings` records those that a track
+was carried across, so that the report can warn that two people may have
+been merged into one participant.
 """
 from __future__ import annotations
 
@@ -83,3 +89,32 @@ class ShotCutDetector:
         self._last_cut = seconds
         self.cuts.append(seconds)
         return True
+
+
+class CutCrossings:
+    """The cuts that a track was carried across, in a scan that does not end tracks at cuts.
+
+    After a cut the tracker may give the face on screen the id of a track from
+    before it (it matches by place). That is harmless when one camera's
+    picture merely jumped, and merges two people when the recording switched
+    from one participant's camera to another's; this cannot tell the two
+    apart, so the report only warns. Call :meth:`cut` with the ids of the
+    tracks live when a cut is found, then :meth:`assigned` with the ids
+    assigned in each following frame; the first frame with any face settles it.
+    """
+
+    def __init__(self) -> None:
+        self._pending: tuple[float, frozenset[int]] | None = None
+        self.times: list[float] = []
+
+    def cut(self, seconds: float, live_track_ids: list[int]) -> None:
+        # with no track live, nothing can be carried across (a cut before the first face, say)
+        self._pending = (seconds, frozenset(live_track_ids)) if live_track_ids else None
+
+    def assigned(self, track_ids: list[int]) -> None:
+        if self._pending is None or not track_ids:
+            return
+        seconds, live = self._pending
+        self._pending = None
+        if live.intersection(track_ids):
+            self.times.append(seconds)

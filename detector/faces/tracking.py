@@ -97,6 +97,10 @@ class FaceTracker:
         self._tracks = []
         return ended
 
+    def live_ids(self, seconds: float) -> list[int]:
+        """Tracks a face at ``seconds`` could still continue without the stricter re-attach distance."""
+        return [t.track_id for t in self._tracks if seconds - t.last_seen <= self.options.max_gap_s]
+
     @property
     def track_count(self) -> int:
         """Tracks started so far (also those ended by a cut)."""

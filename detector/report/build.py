@@ -135,22 +135,33 @@ def _evidence(outcomes: list[_TrackOutcome], count: int, min_gap: float) -> list
     return sorted(chosen, key=lambda e: e.time_s)
 
 
-def caveats(tracks: list[TrackReport], small_face_px: float | None) -> list[str]:
+def _merge_caveat(cuts_crossed: int) -> str:
+    times = "once" if cuts_crossed == 1 else f"{cuts_crossed} times"
+    return (f"The picture cut to another camera while a participant was on screen, and their track was carried "
+            f"across the cut {times}, as in recordings that show only the active speaker: two people may have been "
+            "merged into one participant, which averages their evidence and can hide a swapped face. Scan again "
+            "with --speaker-view (ScanOptions.shot_cuts) to end tracks at cuts.")
+
+
+def caveats(tracks: list[TrackReport], small_face_px: float | None, cuts_crossed: int = 0) -> list[str]:
     """When the call's verdict deserves less trust than the per-participant dev figures suggest.
 
-    Both were measured (README, "How good"): each further judged participant
-    is another chance for a genuine face to cross the threshold, since a call
-    takes its most suspicious one; and scores rise for faces smaller than those
-    the fusion was calibrated on. Both are about false alarms, so a call whose
-    participants are all "likely genuine" gets none. ``small_face_px`` is the
-    fusion's training faces' 5th percentile height (None: the model does not
-    say, no warning).
+    The first two were measured (README, "How good"): each further judged
+    participant is another chance for a genuine face to cross the threshold,
+    since a call takes its most suspicious one; and scores rise for faces
+    smaller than those the fusion was calibrated on. Both are about false
+    alarms, so a call whose participants are all "likely genuine" gets neither.
+    ``small_face_px`` is the fusion's training faces' 5th percentile height
+    (None: the model does not say, no warning). The third is about misses, so
+    it is given whatever the verdict: ``cuts_crossed`` tracks were carried
+    across a cut between cameras (a scan without ``shot_cuts``), where two
+    people's faces may have been averaged into one participant.
     """
+    out = [_merge_caveat(cuts_crossed)] if cuts_crossed and tracks else []
     judged = [t for t in tracks if t.probability is not None]
     doubted = [t for t in judged if t.verdict != Verdict.likely_genuine]
     if not doubted:
-        return []
-    out = []
+        return out
     if len(judged) >= 2:
         out.append(f"{len(judged)} participants were judged and the call takes the most suspicious, so a genuine "
                    "call with several people is called face-swapped more often than one with a single face; "
@@ -210,13 +221,16 @@ def build_report(analysis: CallAnalysis, fusion: FusionModel | None, sha256: str
         average_fps=None if info.average_rate is None else round(float(info.average_rate), 3),
         analysed_frames=analysis.analysed_frames, decoded_frames=analysis.decoded_frames,
         analysis_fps=opts.analysis_fps, truncated=analysis.truncated,
-        shot_cuts_s=[round(c, 3) for c in analysis.shot_cuts])
+        shot_cuts_s=[round(c, 3) for c in analysis.shot_cuts],
+        cuts_crossed_s=[round(c, 3) for c in analysis.cuts_crossed])
     thresholds = (Thresholds(low=fusion.low, high=fusion.high, segment=fusion.segment_high) if fusion is not None
                   else Thresholds(low=0.5, high=0.5))
     return Report(detector_version=__version__, verdict=verdict, probability=None if prob is None else round(prob, 4),
                   thresholds=thresholds, video=video,
-                  summary=summarize(verdict, prob, tracks, segments, len(analysis.shot_cuts)),
+                  # the summary's sentence on cuts describes joining turns, which only the option does
+                  summary=summarize(verdict, prob, tracks, segments, len(analysis.shot_cuts) if opts.shot_cuts else 0),
                   tracks=tracks, segments=segments, evidence=evidence,
-                  caveats=caveats(tracks, fusion.small_face_px if fusion is not None else None),
+                  caveats=caveats(tracks, fusion.small_face_px if fusion is not None else None,
+                                  len(analysis.cuts_crossed)),
                   settings=opts.to_dict(),
                   timings_s={k: round(v, 3) for k, v in analysis.timings.items()})

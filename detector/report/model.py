@@ -63,9 +63,13 @@ class VideoMeta(BaseModel):
     decoded_frames: int = 0
     analysis_fps: float
     truncated: bool = False
-    #: times (s) at which the whole picture cut to another camera (an active-speaker recording); each
-    #: participant's turns on either side of cuts are joined by appearance into one track
+    #: times (s) at which the whole picture cut to another camera (an active-speaker recording). With the
+    #: ``shot_cuts`` setting (``--speaker-view``) tracks end there and each participant's turns are joined by
+    #: appearance; without it they are only recorded
     shot_cuts_s: list[float] = Field(default_factory=list)
+    #: the cuts a participant's track was carried across, in a scan without ``shot_cuts``: two people may have been
+    #: merged into one participant (the report's caveats say so)
+    cuts_crossed_s: list[float] = Field(default_factory=list)
 
 
 class CheckResult(BaseModel):

@@ -4,7 +4,8 @@ import pytest
 
 from detector.analysis import ThumbnailStore
 from detector.faces.linking import AppearanceSignature, LinkOptions, link_tracks, signature_distance, surroundings
-from detector.faces.shots import ShotCutDetector, ShotCutOptions, content_change
+from detector.faces.shots import CutCrossings, ShotCutDetector, ShotCutOptions, content_change
+from detector.faces.tracking import FaceTracker
 from detector.timeline import FeatureMean, TrackTimeline
 
 
@@ -38,6 +39,35 @@ def test_cuts_closer_than_min_shot_are_one():
     frames = [a, b, a, a, a, a, a, a, b]  # a one-frame flash of b, then b again 0.7 s after the first cut
     cuts = [i for i, f in enumerate(frames) if det.update(i * 0.1, _noisy(f, rng))]
     assert cuts == [1, 8]
+
+
+def test_cut_crossings_count_only_a_track_carried_across():
+    crossings = CutCrossings()
+    crossings.cut(1.0, [])  # before any face: nothing to carry
+    crossings.assigned([0])
+    crossings.cut(2.0, [0, 1])
+    crossings.assigned([])  # no face in the first frame after the cut: not settled yet
+    crossings.assigned([5])  # a new track: the face after the cut was not taken for one before it
+    crossings.cut(3.0, [5])
+    crossings.assigned([5, 6])  # the track from before the cut goes on
+    crossings.assigned([5])  # settled once: later frames of the same shot add nothing
+    assert crossings.times == [3.0]
+
+
+def test_tracker_live_ids_leave_out_tracks_lost_too_long():
+    from detector.faces.landmarks import FaceLandmarks
+
+    def face(x: float) -> FaceLandmarks:
+        pts = np.zeros((478, 3), np.float32)
+        pts[:, 0] = np.linspace(x, x + 60, 478)
+        pts[:, 1] = np.linspace(50, 110, 478)
+        return FaceLandmarks(points=pts)
+
+    tracker = FaceTracker()
+    tracker.update(0.0, [face(10), face(300)])
+    tracker.update(1.0, [face(10)])
+    assert tracker.live_ids(1.5) == [0, 1]
+    assert tracker.live_ids(2.5) == [0]  # track 1 last seen at 0.0, more than max_gap_s (2 s) before
 
 
 def test_hue_change_is_circular():

@@ -33,12 +33,25 @@ def test_each_participant_is_one_track_across_their_turns(speaker_clip):
     assert first.duration == pytest.approx(2.8, abs=0.25) and first.duration < first.last_seen - first.first_seen
 
 
-def test_without_cut_detection_two_people_become_one_track(speaker_clip):
-    # what the tracker did before cuts were detected: the faces sit in one place, so they are one "participant"
-    with Analyzer(ScanOptions(use_fusion=False)) as a:  # the default
-        analysis = a.analyse(speaker_clip)
-    assert analysis.shot_cuts == []
-    assert len(_participants(analysis)) == 1
+def test_without_the_option_two_people_become_one_track_and_the_report_warns(speaker_clip):
+    # the default: the faces sit in one place, so the tracker makes them one "participant"; the cuts are found
+    # and, since the track was carried across each of them, the report says two people may be merged
+    with Analyzer(ScanOptions()) as a:
+        report = a.scan(speaker_clip)
+    assert len([t for t in report.tracks if t.probability is not None]) == 1
+    assert [round(c, 1) for c in report.video.shot_cuts_s] == [1.5, 3.0, 4.5]
+    assert [round(c, 1) for c in report.video.cuts_crossed_s] == [1.5, 3.0, 4.5]
+    assert any("carried across the cut 3 times" in c and "--speaker-view" in c for c in report.caveats)
+    assert "cuts between cameras" not in report.summary  # that sentence is about joining turns, which it did not
+
+
+def test_a_recording_without_cuts_gets_no_merge_warning(tmp_path):
+    from detector.synth import render_call
+
+    with Analyzer(ScanOptions()) as a:
+        report = a.scan(render_call(tmp_path / "one.mp4", seconds=3.0, seed=2))
+    assert report.video.shot_cuts_s == [] and report.video.cuts_crossed_s == []
+    assert not any("--speaker-view" in c for c in report.caveats)
 
 
 def test_report_counts_both_participants(speaker_clip):
@@ -49,6 +62,7 @@ def test_report_counts_both_participants(speaker_clip):
     assert report.probability == max(t.probability for t in judged)
     assert [round(c, 1) for c in report.video.shot_cuts_s] == [1.5, 3.0, 4.5]
     assert "cuts between cameras 3 times" in report.summary
+    assert report.video.cuts_crossed_s == [] and not any("--speaker-view" in c for c in report.caveats)
 
 
 def test_scan_cli_speaker_view_flag(speaker_clip, tmp_path):

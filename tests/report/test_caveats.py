@@ -67,3 +67,12 @@ def test_caveats_reach_json_text_and_html(tmp_path):
     assert Report.from_json(report.to_json()).caveats == report.caveats
     assert "caution: Small face: participant 1" in render_text(report)
     assert "<strong>Caution:</strong> Small face: participant 1" in render_html(report)
+
+
+def test_a_track_carried_across_cuts_is_warned_of_whatever_the_verdict():
+    genuine = [_track(0, 0.05, verdict=Verdict.likely_genuine)]
+    out = caveats(genuine, small_face_px=112.0, cuts_crossed=4)
+    assert len(out) == 1 and "4 times" in out[0] and "--speaker-view" in out[0]
+    assert "once" in caveats(genuine, small_face_px=112.0, cuts_crossed=1)[0]
+    assert caveats(genuine, small_face_px=112.0, cuts_crossed=0) == []
+    assert caveats([], small_face_px=112.0, cuts_crossed=2) == []  # no participant: nothing to merge
