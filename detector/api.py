@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from dataclasses import replace
 
 from detector.analysis import CallAnalysis, ProgressCallback, analyse_video, landmark_options, selected_checks
 from detector.checks import CHECKS, CheckContext
@@ -79,15 +80,19 @@ class Analyzer:
         """
         return analyse_video(os.fspath(path), self.options, self.context, progress, should_stop)
 
-    def scan(self, path: str | os.PathLike, progress: ProgressCallback | None = None, should_stop=None) -> Report:
+    def scan(self, path: str | os.PathLike, progress: ProgressCallback | None = None, should_stop=None,
+             shot_cuts: bool | None = None) -> Report:
+        """Scan one recording. ``shot_cuts`` overrides ``options.shot_cuts`` for this recording only (the web app
+        asks per upload whether it is an active-speaker recording); None keeps the analyzer's setting."""
         path = os.fspath(path)
+        options = self.options if shot_cuts is None else replace(self.options, shot_cuts=bool(shot_cuts))
         if not os.path.isfile(path):
             raise InputError(f"no such file: {path}")
         t0 = time.perf_counter()
         sha = file_sha256(path) if self.options.hash_file else None
         # the scan keeps only the fusion's verdict on each timeline window, not its features
         reducer = self.fusion.score_window if self.fusion is not None else _drop_window
-        analysis = analyse_video(path, self.options, self.context, progress, should_stop, reducer)
+        analysis = analyse_video(path, options, self.context, progress, should_stop, reducer)
         report = build_report(analysis, self.fusion, sha256=sha)
         report.timings_s["total"] = round(time.perf_counter() - t0, 3)
         if progress is not None:

@@ -139,8 +139,9 @@ def _merge_caveat(cuts_crossed: int) -> str:
     times = "once" if cuts_crossed == 1 else f"{cuts_crossed} times"
     return (f"The picture cut to another camera while a participant was on screen, and their track was carried "
             f"across the cut {times}, as in recordings that show only the active speaker: two people may have been "
-            "merged into one participant, which averages their evidence and can hide a swapped face. Scan again "
-            "with --speaker-view (ScanOptions.shot_cuts) to end tracks at cuts.")
+            "merged into one participant, which averages their evidence and can hide a swapped face. Scan it "
+            "again as an active-speaker recording, which ends tracks at cuts (--speaker-view on the command line, "
+            "ScanOptions.shot_cuts in the library, the button below in the web app).")
 
 
 def caveats(tracks: list[TrackReport], small_face_px: float | None, cuts_crossed: int = 0) -> list[str]:

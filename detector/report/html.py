@@ -49,6 +49,8 @@ class WebLinks:
     html_url: str
     delete_url: Optional[str] = None
     retry_url: Optional[str] = None
+    #: POST here to analyse the recording again with tracks ending at cuts (shown when the report warns of a merge)
+    speaker_view_url: Optional[str] = None
     original_name: Optional[str] = None
     static_url: str = "/static"
 

@@ -36,6 +36,8 @@ from detector.web.worker import AnalyzerFactory, WorkerPool
 
 log = logging.getLogger("detector.web")
 
+_FLAGS = {"1": True, "true": True, "on": True, "yes": True, "0": False, "false": False, "off": False, "no": False}
+
 COOKIE = "detector_token"
 TOKEN_HEADER = "x-detector-token"
 _STATIC_DIR = Path(__file__).with_name("static")
@@ -238,7 +240,7 @@ def create_app(settings: WebSettings | None = None, analyzer_factory: AnalyzerFa
             "queue_position": store().queue_position(job), "attempts": job.attempts,
             "created_at": job.created_at, "started_at": job.started_at, "finished_at": job.finished_at,
             "verdict": job.verdict, "verdict_label": _verdict_label(job.verdict), "tone": _tone(job.verdict),
-            "probability": job.probability,
+            "probability": job.probability, "speaker_view": job.speaker_view,
             "error": None if job.error_code is None else {"code": job.error_code, "message": job.error_message},
             "urls": {"page": f"/jobs/{job.id}", "report_json": f"/jobs/{job.id}/report.json",
                      "report_html": f"/jobs/{job.id}/report.html", "api": f"/api/jobs/{job.id}"},
@@ -264,8 +266,19 @@ def create_app(settings: WebSettings | None = None, analyzer_factory: AnalyzerFa
                 "analysis_error": p.startup_error, "queued": store().count_queued(),
                 "max_upload_bytes": settings.max_upload_bytes}
 
+    def speaker_view_param(value: Optional[str]) -> bool:
+        """``?speaker_view=1|0`` (also true/false, on/off); absent: the server's ``--speaker-view`` setting."""
+        if value is None:
+            return settings.scan_options.shot_cuts
+        flag = _FLAGS.get(value.strip().lower())
+        if flag is None:
+            raise HTTPException(400, "speaker_view must be 1 or 0")
+        return flag
+
     @app.post("/api/jobs", status_code=201, dependencies=[Depends(guard)])
     async def create_job(request: Request):
+        # read before the body, so a bad value is refused without storing anything
+        speaker_view = speaker_view_param(request.query_params.get("speaker_view"))
         if store().count_queued() >= settings.max_queued:
             return JSONResponse({"error": "queue_full", "detail": "too many recordings are waiting; try again later"},
                                 503, headers={"Retry-After": "60"})
@@ -275,7 +288,8 @@ def create_app(settings: WebSettings | None = None, analyzer_factory: AnalyzerFa
         except UploadRejected as exc:
             return JSONResponse({"error": exc.code, "detail": exc.message}, exc.status)
         try:
-            job = store().add(received.job_id, received.original_name, received.size_bytes, received.duration_s)
+            job = store().add(received.job_id, received.original_name, received.size_bytes, received.duration_s,
+                              speaker_view=speaker_view)
         except BaseException:
             upload_path(settings.uploads_dir, received.job_id).unlink(missing_ok=True)
             raise
@@ -319,6 +333,21 @@ def create_app(settings: WebSettings | None = None, analyzer_factory: AnalyzerFa
         pool().notify()
         return job_json(store().get(job.id))
 
+    @app.post("/api/jobs/{job_id}/rescan", dependencies=[Depends(guard)])
+    async def rescan_job(job_id: str, speaker_view: Optional[str] = None):
+        """Analyse a finished or failed recording again, e.g. as an active-speaker recording after its report
+        warned that a track was carried across cuts between cameras."""
+        job = job_or_404(job_id)
+        flag = speaker_view_param(speaker_view)
+        if job.active:
+            raise HTTPException(409, "the recording is still being analysed")
+        if not upload_path(settings.uploads_dir, job.id).is_file():
+            raise HTTPException(410, "the uploaded file is gone; upload it again")
+        if not store().rescan(job.id, flag):  # it became active or was deleted in between
+            raise HTTPException(409, "the recording is still being analysed")
+        pool().notify()
+        return job_json(store().get(job.id))
+
     # -- pages ----------------------------------------------------------------
 
     def page(name: str, **ctx) -> HTMLResponse:
@@ -337,9 +366,12 @@ def create_app(settings: WebSettings | None = None, analyzer_factory: AnalyzerFa
         job = job_or_404(job_id)
         if job.state == "done":
             report = report_or_404(job)
+            # a report that warns of a track carried across cuts offers the scan that ends tracks there
+            rescan = (f"/api/jobs/{job.id}/rescan?speaker_view=1"
+                      if report.video.cuts_crossed_s and not job.speaker_view else None)
             links = WebLinks(home_url="/", json_url=f"/jobs/{job.id}/report.json",
                              html_url=f"/jobs/{job.id}/report.html", delete_url=f"/api/jobs/{job.id}",
-                             original_name=job.original_name)
+                             speaker_view_url=rescan, original_name=job.original_name)
             return HTMLResponse(render_html(report, web=links))
         return page("job.html.j2", job=job_json(job), analysis_error=pool().startup_error, fmt_size=_fmt_size)
 

@@ -34,7 +34,9 @@ def register(app: typer.Typer) -> None:
               speaker_view: bool = typer.Option(False, "--speaker-view",
                                                 help="Active-speaker recordings (the picture cuts between "
                                                      "participants' cameras): end tracks at cuts and join each "
-                                                     "participant's turns by appearance."),
+                                                     "participant's turns by appearance. The default for "
+                                                     "uploads: each can change it (the upload page's box, or "
+                                                     "?speaker_view=1|0 on POST /api/jobs)."),
               token: Optional[str] = typer.Option(None, "--token", envvar=TOKEN_ENV,
                                                   help=f"Access token required from browsers and API clients "
                                                        f"(also read from ${TOKEN_ENV}).")) -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: speaker_view
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -36,14 +36,15 @@ CREATE TABLE IF NOT EXISTS jobs (
     probability     REAL,
     error_code      TEXT,
     error_message   TEXT,
-    report_json     TEXT
+    report_json     TEXT,
+    speaker_view    INTEGER NOT NULL DEFAULT 0 -- 1: tracks end at cuts between cameras (an active-speaker recording)
 );
 CREATE INDEX IF NOT EXISTS jobs_state_created ON jobs (state, created_at);
 """
 
 # Every column except the report, which only the report pages read.
 _SUMMARY_COLUMNS = ("id, original_name, size_bytes, duration_s, state, progress, message, attempts, created_at, "
-                    "started_at, finished_at, verdict, probability, error_code, error_message")
+                    "started_at, finished_at, verdict, probability, error_code, error_message, speaker_view")
 
 ACTIVE_STATES = ("queued", "running")
 
@@ -65,6 +66,10 @@ class Job:
     probability: Optional[float]
     error_code: Optional[str]
     error_message: Optional[str]
+    speaker_view: bool = False
+
+    def __post_init__(self) -> None:
+        self.speaker_view = bool(self.speaker_view)  # sqlite stores it as 0/1
 
     @property
     def active(self) -> bool:
@@ -93,6 +98,9 @@ class JobStore:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(SCHEMA)
             version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version == 1:  # a database from before speaker_view: every job in it was scanned without
+                db.execute("ALTER TABLE jobs ADD COLUMN speaker_view INTEGER NOT NULL DEFAULT 0")
+                version = 0
             if version == 0:
                 db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             elif version != SCHEMA_VERSION:
@@ -120,13 +128,24 @@ class JobStore:
 
     # -- writes ---------------------------------------------------------------
 
-    def add(self, job_id: str, original_name: str, size_bytes: int, duration_s: float | None) -> Job:
+    def add(self, job_id: str, original_name: str, size_bytes: int, duration_s: float | None,
+            speaker_view: bool = False) -> Job:
         now = time.time()
         with self._write() as db:
-            db.execute("INSERT INTO jobs (id, original_name, size_bytes, duration_s, state, message, created_at) "
-                       "VALUES (?, ?, ?, ?, 'queued', 'waiting for a worker', ?)",
-                       (job_id, original_name, size_bytes, duration_s, now))
+            db.execute("INSERT INTO jobs (id, original_name, size_bytes, duration_s, state, message, created_at, "
+                       "speaker_view) VALUES (?, ?, ?, ?, 'queued', 'waiting for a worker', ?, ?)",
+                       (job_id, original_name, size_bytes, duration_s, now, int(speaker_view)))
         return self.get(job_id)
+
+    def rescan(self, job_id: str, speaker_view: bool) -> bool:
+        """Queue a finished or failed job again, with ``speaker_view`` set as asked; its old report is dropped."""
+        with self._write() as db:
+            cur = db.execute("UPDATE jobs SET state = 'queued', progress = 0, message = 'waiting for a worker', "
+                             "attempts = 0, started_at = NULL, finished_at = NULL, verdict = NULL, "
+                             "probability = NULL, error_code = NULL, error_message = NULL, report_json = NULL, "
+                             "speaker_view = ? WHERE id = ? AND state IN ('done', 'failed')",
+                             (int(speaker_view), job_id))
+            return cur.rowcount == 1
 
     def claim_next(self) -> Optional[Job]:
         """Atomically move the oldest queued job to running and return it."""

@@ -33,7 +33,7 @@ _PROGRESS_STEP = 0.02  # ...or when it moved this much, so a jump is never hidde
 
 
 class ScanningAnalyzer(Protocol):
-    def scan(self, path, progress=None, should_stop=None) -> Report: ...
+    def scan(self, path, progress=None, should_stop=None, shot_cuts=None) -> Report: ...
 
     def close(self) -> None: ...
 
@@ -154,7 +154,7 @@ class WorkerPool:
 
         self.store.set_progress(job.id, 0.0, "analysing")
         try:
-            report = analyzer.scan(path, progress=progress, should_stop=should_stop)
+            report = analyzer.scan(path, progress=progress, should_stop=should_stop, shot_cuts=job.speaker_view)
         except Cancelled:
             if job.id not in self._cancelled:  # server stopping: resume on the next start
                 self.store.requeue(job.id, "interrupted by a server stop; will resume")

@@ -325,3 +325,68 @@ def test_security_headers(tmp_path):
         assert r.headers["x-content-type-options"] == "nosniff"
         assert client.get("/static/app.js").status_code == 200
         assert client.get("/static/../app.py").status_code == 404
+
+
+def test_speaker_view_asked_per_upload_and_checked(tmp_path, tiny_video):
+    analyzer = FakeAnalyzer()
+    with make_client(tmp_path, analyzer) as client:
+        plain = upload(client, tiny_video).json()
+        assert plain["speaker_view"] is False
+        wait_done(client, plain["id"])
+        asked = upload(client, tiny_video, params={"speaker_view": "1"}).json()
+        assert asked["speaker_view"] is True
+        wait_done(client, asked["id"])
+        assert analyzer.shot_cuts == [False, True]
+        bad = upload(client, tiny_video, params={"speaker_view": "maybe"})
+        assert bad.status_code == 400 and "speaker_view" in bad.json()["detail"]
+        assert len(stored_files(tmp_path)) == 2  # the refused upload left nothing behind
+        home = client.get("/", headers={"Accept": "text/html"})
+        assert 'id="speaker-view"' in home.text and 'id="speaker-view" checked' not in home.text
+
+
+def test_server_wide_speaker_view_is_the_uploads_default(tmp_path, tiny_video):
+    from detector.options import ScanOptions
+
+    analyzer = FakeAnalyzer()
+    with make_client(tmp_path, analyzer, scan_options=ScanOptions(shot_cuts=True)) as client:
+        job = upload(client, tiny_video).json()
+        assert job["speaker_view"] is True
+        wait_done(client, job["id"])
+        off = upload(client, tiny_video, params={"speaker_view": "0"}).json()
+        wait_done(client, off["id"])
+        assert analyzer.shot_cuts == [True, False]
+        assert 'id="speaker-view" checked' in client.get("/", headers={"Accept": "text/html"}).text
+
+
+def test_a_report_that_warns_of_merged_people_offers_a_speaker_view_rescan(tmp_path, tiny_video):
+    analyzer = FakeAnalyzer(cuts_crossed=True)
+    with make_client(tmp_path, analyzer) as client:
+        job = upload(client, tiny_video).json()
+        wait_done(client, job["id"])
+        page = client.get(f"/jobs/{job['id']}", headers={"Accept": "text/html"}).text
+        url = f"/api/jobs/{job['id']}/rescan?speaker_view=1"
+        assert f'data-retry="{url}"' in page and "Scan again as an active-speaker recording" in page
+        r = client.post(url)
+        assert r.status_code == 200, r.text
+        assert r.json()["speaker_view"] is True and r.json()["verdict"] is None
+        done = wait_done(client, job["id"])
+        assert done["state"] == "done" and analyzer.shot_cuts == [False, True]
+        report = Report.from_json(client.get(f"/api/jobs/{job['id']}/report").content)
+        assert report.video.cuts_crossed_s == []  # the new report replaced the old one
+        page = client.get(f"/jobs/{job['id']}", headers={"Accept": "text/html"}).text
+        assert "Scan again as an active-speaker recording" not in page  # nothing left to offer
+        assert client.post(f"/api/jobs/{job['id']}/rescan?speaker_view=yes!").status_code == 400
+        assert client.post("/api/jobs/" + "f" * 24 + "/rescan").status_code == 404
+
+
+def test_rescan_refused_while_running_or_when_the_file_is_gone(tmp_path, tiny_video):
+    gate = threading.Event()
+    with make_client(tmp_path, FakeAnalyzer(gate=gate)) as client:
+        job = upload(client, tiny_video).json()
+        wait_for(lambda: client.get(f"/api/jobs/{job['id']}").json()["state"] == "running")
+        assert client.post(f"/api/jobs/{job['id']}/rescan?speaker_view=1").status_code == 409
+        gate.set()
+        wait_done(client, job["id"])
+        (tmp_path / "data" / "uploads" / job["id"]).unlink()
+        assert client.post(f"/api/jobs/{job['id']}/rescan?speaker_view=1").status_code == 410
+        assert client.get(f"/api/jobs/{job['id']}").json()["state"] == "done"  # the report is kept

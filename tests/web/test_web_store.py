@@ -88,3 +88,35 @@ def test_one_server_per_data_dir(tmp_path):
                 pass
     with TestClient(create_app(settings, analyzer_factory=FakeAnalyzer)) as client:  # released on shutdown
         assert client.get("/api/health").status_code == 200
+
+
+def test_a_database_from_before_speaker_view_is_upgraded_and_keeps_its_jobs(tmp_path):
+    path = tmp_path / "jobs.sqlite3"
+    with sqlite3.connect(path) as db:  # schema 1, as the store created it before speaker_view
+        db.executescript("""CREATE TABLE jobs (id TEXT PRIMARY KEY, original_name TEXT NOT NULL,
+            size_bytes INTEGER NOT NULL, duration_s REAL, state TEXT NOT NULL, progress REAL NOT NULL DEFAULT 0,
+            message TEXT NOT NULL DEFAULT '', attempts INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL,
+            started_at REAL, finished_at REAL, verdict TEXT, probability REAL, error_code TEXT,
+            error_message TEXT, report_json TEXT);""")
+        db.execute("INSERT INTO jobs (id, original_name, size_bytes, state, created_at, verdict, report_json) "
+                   "VALUES (?, 'old.mp4', 5, 'done', 1.0, 'likely_genuine', '{}')", ("a" * 24,))
+        db.execute("PRAGMA user_version=1")
+    store = JobStore(path)
+    old = store.get("a" * 24)
+    assert old.original_name == "old.mp4" and old.state == "done" and old.speaker_view is False
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+    JobStore(path)  # opening it again changes nothing
+
+
+def test_rescan_requeues_a_finished_job_with_the_option_and_drops_its_report(tmp_path):
+    store = JobStore(tmp_path / "jobs.sqlite3")
+    store.add("d" * 24, "d.mp4", 1, None)
+    assert store.rescan("d" * 24, speaker_view=True) is False  # queued: nothing to scan again
+    job = store.claim_next()
+    store.finish(job.id, "likely_genuine", 0.1, "{}")
+    assert store.rescan(job.id, speaker_view=True) is True
+    again = store.get(job.id)
+    assert again.state == "queued" and again.speaker_view is True and again.verdict is None
+    assert again.attempts == 0 and store.report_json(job.id) is None
+    assert store.add("e" * 24, "e.mp4", 1, None, speaker_view=True).speaker_view is True

@@ -73,17 +73,22 @@ class FakeAnalyzer:
     instances = 0
     lock = threading.Lock()
 
-    def __init__(self, gate: threading.Event | None = None, fail_with: Exception | None = None, steps: int = 4):
+    def __init__(self, gate: threading.Event | None = None, fail_with: Exception | None = None, steps: int = 4,
+                 cuts_crossed: bool = False):
         with FakeAnalyzer.lock:
             FakeAnalyzer.instances += 1
         self.gate = gate
         self.fail_with = fail_with
         self.steps = steps
+        #: report a track carried across a cut when scanned without shot_cuts (an active-speaker recording)
+        self.cuts_crossed = cuts_crossed
         self.scanned: list[str] = []
+        self.shot_cuts: list = []  # what each scan was asked: None (the analyzer's setting), True or False
         self.closed = False
 
-    def scan(self, path, progress=None, should_stop=None):
+    def scan(self, path, progress=None, should_stop=None, shot_cuts=None):
         self.scanned.append(str(path))
+        self.shot_cuts.append(shot_cuts)
         probe(path)  # bad files raise InputError like the real analyzer
         for i in range(self.steps):
             if should_stop and should_stop():
@@ -99,6 +104,10 @@ class FakeAnalyzer:
         if self.fail_with is not None:
             raise self.fail_with
         report = fake_report(str(path))
+        report.video.shot_cuts_s = [0.5] if self.cuts_crossed else []
+        if self.cuts_crossed and not shot_cuts:
+            report.video.cuts_crossed_s = [0.5]
+            report.caveats = ["a track was carried across the cut once"]
         if progress:
             progress(1.0, "done")
         return report

@@ -152,7 +152,9 @@
     }
     uploading++;
     const xhr = new XMLHttpRequest();
-    xhr.open("POST", form.getAttribute("data-endpoint"));
+    const speakerView = document.getElementById("speaker-view");
+    const endpoint = form.getAttribute("data-endpoint") + (speakerView ? "?speaker_view=" + (speakerView.checked ? "1" : "0") : "");
+    xhr.open("POST", endpoint);
     xhr.setRequestHeader("Content-Type", "application/octet-stream");
     xhr.setRequestHeader("X-File-Name", encodeURIComponent(file.name));
     xhr.setRequestHeader("Accept", "application/json");
