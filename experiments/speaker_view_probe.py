@@ -113,7 +113,7 @@ def _changes(path: str) -> list[tuple[float, float]]:
     options, detector, out = ScanOptions(), ShotCutDetector(), []
     with PyAVSource(path, max_side=options.max_side) as source:
         for frame in source.frames(rate=Fraction(options.analysis_fps).limit_denominator(1000)):
-            c = detector.change(frame.image)
+            c = detector.change(detector.small_hsv(frame.image))
             if c is not None:
                 out.append((frame.seconds, c))
     return out

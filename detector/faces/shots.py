@@ -52,10 +52,12 @@ class ShotCutOptions:
 def content_change(previous_hsv: np.ndarray, current_hsv: np.ndarray) -> float:
     """Mean absolute change of the three HSV channels between two small frames (0-255 scale)."""
     diff = cv2.absdiff(previous_hsv, current_hsv)
-    # hue is circular (OpenCV's 8-bit hue runs 0-179): a change of 170 is a change of 10
-    hue = diff[..., 0].astype(np.int16)
-    hue = np.minimum(hue, 180 - hue).astype(np.float64) * (255.0 / 90.0)
-    return float((hue.mean() + diff[..., 1].mean() + diff[..., 2].mean()) / 3.0)
+    # hue is circular (OpenCV's 8-bit hue runs 0-179): a change of 170 is a change of 10 (uint8 is enough: the
+    # difference is at most 179); every scan runs this per analysed frame, hence cv2.mean rather than numpy
+    hue = diff[..., 0]
+    diff[..., 0] = np.minimum(hue, 180 - hue)
+    h, s, v, _ = cv2.mean(diff)
+    return (h * (255.0 / 90.0) + s + v) / 3.0
 
 
 class ShotCutDetector:
@@ -69,19 +71,33 @@ class ShotCutDetector:
         self.cuts: list[float] = []
 
     @staticmethod
-    def _small_hsv(image_rgb: np.ndarray) -> np.ndarray:
+    def small_hsv(image_rgb: np.ndarray) -> np.ndarray:
+        """The small HSV copy frames are compared on.
+
+        Every scan makes one per analysed frame, so it must be cheap: one pixel in four each way is picked
+        (nearest neighbour) before the area average, so each cell of the copy averages 25 or more samples of
+        its part of the frame instead of all of them. For a 720p frame that takes about 0.23 ms instead of
+        1.3 ms (the full area average cost a scan about 7% of its speed on this 2-core machine).
+        """
+        h, w = image_rgb.shape[:2]
+        cw, ch = _COMPARE_SIZE
+        if w >= 4 * cw and h >= 4 * ch:
+            image_rgb = cv2.resize(image_rgb, (w // 4, h // 4), interpolation=cv2.INTER_NEAREST)
         small = cv2.resize(image_rgb, _COMPARE_SIZE, interpolation=cv2.INTER_AREA)
         return cv2.cvtColor(small, cv2.COLOR_RGB2HSV)
 
-    def change(self, image_rgb: np.ndarray) -> float | None:
+    def change(self, small_hsv: np.ndarray) -> float | None:
         """The content change from the previous frame to this one, and remember this one (None for the first)."""
-        hsv = self._small_hsv(image_rgb)
-        prev, self._previous = self._previous, hsv
-        return None if prev is None else content_change(prev, hsv)
+        prev, self._previous = self._previous, small_hsv
+        return None if prev is None else content_change(prev, small_hsv)
 
     def update(self, seconds: float, image_rgb: np.ndarray) -> bool:
         """Whether the picture cut to another shot between the previous analysed frame and this one."""
-        change = self.change(image_rgb)
+        return self.update_small(seconds, self.small_hsv(image_rgb))
+
+    def update_small(self, seconds: float, small_hsv: np.ndarray) -> bool:
+        """:meth:`update` for a frame whose :meth:`small_hsv` copy was already made."""
+        change = self.change(small_hsv)
         if change is None or change < self.options.threshold:
             return False
         if self._last_cut is not None and seconds - self._last_cut < self.options.min_shot_s:

@@ -137,11 +137,11 @@ def _evidence(outcomes: list[_TrackOutcome], count: int, min_gap: float) -> list
 
 def _merge_caveat(cuts_crossed: int) -> str:
     times = "once" if cuts_crossed == 1 else f"{cuts_crossed} times"
-    return (f"The picture cut to another camera while a participant was on screen, and their track was carried "
-            f"across the cut {times}, as in recordings that show only the active speaker: two people may have been "
-            "merged into one participant, which averages their evidence and can hide a swapped face. Scan it "
-            "again as an active-speaker recording, which ends tracks at cuts (--speaker-view on the command line, "
-            "ScanOptions.shot_cuts in the library, the button below in the web app).")
+    return (f"The whole picture changed at once while a participant was on screen, as at a cut between cameras, "
+            f"and their track was carried across such a change {times}. In recordings that show only the active "
+            "speaker, two people may then have been merged into one participant, which averages their evidence "
+            "and can hide a swapped face. Scan it again as an active-speaker recording, which ends tracks at cuts "
+            "(--speaker-view on the command line, ScanOptions.shot_cuts in the library; the web app offers it).")
 
 
 def caveats(tracks: list[TrackReport], small_face_px: float | None, cuts_crossed: int = 0) -> list[str]:
@@ -154,9 +154,10 @@ def caveats(tracks: list[TrackReport], small_face_px: float | None, cuts_crossed
     alarms, so a call whose participants are all "likely genuine" gets neither.
     ``small_face_px`` is the fusion's training faces' 5th percentile height
     (None: the model does not say, no warning). The third is about misses, so
-    it is given whatever the verdict: ``cuts_crossed`` tracks were carried
-    across a cut between cameras (a scan without ``shot_cuts``), where two
-    people's faces may have been averaged into one participant.
+    it is given whatever the verdict: ``cuts_crossed`` is how many cuts
+    between cameras a track was carried across (a scan without
+    ``shot_cuts``), where two people's faces may have been averaged into one
+    participant.
     """
     out = [_merge_caveat(cuts_crossed)] if cuts_crossed and tracks else []
     judged = [t for t in tracks if t.probability is not None]

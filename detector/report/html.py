@@ -51,6 +51,8 @@ class WebLinks:
     retry_url: Optional[str] = None
     #: POST here to analyse the recording again with tracks ending at cuts (shown when the report warns of a merge)
     speaker_view_url: Optional[str] = None
+    #: a line above the report (a re-scan that failed and left this, the earlier report)
+    notice: Optional[str] = None
     original_name: Optional[str] = None
     static_url: str = "/static"
 

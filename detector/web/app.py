@@ -343,7 +343,12 @@ def create_app(settings: WebSettings | None = None, analyzer_factory: AnalyzerFa
             raise HTTPException(409, "the recording is still being analysed")
         if not upload_path(settings.uploads_dir, job.id).is_file():
             raise HTTPException(410, "the uploaded file is gone; upload it again")
+        if pool().startup_error:  # no worker could run it: keep the report the user has
+            raise HTTPException(503, f"the analysis cannot run on this server: {pool().startup_error}")
+        if store().count_queued() >= settings.max_queued:
+            raise HTTPException(503, "too many recordings are waiting; try again later")
         if not store().rescan(job.id, flag):  # it became active or was deleted in between
+            job_or_404(job_id)
             raise HTTPException(409, "the recording is still being analysed")
         pool().notify()
         return job_json(store().get(job.id))
@@ -367,11 +372,14 @@ def create_app(settings: WebSettings | None = None, analyzer_factory: AnalyzerFa
         if job.state == "done":
             report = report_or_404(job)
             # a report that warns of a track carried across cuts offers the scan that ends tracks there
-            rescan = (f"/api/jobs/{job.id}/rescan?speaker_view=1"
-                      if report.video.cuts_crossed_s and not job.speaker_view else None)
+            # (the same condition as the report's caveat: a carried track, and a participant reported)
+            crossed = bool(report.video.cuts_crossed_s and report.tracks and not report.settings.get("shot_cuts"))
+            rescan = f"/api/jobs/{job.id}/rescan?speaker_view=1" if crossed else None
+            notice = (f"Scanning this recording again failed ({job.error_message}); this is the earlier report."
+                      if job.error_message else None)
             links = WebLinks(home_url="/", json_url=f"/jobs/{job.id}/report.json",
                              html_url=f"/jobs/{job.id}/report.html", delete_url=f"/api/jobs/{job.id}",
-                             speaker_view_url=rescan, original_name=job.original_name)
+                             speaker_view_url=rescan, notice=notice, original_name=job.original_name)
             return HTMLResponse(render_html(report, web=links))
         return page("job.html.j2", job=job_json(job), analysis_error=pool().startup_error, fmt_size=_fmt_size)
 

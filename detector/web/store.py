@@ -9,6 +9,7 @@ file removal, with nothing left behind.
 """
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
@@ -37,7 +38,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     error_code      TEXT,
     error_message   TEXT,
     report_json     TEXT,
-    speaker_view    INTEGER NOT NULL DEFAULT 0 -- 1: tracks end at cuts between cameras (an active-speaker recording)
+    speaker_view    INTEGER                    -- 1: tracks end at cuts between cameras (an active-speaker
+                                               -- recording); NULL (jobs from schema 1): the server's setting
 );
 CREATE INDEX IF NOT EXISTS jobs_state_created ON jobs (state, created_at);
 """
@@ -66,10 +68,12 @@ class Job:
     probability: Optional[float]
     error_code: Optional[str]
     error_message: Optional[str]
-    speaker_view: bool = False
+    #: None: not recorded (a job from schema 1 not yet finished): scanned with the server's setting
+    speaker_view: Optional[bool] = False
 
     def __post_init__(self) -> None:
-        self.speaker_view = bool(self.speaker_view)  # sqlite stores it as 0/1
+        if self.speaker_view is not None:
+            self.speaker_view = bool(self.speaker_view)  # sqlite stores it as 0/1
 
     @property
     def active(self) -> bool:
@@ -97,14 +101,33 @@ class JobStore:
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(SCHEMA)
+        with self._write() as db:  # one transaction: a stop halfway leaves schema 1 as it was
             version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version == 1:  # a database from before speaker_view: every job in it was scanned without
-                db.execute("ALTER TABLE jobs ADD COLUMN speaker_view INTEGER NOT NULL DEFAULT 0")
+            if version == 1:
+                self._upgrade_from_1(db)
                 version = 0
             if version == 0:
                 db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             elif version != SCHEMA_VERSION:
                 raise RuntimeError(f"job database {self.path} has schema {version}, expected {SCHEMA_VERSION}")
+
+    @staticmethod
+    def _upgrade_from_1(db: sqlite3.Connection) -> None:
+        """Schema 1 had no speaker_view column; its server applied ``serve --speaker-view`` to every job.
+
+        A finished job's report says how it was scanned; the others keep NULL, which the worker reads as "the
+        server's setting", as schema 1 did.
+        """
+        columns = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+        if "speaker_view" not in columns:
+            db.execute("ALTER TABLE jobs ADD COLUMN speaker_view INTEGER")
+        for job_id, text in db.execute("SELECT id, report_json FROM jobs WHERE report_json IS NOT NULL").fetchall():
+            try:
+                flag = json.loads(text).get("settings", {}).get("shot_cuts")
+            except (ValueError, AttributeError):
+                continue
+            if isinstance(flag, bool):
+                db.execute("UPDATE jobs SET speaker_view = ? WHERE id = ?", (int(flag), job_id))
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -138,12 +161,15 @@ class JobStore:
         return self.get(job_id)
 
     def rescan(self, job_id: str, speaker_view: bool) -> bool:
-        """Queue a finished or failed job again, with ``speaker_view`` set as asked; its old report is dropped."""
+        """Queue a finished or failed job again, with ``speaker_view`` set as asked.
+
+        Its old report stays stored (hidden while the job is not done) until the new scan's report replaces it in
+        :meth:`finish`; if the new scan fails, :meth:`fail` shows it again, with the failure as the job's message.
+        """
         with self._write() as db:
             cur = db.execute("UPDATE jobs SET state = 'queued', progress = 0, message = 'waiting for a worker', "
-                             "attempts = 0, started_at = NULL, finished_at = NULL, verdict = NULL, "
-                             "probability = NULL, error_code = NULL, error_message = NULL, report_json = NULL, "
-                             "speaker_view = ? WHERE id = ? AND state IN ('done', 'failed')",
+                             "attempts = 0, started_at = NULL, finished_at = NULL, error_code = NULL, "
+                             "error_message = NULL, speaker_view = ? WHERE id = ? AND state IN ('done', 'failed')",
                              (int(speaker_view), job_id))
             return cur.rowcount == 1
 
@@ -173,8 +199,13 @@ class JobStore:
             return cur.rowcount == 1
 
     def fail(self, job_id: str, code: str, message: str) -> bool:
+        """The analysis failed. A job that still holds a report (a failed re-scan) goes back to 'done' with it, so
+        nothing is lost; the failure stays in its error columns."""
         with self._write() as db:
-            cur = db.execute("UPDATE jobs SET state = 'failed', message = 'failed', finished_at = ?, "
+            cur = db.execute("UPDATE jobs SET state = CASE WHEN report_json IS NULL THEN 'failed' ELSE 'done' END, "
+                             "message = CASE WHEN report_json IS NULL THEN 'failed' "
+                             "ELSE 'scanning again failed; the earlier report is kept' END, "
+                             "progress = CASE WHEN report_json IS NULL THEN progress ELSE 1 END, finished_at = ?, "
                              "error_code = ?, error_message = ? WHERE id = ? AND state IN ('queued', 'running')",
                              (time.time(), code, message, job_id))
             return cur.rowcount == 1

@@ -131,8 +131,10 @@ class WorkerPool:
             self._scan_one(analyzer, job)
         finally:
             with self._cancel_lock:
-                self._running.pop(job.id, None)
-                self._cancelled.discard(job.id)
+                # only our own entry: a re-scan queued the moment this one finished may already run elsewhere
+                if self._running.get(job.id) is released:
+                    self._running.pop(job.id)
+                    self._cancelled.discard(job.id)
             released.set()
 
     def _scan_one(self, analyzer: ScanningAnalyzer, job: Job) -> None:
@@ -154,6 +156,7 @@ class WorkerPool:
 
         self.store.set_progress(job.id, 0.0, "analysing")
         try:
+            # speaker_view None (a job from before it was stored): the analyzer's own setting, the server's
             report = analyzer.scan(path, progress=progress, should_stop=should_stop, shot_cuts=job.speaker_view)
         except Cancelled:
             if job.id not in self._cancelled:  # server stopping: resume on the next start

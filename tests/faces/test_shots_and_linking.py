@@ -47,11 +47,13 @@ def test_cut_crossings_count_only_a_track_carried_across():
     crossings.assigned([0])
     crossings.cut(2.0, [0, 1])
     crossings.assigned([])  # no face in the first frame after the cut: not settled yet
+    crossings.assigned([1])  # the first face after it continues track 1
+    crossings.cut(3.0, [1])
     crossings.assigned([5])  # a new track: the face after the cut was not taken for one before it
-    crossings.cut(3.0, [5])
+    crossings.cut(4.0, [5])
     crossings.assigned([5, 6])  # the track from before the cut goes on
     crossings.assigned([5])  # settled once: later frames of the same shot add nothing
-    assert crossings.times == [3.0]
+    assert crossings.times == [2.0, 4.0]
 
 
 def test_tracker_live_ids_leave_out_tracks_lost_too_long():

@@ -41,7 +41,7 @@ def test_without_the_option_two_people_become_one_track_and_the_report_warns(spe
     assert len([t for t in report.tracks if t.probability is not None]) == 1
     assert [round(c, 1) for c in report.video.shot_cuts_s] == [1.5, 3.0, 4.5]
     assert [round(c, 1) for c in report.video.cuts_crossed_s] == [1.5, 3.0, 4.5]
-    assert any("carried across the cut 3 times" in c and "--speaker-view" in c for c in report.caveats)
+    assert any("carried across such a change 3 times" in c and "--speaker-view" in c for c in report.caveats)
     assert "cuts between cameras" not in report.summary  # that sentence is about joining turns, which it did not
 
 
@@ -78,3 +78,15 @@ def test_scan_cli_speaker_view_flag(speaker_clip, tmp_path):
     report = json.loads(out.read_text())  # one recording: one report
     assert report["settings"]["shot_cuts"] is True and len(report["video"]["shot_cuts_s"]) == 3
     assert len([t for t in report["tracks"] if t["probability"] is not None]) == 2
+
+
+def test_scan_overrides_the_analyzers_speaker_view_per_recording(speaker_clip):
+    # the web app asks per upload: one analyzer scans either way
+    with Analyzer(ScanOptions()) as a:
+        report = a.scan(speaker_clip, shot_cuts=True)
+        assert a.options.shot_cuts is False  # the analyzer's own setting is untouched
+    assert report.settings["shot_cuts"] is True and report.video.cuts_crossed_s == []
+    assert len([t for t in report.tracks if t.probability is not None]) == 2
+    with Analyzer(ScanOptions(shot_cuts=True)) as a:
+        report = a.scan(speaker_clip, shot_cuts=False)
+    assert report.settings["shot_cuts"] is False and len(report.video.cuts_crossed_s) == 3

@@ -1,6 +1,7 @@
 """API tests of the web app with a fake analyzer (no models needed)."""
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -368,7 +369,7 @@ def test_a_report_that_warns_of_merged_people_offers_a_speaker_view_rescan(tmp_p
         assert f'data-retry="{url}"' in page and "Scan again as an active-speaker recording" in page
         r = client.post(url)
         assert r.status_code == 200, r.text
-        assert r.json()["speaker_view"] is True and r.json()["verdict"] is None
+        assert r.json()["speaker_view"] is True and r.json()["state"] in ("queued", "running")
         done = wait_done(client, job["id"])
         assert done["state"] == "done" and analyzer.shot_cuts == [False, True]
         report = Report.from_json(client.get(f"/api/jobs/{job['id']}/report").content)
@@ -390,3 +391,55 @@ def test_rescan_refused_while_running_or_when_the_file_is_gone(tmp_path, tiny_vi
         (tmp_path / "data" / "uploads" / job["id"]).unlink()
         assert client.post(f"/api/jobs/{job['id']}/rescan?speaker_view=1").status_code == 410
         assert client.get(f"/api/jobs/{job['id']}").json()["state"] == "done"  # the report is kept
+
+
+def test_a_failed_rescan_shows_the_earlier_report_with_a_notice(tmp_path, tiny_video):
+    from detector.errors import CorruptVideoError
+
+    analyzer = FakeAnalyzer(cuts_crossed=True)
+    with make_client(tmp_path, analyzer) as client:
+        job = upload(client, tiny_video).json()
+        wait_done(client, job["id"])
+        analyzer.fail_with = CorruptVideoError("the file broke")
+        assert client.post(f"/api/jobs/{job['id']}/rescan?speaker_view=1").status_code == 200
+        done = wait_done(client, job["id"])
+        assert done["state"] == "done" and done["error"]["message"] == "the file broke"
+        page = client.get(f"/jobs/{job['id']}", headers={"Accept": "text/html"}).text
+        assert "Scanning this recording again failed (the file broke)" in page and "Likely face-swapped" in page
+
+
+def test_no_rescan_offered_for_a_report_scanned_as_speaker_view(tmp_path, tiny_video):
+    analyzer = FakeAnalyzer(cuts_crossed=True)
+    with make_client(tmp_path, analyzer) as client:
+        job = upload(client, tiny_video, params={"speaker_view": "1"}).json()
+        wait_done(client, job["id"])
+        store = JobStore(tmp_path / "data" / "detector.sqlite3")
+        report = Report.from_json(store.report_json(job["id"]))
+        report.video.cuts_crossed_s = [0.5]  # as if crossings were recorded: the report's settings decide
+        report.settings = {"shot_cuts": True}
+        with sqlite3.connect(store.path) as db:
+            db.execute("UPDATE jobs SET report_json = ? WHERE id = ?", (report.to_json(), job["id"]))
+        page = client.get(f"/jobs/{job['id']}", headers={"Accept": "text/html"}).text
+        assert "Likely face-swapped" in page and "Scan again as an active-speaker recording" not in page
+
+
+def test_jobs_queued_before_speaker_view_was_stored_take_the_servers_setting(tmp_path, tiny_video):
+    from detector.options import ScanOptions
+
+    data = tmp_path / "data"
+    (data / "uploads").mkdir(parents=True)
+    job_id = "c" * 24
+    (data / "uploads" / job_id).write_bytes(tiny_video.read_bytes())
+    with sqlite3.connect(data / "detector.sqlite3") as db:  # schema 1, one job waiting
+        db.executescript("""CREATE TABLE jobs (id TEXT PRIMARY KEY, original_name TEXT NOT NULL,
+            size_bytes INTEGER NOT NULL, duration_s REAL, state TEXT NOT NULL, progress REAL NOT NULL DEFAULT 0,
+            message TEXT NOT NULL DEFAULT '', attempts INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL,
+            started_at REAL, finished_at REAL, verdict TEXT, probability REAL, error_code TEXT,
+            error_message TEXT, report_json TEXT);""")
+        db.execute("INSERT INTO jobs (id, original_name, size_bytes, state, created_at) VALUES (?, 'w.mp4', 1, "
+                   "'queued', 1.0)", (job_id,))
+        db.execute("PRAGMA user_version=1")
+    analyzer = FakeAnalyzer()
+    with make_client(tmp_path, analyzer, scan_options=ScanOptions(shot_cuts=True)) as client:
+        assert wait_done(client, job_id)["state"] == "done"
+    assert analyzer.shot_cuts == [None]  # None: the analyzer's own setting, the server's --speaker-view

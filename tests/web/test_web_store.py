@@ -90,33 +90,82 @@ def test_one_server_per_data_dir(tmp_path):
         assert client.get("/api/health").status_code == 200
 
 
+_SCHEMA_1 = """CREATE TABLE jobs (id TEXT PRIMARY KEY, original_name TEXT NOT NULL,
+    size_bytes INTEGER NOT NULL, duration_s REAL, state TEXT NOT NULL, progress REAL NOT NULL DEFAULT 0,
+    message TEXT NOT NULL DEFAULT '', attempts INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL,
+    started_at REAL, finished_at REAL, verdict TEXT, probability REAL, error_code TEXT,
+    error_message TEXT, report_json TEXT);"""
+
+
+def _schema_1_database(path):
+    with sqlite3.connect(path) as db:  # as the store created it before speaker_view
+        db.executescript(_SCHEMA_1)
+        db.execute("INSERT INTO jobs (id, original_name, size_bytes, state, created_at, verdict, report_json) "
+                   "VALUES (?, 'old.mp4', 5, 'done', 1.0, 'likely_genuine', ?)",
+                   ("a" * 24, '{"settings": {"shot_cuts": true}}'))
+        db.execute("INSERT INTO jobs (id, original_name, size_bytes, state, created_at) "
+                   "VALUES (?, 'waiting.mp4', 5, 'queued', 2.0)", ("b" * 24,))
+        db.execute("PRAGMA user_version=1")
+
+
 def test_a_database_from_before_speaker_view_is_upgraded_and_keeps_its_jobs(tmp_path):
     path = tmp_path / "jobs.sqlite3"
-    with sqlite3.connect(path) as db:  # schema 1, as the store created it before speaker_view
-        db.executescript("""CREATE TABLE jobs (id TEXT PRIMARY KEY, original_name TEXT NOT NULL,
-            size_bytes INTEGER NOT NULL, duration_s REAL, state TEXT NOT NULL, progress REAL NOT NULL DEFAULT 0,
-            message TEXT NOT NULL DEFAULT '', attempts INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL,
-            started_at REAL, finished_at REAL, verdict TEXT, probability REAL, error_code TEXT,
-            error_message TEXT, report_json TEXT);""")
-        db.execute("INSERT INTO jobs (id, original_name, size_bytes, state, created_at, verdict, report_json) "
-                   "VALUES (?, 'old.mp4', 5, 'done', 1.0, 'likely_genuine', '{}')", ("a" * 24,))
-        db.execute("PRAGMA user_version=1")
+    _schema_1_database(path)
     store = JobStore(path)
-    old = store.get("a" * 24)
-    assert old.original_name == "old.mp4" and old.state == "done" and old.speaker_view is False
+    done, waiting = store.get("a" * 24), store.get("b" * 24)
+    assert done.original_name == "old.mp4" and done.state == "done"
+    assert done.speaker_view is True  # its report says how it was scanned
+    assert waiting.speaker_view is None  # not recorded: it will be scanned with the server's setting
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == 2
     JobStore(path)  # opening it again changes nothing
+    assert store.get("b" * 24).speaker_view is None
 
 
-def test_rescan_requeues_a_finished_job_with_the_option_and_drops_its_report(tmp_path):
+def test_an_upgrade_stopped_after_adding_the_column_is_finished(tmp_path):
+    path = tmp_path / "jobs.sqlite3"
+    _schema_1_database(path)
+    with sqlite3.connect(path) as db:  # the column added, the version not yet written
+        db.execute("ALTER TABLE jobs ADD COLUMN speaker_view INTEGER")
+    assert JobStore(path).get("a" * 24).speaker_view is True
+
+
+def _report_json(store, job_id):
+    with sqlite3.connect(store.path) as db:
+        return db.execute("SELECT report_json FROM jobs WHERE id = ?", (job_id,)).fetchone()[0]
+
+
+def test_rescan_requeues_a_finished_job_with_the_option_and_keeps_its_report_until_replaced(tmp_path):
     store = JobStore(tmp_path / "jobs.sqlite3")
     store.add("d" * 24, "d.mp4", 1, None)
     assert store.rescan("d" * 24, speaker_view=True) is False  # queued: nothing to scan again
     job = store.claim_next()
-    store.finish(job.id, "likely_genuine", 0.1, "{}")
+    assert store.rescan(job.id, speaker_view=True) is False  # a worker holds it
+    store.finish(job.id, "likely_genuine", 0.1, '{"old": 1}')
     assert store.rescan(job.id, speaker_view=True) is True
     again = store.get(job.id)
-    assert again.state == "queued" and again.speaker_view is True and again.verdict is None
-    assert again.attempts == 0 and store.report_json(job.id) is None
+    assert again.state == "queued" and again.speaker_view is True and again.attempts == 0
+    assert store.report_json(job.id) is None  # hidden while queued ...
+    assert _report_json(store, job.id) == '{"old": 1}'  # ... but kept
+    store.claim_next()
+    store.finish(job.id, "likely_face_swapped", 0.9, '{"new": 1}')
+    assert store.report_json(job.id) == '{"new": 1}'
+    assert store.rescan(job.id, speaker_view=False) is True and store.get(job.id).speaker_view is False
     assert store.add("e" * 24, "e.mp4", 1, None, speaker_view=True).speaker_view is True
+
+
+def test_a_failed_rescan_keeps_the_earlier_report(tmp_path):
+    store = JobStore(tmp_path / "jobs.sqlite3")
+    store.add("f" * 24, "f.mp4", 1, None)
+    job = store.claim_next()
+    store.finish(job.id, "likely_genuine", 0.1, '{"old": 1}')
+    store.rescan(job.id, speaker_view=True)
+    store.claim_next()
+    assert store.fail(job.id, "corrupt_video", "the file is truncated") is True
+    after = store.get(job.id)
+    assert after.state == "done" and store.report_json(job.id) == '{"old": 1}'
+    assert after.error_message == "the file is truncated" and "earlier report" in after.message
+    store.add("g" * 24, "g.mp4", 1, None)  # a first scan that fails still fails
+    store.claim_next()
+    store.fail("g" * 24, "corrupt_video", "bad")
+    assert store.get("g" * 24).state == "failed"

@@ -83,7 +83,7 @@
     } else if (retry) {
       retry.disabled = true;
       try { await api("POST", retry.getAttribute("data-retry")); window.location.reload(); }
-      catch (e) { retry.disabled = false; window.alert("Could not retry: " + e.message); }
+      catch (e) { retry.disabled = false; window.alert("Could not start the analysis: " + e.message); }
     }
   });
 
