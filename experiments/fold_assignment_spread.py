@@ -51,6 +51,8 @@ def main() -> None:
     ap.add_argument("--assignments", type=int, default=12)
     ap.add_argument("--copies-dir", type=Path, default=None,
                     help="fit on the re-encoded copies there too (made if missing), as detector eval does")
+    ap.add_argument("--copies", default=",".join(TRAINING_COPIES),
+                    help="the recipes fitted on with --copies-dir (comma-separated; default: the fusion's own)")
     ap.add_argument("--flat-penalty", action="store_true",
                     help="keep the penalty at L2 with copies, as session 11 did (since session 12 it grows with them)")
     a = ap.parse_args()
@@ -60,7 +62,8 @@ def main() -> None:
     rows, _ = split_seen(read_manifest(MANIFEST), checks=checks)
     options = ScanOptions(use_fusion=False, checks=checks)
     if a.copies_dir is not None:
-        tc = training_clips(rows, options, workers=2, cache=a.cache, copies=TRAINING_COPIES, copies_dir=a.copies_dir)
+        tc = training_clips(rows, options, workers=2, cache=a.cache, copies=tuple(a.copies.split(",")),
+                            copies_dir=a.copies_dir)
         clips, versions = tc.clips, len(tc.versions)
     else:
         clips, versions = extract_features(rows, options, workers=1, cache=a.cache), 1

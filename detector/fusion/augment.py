@@ -48,6 +48,7 @@ class ReencodeRecipe:
     scale: float  # of the displayed width and height
     options: tuple[tuple[str, str], ...]
     description: str
+    mirror: bool = False  # flip every frame left to right (the same footage lit and posed the other way round)
 
 
 #: every recipe, fixed before any was measured (``experiments/reencode_probe.py`` scores them all)
@@ -65,6 +66,10 @@ RECIPES: dict[str, ReencodeRecipe] = {
     "vp9": ReencodeRecipe("libvpx-vp9", ".webm", 1.0,
                           (("crf", "40"), ("b", "0"), ("deadline", "realtime"), ("cpu-used", "8")),
                           "VP9 at constant quality 40 in WebM (a browser capture)"),
+    # near-transparent CRF 18, so that the copy differs from its clip by the mirroring rather than by
+    # another encoder generation (CRF 23 is held out of fitting as a test of unseen re-encoding)
+    "h264_mirror": ReencodeRecipe("libx264", ".mp4", 1.0, (("crf", "18"), ("preset", "veryfast")),
+                                  "mirrored left to right, H.264 at CRF 18, same size", mirror=True),
 }
 
 #: the recipes the fusion is fitted on; CRF 23 and 0.7 of the size stay out, so probes can test on
@@ -93,7 +98,9 @@ def copy_path(root: str | os.PathLike, recipe: str, source: str | os.PathLike) -
     """
     r = RECIPES[recipe]
     src = Path(source).resolve()
-    key = hashlib.sha256(f"{src}\n{recipe}\n{r.codec}\n{r.scale}\n{r.options}".encode()).hexdigest()[:16]
+    # a mirrored recipe adds to the key; the others keep theirs, so copies already made are found again
+    settings = f"{src}\n{recipe}\n{r.codec}\n{r.scale}\n{r.options}" + ("\nmirror" if r.mirror else "")
+    key = hashlib.sha256(settings.encode()).hexdigest()[:16]
     return Path(root) / recipe / key / (src.name + r.suffix)
 
 
@@ -105,7 +112,7 @@ def reencode(src: str | os.PathLike, dst: str | os.PathLike, recipe: str) -> Pat
     the previous one plus a frame at the declared rate, and broken packets are
     skipped, as :class:`~detector.video.pyav_source.PyAVSource` reads them. A
     rotated recording is turned upright first (the copy carries no rotation
-    tag). The copy is written under a temporary name and renamed when
+    tag), then mirrored if the recipe says so. The copy is written under a temporary name and renamed when
     complete, so an interrupted run never leaves a partial file that a later
     run would take as done.
 
@@ -155,8 +162,10 @@ def reencode(src: str | os.PathLike, dst: str | os.PathLike, recipe: str) -> Pat
                     if last is not None and pts <= last:
                         continue  # two times within one tick of the source's clock: encoders need them increasing
                     last = pts
-                    if rotation:
+                    if rotation or r.mirror:
                         upright = _apply_rotation(frame.to_ndarray(format="rgb24"), rotation)
+                        if r.mirror:
+                            upright = np.ascontiguousarray(upright[:, ::-1])
                         frame2 = av.VideoFrame.from_ndarray(upright, format="rgb24").reformat(
                             width=w, height=h, format="yuv420p")
                     else:

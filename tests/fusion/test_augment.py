@@ -51,6 +51,18 @@ def test_a_rotated_recording_is_copied_upright(tmp_path):
     assert np.abs(copied.astype(int) - shown.astype(int)).mean() < 6
 
 
+def test_the_mirrored_copy_is_the_displayed_picture_flipped_left_to_right(tmp_path):
+    src = render_call(tmp_path / "rot.mp4", seconds=0.5, fps=10, size=(320, 240), rotation=90, seed=3)
+    dst = reencode(src, tmp_path / "mirror.mp4", "h264_mirror")
+    with open_video(src, max_side=None) as a, open_video(dst, max_side=None) as b:
+        shown, copied = next(iter(a.frames())).image, next(iter(b.frames())).image
+    assert copied.shape == shown.shape
+    flipped = np.abs(copied.astype(int) - shown[:, ::-1].astype(int)).mean()
+    assert flipped < 6 < np.abs(copied.astype(int) - shown.astype(int)).mean()
+    # its own copy path: a mirrored copy is never taken for a plain one of the same clip
+    assert copy_path(tmp_path, "h264_mirror", src).parent.name != copy_path(tmp_path, "h264_crf23", src).parent.name
+
+
 def test_bad_input_is_a_typed_error_and_leaves_no_file(tmp_path):
     bad = tmp_path / "notes.mp4"
     bad.write_text("not a video")
