@@ -83,7 +83,12 @@ class Analyzer:
     def scan(self, path: str | os.PathLike, progress: ProgressCallback | None = None, should_stop=None,
              shot_cuts: bool | None = None) -> Report:
         """Scan one recording. ``shot_cuts`` overrides ``options.shot_cuts`` for this recording only (the web app
-        asks per upload whether it is an active-speaker recording); None keeps the analyzer's setting."""
+        asks per upload whether it is an active-speaker recording); None keeps the analyzer's setting.
+
+        With ``options.speaker_view_auto``, a scan without ``shot_cuts`` whose track was carried across a cut between
+        cameras is run a second time with ``shot_cuts`` (decoding the file again), and the second report is
+        returned, marked ``video.speaker_view_auto``; ``progress`` then runs from 0 to 1 a second time.
+        """
         path = os.fspath(path)
         options = self.options if shot_cuts is None else replace(self.options, shot_cuts=bool(shot_cuts))
         if not os.path.isfile(path):
@@ -93,7 +98,18 @@ class Analyzer:
         # the scan keeps only the fusion's verdict on each timeline window, not its features
         reducer = self.fusion.score_window if self.fusion is not None else _drop_window
         analysis = analyse_video(path, options, self.context, progress, should_stop, reducer)
-        report = build_report(analysis, self.fusion, sha256=sha)
+        crossed, first_pass = None, None
+        if options.speaker_view_auto and not options.shot_cuts and analysis.cuts_crossed:
+            # two people may sit in one track: scanning with cuts ending tracks keeps them apart (measured on
+            # composed calls: experiments/README.md, sessions 14 and 16)
+            crossed, first_pass = list(analysis.cuts_crossed), analysis.timings.get("analysis")
+            if progress is not None:
+                progress(0.0, "analysing again as an active-speaker recording")
+            analysis = analyse_video(path, replace(options, shot_cuts=True), self.context, progress, should_stop,
+                                     reducer)
+        report = build_report(analysis, self.fusion, sha256=sha, crossed_first=crossed)
+        if first_pass is not None:
+            report.timings_s["first_pass"] = round(first_pass, 3)
         report.timings_s["total"] = round(time.perf_counter() - t0, 3)
         if progress is not None:
             progress(1.0, "done")

@@ -82,13 +82,17 @@ GALLERY_HELP = "Gallery views: also search an N x N grid of windows for small fa
 SPEAKER_VIEW_HELP = ("Active-speaker recordings, where the picture cuts from one participant's camera to another's: "
                      "end every track at a cut and join each participant's turns by appearance. A person whose "
                      "picture changes between turns (a moving camera, other light) may be listed twice.")
+AUTO_SPEAKER_VIEW_HELP = ("Scan a recording again as with --speaker-view when a participant's track was carried "
+                          "across a cut between cameras (an active-speaker recording; such a recording costs two "
+                          "scans). Recordings without such a cut are scanned once, as by default.")
 
 
-def _options(fps: float, max_faces: int, checks: str | None = None, gallery: int = 0, speaker_view: bool = False):
+def _options(fps: float, max_faces: int, checks: str | None = None, gallery: int = 0, speaker_view: bool = False,
+             auto_speaker_view: bool = False):
     from detector.options import ScanOptions
 
     return ScanOptions(analysis_fps=fps, max_faces=max_faces, checks=_parse_checks(checks), gallery_grid=gallery,
-                       shot_cuts=speaker_view)
+                       shot_cuts=speaker_view, speaker_view_auto=auto_speaker_view)
 
 
 @app.command()
@@ -100,6 +104,7 @@ def scan(files: List[Path] = typer.Argument(..., help="Recordings to scan."),
          checks: Optional[str] = typer.Option(None, help=CHECKS_HELP),
          gallery: int = typer.Option(0, help=GALLERY_HELP),
          speaker_view: bool = typer.Option(False, "--speaker-view", help=SPEAKER_VIEW_HELP),
+         auto_speaker_view: bool = typer.Option(False, "--auto-speaker-view", help=AUTO_SPEAKER_VIEW_HELP),
          quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary on stdout.")) -> None:
     """Scan recordings and print a verdict per call."""
     _quiet_native_logs()
@@ -112,7 +117,7 @@ def scan(files: List[Path] = typer.Argument(..., help="Recordings to scan."),
 
     reports, failed, internal = [], 0, 0
     try:
-        analyzer = Analyzer(_options(fps, max_faces, checks, gallery, speaker_view))
+        analyzer = Analyzer(_options(fps, max_faces, checks, gallery, speaker_view, auto_speaker_view))
     except DetectorError as exc:
         fail(exc)
     with analyzer:

@@ -49,6 +49,10 @@ class ScanOptions:
     # Off by default: on composed speaker-view calls it joined too few turns to pass the rule set for a default
     # (experiments/README.md, session 14)
     shot_cuts: bool = False
+    # a scan without shot_cuts whose track is carried across a cut (two people in one place, one after the other:
+    # an active-speaker recording) is run again with shot_cuts, and that report is returned. A recording without
+    # such a cut is scanned once, exactly as without the setting (Analyzer.scan; Analyzer.analyse ignores it)
+    speaker_view_auto: bool = False
 
     def validate(self) -> "ScanOptions":
         if not self.analysis_fps > 0:
@@ -82,6 +86,8 @@ class ScanOptions:
             d.pop("crop_antialias")
         if not d["shot_cuts"]:  # tracks as they were before cuts were detected: the key they had then
             d.pop("shot_cuts")
+        if not d["speaker_view_auto"]:  # a setting added later: off, the key it had before
+            d.pop("speaker_view_auto")
         from detector.checks import DEFAULT_CHECKS  # late import: checks import options indirectly
 
         d["checks"] = sorted(DEFAULT_CHECKS) if self.checks is None else sorted(self.checks)

@@ -180,6 +180,7 @@ def cmd_score(a: argparse.Namespace) -> None:
     analysis_module.join_participants = capturing_join
     distances = {"same": [], "different": []}
     results = {arm: [] for arm in ("without cuts", "with cuts")}
+    crossed = []  # per call: did the scan without cuts carry a track across one (what --auto-speaker-view reads)
     for call in calls:
         groups = [fm.by_path[c].group for c in call["clips"]]
         for arm, cuts in (("without cuts", False), ("with cuts", True)):
@@ -190,6 +191,8 @@ def cmd_score(a: argparse.Namespace) -> None:
                 analysis = analyzer.analyse(call["path"])
             finally:
                 analyzer.close()
+            if not cuts:
+                crossed.append(bool(analysis.cuts_crossed))
             if cuts:
                 parts = [t for t in captured if t[2] >= 3]
                 for i in range(len(parts)):
@@ -218,6 +221,11 @@ def cmd_score(a: argparse.Namespace) -> None:
                 f"{'+'.join(call['clips'][k].split('/')[-1] for k in q['clips'])} {q['p']:.2f}" for q in participants),
                 flush=True)
     analysis_module.join_participants = original_join
+    # --auto-speaker-view: the scan with cuts where the scan without them carried a track across one, else that scan
+    results["auto (with cuts where a track was carried across one)"] = [
+        (call, (results["with cuts"][i] if crossed[i] else results["without cuts"][i])[1])
+        for i, call in enumerate(calls)]
+    print(f"calls scanned again by the auto setting: {sum(crossed)} of {len(calls)}")
 
     print(f"\nthreshold (originals' out-of-fold, FPR <= 10%): {fm.high:.3f}")
     for kind in ("same", "different"):

@@ -92,6 +92,11 @@ def register(app: typer.Typer) -> None:
                                                 help="Active-speaker recordings (the picture cuts between "
                                                      "participants' cameras): end tracks at cuts and join each "
                                                      "participant's turns by appearance."),
+              auto_speaker_view: bool = typer.Option(False, "--auto-speaker-view",
+                                                     help="Scan a recording again as with --speaker-view when a "
+                                                          "participant's track was carried across a cut between "
+                                                          "cameras (archives that mix layouts); other recordings "
+                                                          "are scanned once, as by default."),
               retry_failed: bool = typer.Option(False, "--retry-failed",
                                                 help="Retry recordings that failed as corrupt/undecodable before."),
               timeout: float = typer.Option(0.0, "--timeout",
@@ -125,7 +130,7 @@ def register(app: typer.Typer) -> None:
             _err("use either --dask local or --scheduler, not both", 2)
         try:
             options = ScanOptions(analysis_fps=fps, max_faces=max_faces, gallery_grid=gallery,
-                                  shot_cuts=speaker_view).validate()
+                                  shot_cuts=speaker_view, speaker_view_auto=auto_speaker_view).validate()
             walk_stats = WalkStats()
             candidates = list(walk(paths or [], walk_stats))
             if from_list is not None:

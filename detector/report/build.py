@@ -178,7 +178,7 @@ def caveats(tracks: list[TrackReport], small_face_px: float | None, cuts_crossed
 
 
 def summarize(verdict: Verdict, prob: float | None, tracks: list[TrackReport], segments: list[Segment],
-              cuts: int = 0) -> str:
+              cuts: int = 0, rescanned: bool = False) -> str:
     if verdict == Verdict.no_face:
         return "No face was found in the recording, so nothing could be checked."
     if verdict == Verdict.insufficient_evidence:
@@ -189,6 +189,9 @@ def summarize(verdict: Verdict, prob: float | None, tracks: list[TrackReport], s
         return head
     worst = max(judged, key=lambda t: t.probability)
     parts = [head, f"{len(judged)} participant(s) analysed; the most suspicious is participant {worst.track_id + 1}."]
+    if rescanned:
+        parts.append("A face was carried across a cut between cameras, so the recording was analysed again as an "
+                     "active-speaker recording.")
     if cuts:
         parts.append(f"The picture cuts between cameras {cuts} time{'s' if cuts > 1 else ''}; turns that look "
                      "alike were joined into one participant, so one person whose picture changed between turns may "
@@ -199,8 +202,17 @@ def summarize(verdict: Verdict, prob: float | None, tracks: list[TrackReport], s
     return " ".join(parts)
 
 
-def build_report(analysis: CallAnalysis, fusion: FusionModel | None, sha256: str | None = None) -> Report:
+def build_report(analysis: CallAnalysis, fusion: FusionModel | None, sha256: str | None = None,
+                 crossed_first: list[float] | None = None) -> Report:
+    """The report of one analysis.
+
+    ``crossed_first``: the cuts a first analysis without ``shot_cuts`` carried a track across, when ``analysis``
+    is the second one, with ``shot_cuts``, that this caused (``ScanOptions.speaker_view_auto``). The report lists
+    them as ``video.cuts_crossed_s`` with ``video.speaker_view_auto`` set, and says so in its summary.
+    """
     info, opts = analysis.info, analysis.options
+    if crossed_first and not opts.shot_cuts:
+        raise ValueError("crossed_first describes a first pass; the analysis given must be the one with shot_cuts")
     outcomes = [_track_outcome(analysis, td, fusion) for td in analysis.tracks if td.frames >= _NOISE_FRAMES]
     judged = [o.report for o in outcomes if o.report.probability is not None]
     if not outcomes:
@@ -224,13 +236,15 @@ def build_report(analysis: CallAnalysis, fusion: FusionModel | None, sha256: str
         analysed_frames=analysis.analysed_frames, decoded_frames=analysis.decoded_frames,
         analysis_fps=opts.analysis_fps, truncated=analysis.truncated,
         shot_cuts_s=[round(c, 3) for c in analysis.shot_cuts],
-        cuts_crossed_s=[round(c, 3) for c in analysis.cuts_crossed])
+        cuts_crossed_s=[round(c, 3) for c in (crossed_first or analysis.cuts_crossed)],
+        speaker_view_auto=bool(crossed_first))
     thresholds = (Thresholds(low=fusion.low, high=fusion.high, segment=fusion.segment_high) if fusion is not None
                   else Thresholds(low=0.5, high=0.5))
     return Report(detector_version=__version__, verdict=verdict, probability=None if prob is None else round(prob, 4),
                   thresholds=thresholds, video=video,
                   # the summary's sentence on cuts describes joining turns, which only the option does
-                  summary=summarize(verdict, prob, tracks, segments, len(analysis.shot_cuts) if opts.shot_cuts else 0),
+                  summary=summarize(verdict, prob, tracks, segments, len(analysis.shot_cuts) if opts.shot_cuts else 0,
+                                    rescanned=bool(crossed_first)),
                   tracks=tracks, segments=segments, evidence=evidence,
                   caveats=caveats(tracks, fusion.small_face_px if fusion is not None else None,
                                   len(analysis.cuts_crossed)),

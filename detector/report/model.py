@@ -70,6 +70,9 @@ class VideoMeta(BaseModel):
     #: the cuts a participant's track was carried across, in a scan without ``shot_cuts``: two people may have been
     #: merged into one participant (the report's caveats say so)
     cuts_crossed_s: list[float] = Field(default_factory=list)
+    #: True when a first scan without ``shot_cuts`` carried a track across the cuts in ``cuts_crossed_s``, and the
+    #: report is that of a second scan with ``shot_cuts`` (the ``speaker_view_auto`` setting)
+    speaker_view_auto: bool = False
 
 
 class CheckResult(BaseModel):

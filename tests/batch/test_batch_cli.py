@@ -133,3 +133,19 @@ def test_dask_local_from_cli(app, archive, tmp_path):
     rows = read_output(out).rows
     assert sorted(r["status"] for r in rows) == ["failed", "ok", "ok", "ok"]
     assert "1 failed" in res.output
+
+
+def test_auto_speaker_view_reaches_the_workers_and_keys_the_rows(app, archive, tmp_path):
+    from detector.options import ScanOptions
+
+    out = tmp_path / "auto.jsonl"
+    res = CliRunner().invoke(app, ["batch", str(archive), "--out", str(out), "--workers", "1", "--no-progress",
+                                   "--auto-speaker-view", "--analyzer", FAKE])
+    assert res.exit_code == 3, res.output  # the truncated upload, as above
+    import json
+
+    rows = [r for r in map(json.loads, out.read_text().splitlines()) if r["status"] == "ok"]
+    assert rows and all(r["report"]["settings"]["speaker_view_auto"] is True for r in rows)
+    # a run with the setting never reuses results scanned without it
+    assert {r["score_key"] for r in rows} == {ScanOptions(speaker_view_auto=True).result_key()}
+    assert ScanOptions(speaker_view_auto=True).result_key() != ScanOptions().result_key()

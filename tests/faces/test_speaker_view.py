@@ -90,3 +90,54 @@ def test_scan_overrides_the_analyzers_speaker_view_per_recording(speaker_clip):
     with Analyzer(ScanOptions(shot_cuts=True)) as a:
         report = a.scan(speaker_clip, shot_cuts=False)
     assert report.settings["shot_cuts"] is False and len(report.video.cuts_crossed_s) == 3
+
+
+def test_auto_speaker_view_scans_again_when_a_track_is_carried_across_a_cut(speaker_clip):
+    stages = []
+    with Analyzer(ScanOptions(speaker_view_auto=True)) as a:
+        report = a.scan(speaker_clip, progress=lambda frac, stage: stages.append(stage))
+    # the second scan's report: cuts end tracks, both people are judged, and nothing warns of a merge
+    assert report.video.speaker_view_auto is True
+    assert report.settings["shot_cuts"] is True and report.settings["speaker_view_auto"] is True
+    assert [round(c, 1) for c in report.video.cuts_crossed_s] == [1.5, 3.0, 4.5]  # what the first scan carried
+    assert len([t for t in report.tracks if t.probability is not None]) == 2
+    assert not any("--speaker-view" in c for c in report.caveats)
+    assert "analysed again as an active-speaker recording" in report.summary
+    assert "first_pass" in report.timings_s and report.timings_s["total"] > report.timings_s["first_pass"]
+    assert "analysing again as an active-speaker recording" in stages
+
+
+def test_auto_speaker_view_scans_a_recording_without_cuts_once_as_by_default(tmp_path):
+    from detector.synth import render_call
+
+    clip = render_call(tmp_path / "one.mp4", seconds=3.0, seed=2)
+    with Analyzer(ScanOptions()) as a:
+        plain = a.scan(clip)
+    with Analyzer(ScanOptions(speaker_view_auto=True)) as a:
+        auto = a.scan(clip)
+    assert auto.video.speaker_view_auto is False and "first_pass" not in auto.timings_s
+    assert auto.settings["shot_cuts"] is False and auto.video.cuts_crossed_s == []
+    assert [t.probability for t in auto.tracks] == [t.probability for t in plain.tracks]
+    assert auto.verdict == plain.verdict
+
+
+def test_auto_speaker_view_changes_the_result_key_only_when_on():
+    # batch runs reuse a result only under its key: an archive scanned with the setting is re-scored, one
+    # scanned without it keeps the key it had before the setting existed (tests/test_api.py pins that key)
+    assert ScanOptions(speaker_view_auto=True).score_key() != ScanOptions().score_key()
+    assert "speaker_view_auto" in ScanOptions().to_dict()
+
+
+def test_scan_cli_auto_speaker_view_flag(speaker_clip, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from detector.cli import app
+
+    out = tmp_path / "r.json"
+    res = CliRunner().invoke(app, ["scan", str(speaker_clip), "--auto-speaker-view", "--json", str(out), "-q"])
+    assert res.exit_code == 0, res.output
+    report = json.loads(out.read_text())
+    assert report["video"]["speaker_view_auto"] is True and report["settings"]["shot_cuts"] is True
+    assert len([t for t in report["tracks"] if t["probability"] is not None]) == 2
