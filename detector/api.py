@@ -27,6 +27,10 @@ def file_sha256(path: str, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+#: the progress label of a second pass (ScanOptions.speaker_view_auto)
+_AGAIN = "analysing again as an active-speaker recording"
+
+
 def _drop_window(features: dict[str, float]) -> None:
     """Window reducer without fusion: a report without a fusion model has no timeline to keep."""
     return None
@@ -87,7 +91,8 @@ class Analyzer:
 
         With ``options.speaker_view_auto``, a scan without ``shot_cuts`` whose track was carried across a cut between
         cameras is run a second time with ``shot_cuts`` (decoding the file again), and the second report is
-        returned, marked ``video.speaker_view_auto``; ``progress`` then runs from 0 to 1 a second time.
+        returned, marked ``video.speaker_view_auto``; ``progress`` then runs from 0 to 1 a second time, under
+        its own label. ``should_stop`` is asked in both passes: a time limit covers both.
         """
         path = os.fspath(path)
         options = self.options if shot_cuts is None else replace(self.options, shot_cuts=bool(shot_cuts))
@@ -103,9 +108,11 @@ class Analyzer:
             # two people may sit in one track: scanning with cuts ending tracks keeps them apart (measured on
             # composed calls: experiments/README.md, sessions 14 and 16)
             crossed, first_pass = list(analysis.cuts_crossed), analysis.timings.get("analysis")
-            if progress is not None:
-                progress(0.0, "analysing again as an active-speaker recording")
-            analysis = analyse_video(path, replace(options, shot_cuts=True), self.context, progress, should_stop,
+            analysis = None  # the first pass's tracks are not held while the second one runs
+            again = None if progress is None else (lambda frac, _stage: progress(frac, _AGAIN))
+            if again is not None:
+                again(0.0, "")
+            analysis = analyse_video(path, replace(options, shot_cuts=True), self.context, again, should_stop,
                                      reducer)
         report = build_report(analysis, self.fusion, sha256=sha, crossed_first=crossed)
         if first_pass is not None:

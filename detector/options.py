@@ -86,7 +86,8 @@ class ScanOptions:
             d.pop("crop_antialias")
         if not d["shot_cuts"]:  # tracks as they were before cuts were detected: the key they had then
             d.pop("shot_cuts")
-        if not d["speaker_view_auto"]:  # a setting added later: off, the key it had before
+        # a setting added later: off, the key it had before; with shot_cuts on it changes nothing, so no key either
+        if not d["speaker_view_auto"] or self.shot_cuts:
             d.pop("speaker_view_auto")
         from detector.checks import DEFAULT_CHECKS  # late import: checks import options indirectly
 

@@ -96,7 +96,8 @@ def register(app: typer.Typer) -> None:
                                                      help="Scan a recording again as with --speaker-view when a "
                                                           "participant's track was carried across a cut between "
                                                           "cameras (archives that mix layouts); other recordings "
-                                                          "are scanned once, as by default."),
+                                                          "are scanned once, as by default. --timeout covers "
+                                                          "both scans."),
               retry_failed: bool = typer.Option(False, "--retry-failed",
                                                 help="Retry recordings that failed as corrupt/undecodable before."),
               timeout: float = typer.Option(0.0, "--timeout",

@@ -144,7 +144,16 @@ def _merge_caveat(cuts_crossed: int) -> str:
             "(--speaker-view on the command line, ScanOptions.shot_cuts in the library; the web app offers it).")
 
 
-def caveats(tracks: list[TrackReport], small_face_px: float | None, cuts_crossed: int = 0) -> list[str]:
+def _rescan_caveat(cuts_crossed: int) -> str:
+    times = "once" if cuts_crossed == 1 else f"{cuts_crossed} times"
+    return (f"A first scan carried a participant's track across a cut between cameras {times}, so this report is "
+            "of a second scan as an active-speaker recording (--auto-speaker-view): every cut ends a track and "
+            "turns that look alike are joined, so one person whose picture changes between turns may be listed "
+            "twice, and turns too short to judge are not judged.")
+
+
+def caveats(tracks: list[TrackReport], small_face_px: float | None, cuts_crossed: int = 0,
+            rescanned_after: int = 0) -> list[str]:
     """When the call's verdict deserves less trust than the per-participant dev figures suggest.
 
     The first two were measured (README, "How good"): each further judged
@@ -157,9 +166,12 @@ def caveats(tracks: list[TrackReport], small_face_px: float | None, cuts_crossed
     it is given whatever the verdict: ``cuts_crossed`` is how many cuts
     between cameras a track was carried across (a scan without
     ``shot_cuts``), where two people's faces may have been averaged into one
-    participant.
+    participant. ``rescanned_after`` is how many cuts a first scan carried a track across when this report is of
+    the second scan those caused (``ScanOptions.speaker_view_auto``); that is said whatever the verdict too, so
+    that a batch table's caveats column names the recordings analysed that way.
     """
-    out = [_merge_caveat(cuts_crossed)] if cuts_crossed and tracks else []
+    out = [_rescan_caveat(rescanned_after)] if rescanned_after else []
+    out += [_merge_caveat(cuts_crossed)] if cuts_crossed and tracks else []
     judged = [t for t in tracks if t.probability is not None]
     doubted = [t for t in judged if t.verdict != Verdict.likely_genuine]
     if not doubted:
@@ -247,6 +259,6 @@ def build_report(analysis: CallAnalysis, fusion: FusionModel | None, sha256: str
                                     rescanned=bool(crossed_first)),
                   tracks=tracks, segments=segments, evidence=evidence,
                   caveats=caveats(tracks, fusion.small_face_px if fusion is not None else None,
-                                  len(analysis.cuts_crossed)),
+                                  len(analysis.cuts_crossed), len(crossed_first or [])),
                   settings=opts.to_dict(),
                   timings_s={k: round(v, 3) for k, v in analysis.timings.items()})

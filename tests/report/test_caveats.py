@@ -76,3 +76,11 @@ def test_a_track_carried_across_cuts_is_warned_of_whatever_the_verdict():
     assert "once" in caveats(genuine, small_face_px=112.0, cuts_crossed=1)[0]
     assert caveats(genuine, small_face_px=112.0, cuts_crossed=0) == []
     assert caveats([], small_face_px=112.0, cuts_crossed=2) == []  # no participant: nothing to merge
+
+
+def test_a_second_scan_as_an_active_speaker_recording_is_said_whatever_the_verdict():
+    # even when nothing could be judged after the cuts ended the tracks
+    for tracks in ([_track(0, 0.1, verdict=Verdict.likely_genuine)], [_track(0, None)], []):
+        out = caveats(tracks, small_face_px=None, rescanned_after=2)
+        assert len(out) == 1 and "second scan as an active-speaker recording" in out[0] and "2 times" in out[0]
+    assert not any("second scan" in c for c in caveats([_track(0, 0.1)], small_face_px=None))
