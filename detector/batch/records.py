@@ -100,4 +100,8 @@ def row_fields(row: dict) -> dict:
         "score_key": row.get("score_key"),
         "truncated": bool(video.get("truncated")),
         "caveats": list(rep.get("caveats") or []),
+        # active-speaker layout: cuts a default scan carried a track across (two people may be merged), and
+        # whether the report is of a second scan that --auto-speaker-view made because of them
+        "cuts_crossed": len(video.get("cuts_crossed_s") or []),
+        "speaker_view_auto": bool(video.get("speaker_view_auto")),
     }

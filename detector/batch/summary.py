@@ -59,6 +59,10 @@ class ArchiveSummary:
     failures: list[dict] = field(default_factory=list)
     other_settings_rows: int = 0
     video_seconds: float = 0.0
+    #: reports of a default scan that carried a track across a cut between cameras (two people may be merged)
+    merged_across_cuts: int = 0
+    #: reports of a second scan as an active-speaker recording (--auto-speaker-view)
+    rescanned_speaker_view: int = 0
 
 
 def summarize(rows: list[dict], score_key: str, top: int = 10) -> ArchiveSummary:
@@ -68,6 +72,10 @@ def summarize(rows: list[dict], score_key: str, top: int = 10) -> ArchiveSummary
     for f in flat:
         s.verdicts[f["verdict"]] = s.verdicts.get(f["verdict"], 0) + 1
         s.video_seconds += f["duration_s"] or 0.0
+        if f["speaker_view_auto"]:
+            s.rescanned_speaker_view += 1
+        elif f["cuts_crossed"]:
+            s.merged_across_cuts += 1
     s.most_suspicious = [f for f in flat if f["status"] == "ok" and f["probability"] is not None][:top]
     s.failures = [f for f in flat if f["status"] != "ok"]
     return s
@@ -173,6 +181,12 @@ def render_summary(stats: BatchStats, archive: ArchiveSummary, output: str, top:
             lines.append(f"  {v:<22} {archive.verdicts[v]}")
     if archive.other_settings_rows:
         lines.append(f"  ({archive.other_settings_rows} rows scored with other settings not counted)")
+    if archive.rescanned_speaker_view:
+        lines.append(f"  {archive.rescanned_speaker_view} scanned a second time as active-speaker recordings "
+                     "(--auto-speaker-view; their caveats say so)")
+    if archive.merged_across_cuts:
+        lines.append(f"  {archive.merged_across_cuts} carried a participant's track across a cut between cameras: "
+                     "two people may be merged in one participant; run again with --auto-speaker-view")
     if archive.most_suspicious:
         lines.append(f"most suspicious (top {min(top, len(archive.most_suspicious))}):")
         for f in archive.most_suspicious[:top]:

@@ -149,3 +149,24 @@ def test_auto_speaker_view_reaches_the_workers_and_keys_the_rows(app, archive, t
     # a run with the setting never reuses results scanned without it
     assert {r["score_key"] for r in rows} == {ScanOptions(speaker_view_auto=True).result_key()}
     assert ScanOptions(speaker_view_auto=True).result_key() != ScanOptions().result_key()
+
+
+def test_summary_counts_active_speaker_recordings_merged_or_scanned_again():
+    from detector.batch.runner import BatchStats
+    from detector.batch.summary import render_summary, summarize
+
+    def row(path, crossed, auto):
+        return {"status": "ok", "path": path, "sha256": path * 8, "score_key": "k",
+                "report": {"verdict": "inconclusive", "probability": 0.5, "caveats": [],
+                           "video": {"duration_s": 10.0, "cuts_crossed_s": crossed, "speaker_view_auto": auto}}}
+
+    rows = [row("a", [], False), row("b", [1.5, 3.0], False), row("c", [2.0], True), row("d", [4.0], False),
+            row("e", [], False) | {"score_key": "other"}]
+    archive = summarize(rows, "k")
+    assert (archive.merged_across_cuts, archive.rescanned_speaker_view) == (2, 1)
+    text = render_summary(BatchStats(), archive, "out.jsonl")
+    assert "1 scanned a second time as active-speaker recordings" in text
+    assert "2 carried a participant's track across a cut" in text and "--auto-speaker-view" in text
+    # an archive without such recordings gets neither line
+    text = render_summary(BatchStats(), summarize([row("a", [], False)], "k"), "out.jsonl")
+    assert "active-speaker" not in text and "across a cut" not in text
