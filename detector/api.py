@@ -109,9 +109,10 @@ class Analyzer:
             # composed calls: experiments/README.md, sessions 14 and 16)
             crossed, first_pass = list(analysis.cuts_crossed), analysis.timings.get("analysis")
             analysis = None  # the first pass's tracks are not held while the second one runs
-            again = None if progress is None else (lambda frac, _stage: progress(frac, _AGAIN))
-            if again is not None:
-                again(0.0, "")
+            again = None
+            if progress is not None:  # the second pass's progress, under its own label
+                again = lambda frac, _stage: progress(frac, _AGAIN)  # noqa: E731
+                progress(0.0, _AGAIN)
             analysis = analyse_video(path, replace(options, shot_cuts=True), self.context, again, should_stop,
                                      reducer)
         report = build_report(analysis, self.fusion, sha256=sha, crossed_first=crossed)

@@ -35,7 +35,7 @@ from detector.evaluation import (DEFAULT_LINK_NOTE, _fit_on, _training_folds, fe
                                  link_groups, read_manifest, split_seen, window_matrix)
 from detector.fusion.augment import TRAINING_COPIES  # noqa: E402
 from detector.fusion.logistic import (LogisticModel, _newton, bound_blocks, clip_balanced_weights,  # noqa: E402
-                                      roc_auc)
+                                      roc_auc, standardisation)
 from detector.fusion.train import block_masks, fusion_feature_names, fusion_penalty, training_clips  # noqa: E402
 from detector.options import ScanOptions  # noqa: E402
 
@@ -60,12 +60,7 @@ def fit_covariance_penalised(x: np.ndarray, y: np.ndarray, train: np.ndarray, l2
     sel = np.isin(iw, np.flatnonzero(train))
     xt, yt, owners = xw[sel], yw[sel], iw[sel]
     weight = clip_balanced_weights(yt, owners)
-    # standardised exactly as fit_logistic does
-    mean = np.array([np.nanmean(c) if np.isfinite(c).any() else 0.0 for c in xt.T])
-    xf = np.where(np.isfinite(xt), xt, mean)
-    scale = xf.std(axis=0)
-    scale[scale < 1e-9] = 1.0
-    z = np.clip((xf - mean) / scale, -5, 5)
+    mean, scale, z = standardisation(xt)  # exactly as fit_logistic standardises
     # each training clip's track features (the mean of its windows), in the same standardised units
     clips = np.unique(owners)
     zc = np.stack([z[owners == c][:, block].mean(axis=0) for c in clips])
@@ -78,24 +73,9 @@ def fit_covariance_penalised(x: np.ndarray, y: np.ndarray, train: np.ndarray, l2
     idx = np.flatnonzero(block)
     penalty = np.diag(np.r_[np.full(z.shape[1], l2), 0.0])
     penalty[np.ix_(idx, idx)] = l2 * cov
-    beta = _newton_matrix(a, yt.astype(float), weight, penalty)
+    beta = _newton(a, yt.astype(float), weight, penalty, tolerance=1e-8)
     model = LogisticModel(mean=mean, scale=scale, coef=beta[:-1], intercept=float(beta[-1]))
     return bound_blocks(model, xt, [block]), shrink
-
-
-def _newton_matrix(a: np.ndarray, y: np.ndarray, w: np.ndarray, penalty: np.ndarray, iterations: int = 100,
-                   tolerance: float = 1e-8) -> np.ndarray:
-    """:func:`detector.fusion.logistic._newton` with a full penalty matrix instead of a diagonal."""
-    beta = np.zeros(a.shape[1])
-    for _ in range(iterations):
-        p = 1.0 / (1.0 + np.exp(-(a @ beta)))
-        g = a.T @ (w * (p - y)) + penalty @ beta
-        h = (a * (w * p * (1 - p))[:, None]).T @ a + penalty + 1e-9 * np.eye(len(beta))
-        step = np.linalg.solve(h, g)
-        beta -= step
-        if np.abs(step).max() < tolerance:
-            break
-    return beta
 
 
 def main() -> None:

@@ -52,17 +52,23 @@ class LogisticModel:
                        blocks=[(m, lo * slope, hi * slope) for m, lo, hi in self.blocks])
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, sample_weight: np.ndarray | None = None,
-                 iterations: int = 100) -> LogisticModel:
-    """Newton-Raphson fit; NaNs are imputed with the column mean."""
+def standardisation(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mean, scale, z) as :func:`fit_logistic` standardises training rows ``x``: NaNs imputed with the column
+    mean, each column scaled to unit spread (a constant one left as is), then clipped at +-5 sd."""
     x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    w_s = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
     mean = np.array([np.nanmean(c) if np.isfinite(c).any() else 0.0 for c in x.T])
     xf = np.where(np.isfinite(x), x, mean)
     scale = xf.std(axis=0)
     scale[scale < 1e-9] = 1.0
-    z = np.clip((xf - mean) / scale, -5, 5)
+    return mean, scale, np.clip((xf - mean) / scale, -5, 5)
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, sample_weight: np.ndarray | None = None,
+                 iterations: int = 100) -> LogisticModel:
+    """Newton-Raphson fit; NaNs are imputed with the column mean."""
+    y = np.asarray(y, dtype=np.float64)
+    w_s = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    mean, scale, z = standardisation(x)
     a = np.hstack([z, np.ones((len(z), 1))])
     reg = np.full(a.shape[1], l2)
     reg[-1] = 0.0  # no penalty on the intercept
@@ -139,12 +145,16 @@ def clip_balanced_weights(y: np.ndarray, owners: np.ndarray) -> np.ndarray:
 
 def _newton(a: np.ndarray, y: np.ndarray, w: np.ndarray, reg: np.ndarray, base: np.ndarray | float = 0.0,
             iterations: int = 100, tolerance: float = 1e-10) -> np.ndarray:
-    """Weighted, ridge-penalised logistic fit of ``y`` on ``base + a @ beta`` by Newton-Raphson."""
+    """Weighted, ridge-penalised logistic fit of ``y`` on ``base + a @ beta`` by Newton-Raphson.
+
+    ``reg`` is one penalty per coefficient, or a whole penalty matrix (``beta' reg beta``, a generalised ridge).
+    """
     beta = np.zeros(a.shape[1])
+    matrix = reg.ndim == 2
     for _ in range(iterations):
         p = 1.0 / (1.0 + np.exp(-(base + a @ beta)))
-        g = a.T @ (w * (p - y)) + reg * beta
-        h = (a * (w * p * (1 - p))[:, None]).T @ a + np.diag(reg) + 1e-9 * np.eye(len(beta))
+        g = a.T @ (w * (p - y)) + (reg @ beta if matrix else reg * beta)
+        h = (a * (w * p * (1 - p))[:, None]).T @ a + (reg if matrix else np.diag(reg)) + 1e-9 * np.eye(len(beta))
         step = np.linalg.solve(h, g)
         beta -= step
         if np.abs(step).max() < tolerance:

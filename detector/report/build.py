@@ -135,8 +135,12 @@ def _evidence(outcomes: list[_TrackOutcome], count: int, min_gap: float) -> list
     return sorted(chosen, key=lambda e: e.time_s)
 
 
+def _times(n: int) -> str:
+    return "once" if n == 1 else f"{n} times"
+
+
 def _merge_caveat(cuts_crossed: int) -> str:
-    times = "once" if cuts_crossed == 1 else f"{cuts_crossed} times"
+    times = _times(cuts_crossed)
     return (f"The whole picture changed at once while a participant was on screen, as at a cut between cameras, "
             f"and their track was carried across such a change {times}. In recordings that show only the active "
             "speaker, two people may then have been merged into one participant, which averages their evidence "
@@ -145,8 +149,7 @@ def _merge_caveat(cuts_crossed: int) -> str:
 
 
 def _rescan_caveat(cuts_crossed: int) -> str:
-    times = "once" if cuts_crossed == 1 else f"{cuts_crossed} times"
-    return (f"A first scan carried a participant's track across a cut between cameras {times}, so this report is "
+    return (f"A first scan carried a participant's track across a cut between cameras {_times(cuts_crossed)}, so this report is "
             "of a second scan as an active-speaker recording (--auto-speaker-view): every cut ends a track and "
             "turns that look alike are joined, so one person whose picture changes between turns may be listed "
             "twice, and turns too short to judge are not judged.")
@@ -220,7 +223,7 @@ def build_report(analysis: CallAnalysis, fusion: FusionModel | None, sha256: str
 
     ``crossed_first``: the cuts a first analysis without ``shot_cuts`` carried a track across, when ``analysis``
     is the second one, with ``shot_cuts``, that this caused (``ScanOptions.speaker_view_auto``). The report lists
-    them as ``video.cuts_crossed_s`` with ``video.speaker_view_auto`` set, and says so in its summary.
+    them as ``video.cuts_crossed_s`` with ``video.speaker_view_auto`` set, and says so in its summary and caveats.
     """
     info, opts = analysis.info, analysis.options
     if crossed_first and not opts.shot_cuts:
