@@ -28,7 +28,7 @@ def file_sha256(path: str, chunk: int = 1 << 20) -> str:
 
 
 #: the progress label of a second pass (ScanOptions.speaker_view_auto)
-_AGAIN = "analysing again as an active-speaker recording"
+SECOND_PASS_LABEL = "analysing again as an active-speaker recording"
 
 
 def _drop_window(features: dict[str, float]) -> None:
@@ -111,8 +111,8 @@ class Analyzer:
             analysis = None  # the first pass's tracks are not held while the second one runs
             again = None
             if progress is not None:  # the second pass's progress, under its own label
-                again = lambda frac, _stage: progress(frac, _AGAIN)  # noqa: E731
-                progress(0.0, _AGAIN)
+                again = lambda frac, _stage: progress(frac, SECOND_PASS_LABEL)  # noqa: E731
+                progress(0.0, SECOND_PASS_LABEL)
             analysis = analyse_video(path, replace(options, shot_cuts=True), self.context, again, should_stop,
                                      reducer)
         report = build_report(analysis, self.fusion, sha256=sha, crossed_first=crossed)

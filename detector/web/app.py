@@ -329,7 +329,7 @@ def create_app(settings: WebSettings | None = None, analyzer_factory: AnalyzerFa
         if not upload_path(settings.uploads_dir, job.id).is_file():
             raise HTTPException(410, "the uploaded file is gone; upload it again")
         store().reset_attempts(job.id)
-        store().requeue(job.id)
+        store().requeue(job.id, keep_place=False)  # asked for now: behind the uploads waiting now
         pool().notify()
         return job_json(store().get(job.id))
 

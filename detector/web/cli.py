@@ -37,6 +37,12 @@ def register(app: typer.Typer) -> None:
                                                      "participant's turns by appearance. The default for "
                                                      "uploads: each can change it (the upload page's box, or "
                                                      "?speaker_view=1|0 on POST /api/jobs)."),
+              auto_speaker_view: bool = typer.Option(False, "--auto-speaker-view",
+                                                     help="Scan an upload again as an active-speaker recording "
+                                                          "when its first scan carried a face's track across a cut "
+                                                          "between cameras (two people may share that track). "
+                                                          "Uploads marked as active-speaker recordings are scanned "
+                                                          "that way at once."),
               token: Optional[str] = typer.Option(None, "--token", envvar=TOKEN_ENV,
                                                   help=f"Access token required from browsers and API clients "
                                                        f"(also read from ${TOKEN_ENV}).")) -> None:
@@ -51,7 +57,8 @@ def register(app: typer.Typer) -> None:
         settings = WebSettings(data_dir=data_dir, max_upload_bytes=max_upload_mb * 1024 * 1024, workers=workers,
                                token=token or None, scan_options=ScanOptions(analysis_fps=fps, max_faces=max_faces,
                                                                          gallery_grid=gallery,
-                                                                         shot_cuts=speaker_view))
+                                                                         shot_cuts=speaker_view,
+                                                                         speaker_view_auto=auto_speaker_view))
         try:
             web_app = create_app(settings)
         except DetectorError as exc:

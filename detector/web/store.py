@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
 
-SCHEMA_VERSION = 2  # 2: speaker_view
+SCHEMA_VERSION = 3  # 2: speaker_view; 3: queued_at, pass_started_at
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -38,15 +38,19 @@ CREATE TABLE IF NOT EXISTS jobs (
     error_code      TEXT,
     error_message   TEXT,
     report_json     TEXT,
-    speaker_view    INTEGER                    -- 1: tracks end at cuts between cameras (an active-speaker
+    speaker_view    INTEGER,                   -- 1: tracks end at cuts between cameras (an active-speaker
                                                -- recording); NULL (jobs from schema 1): the server's setting
+    queued_at       REAL,                      -- when it last joined the queue (upload, re-scan, retry): the
+                                               -- queue's order, so a re-scan of an old upload waits its turn
+    pass_started_at REAL                       -- when the running pass began (a second pass restarts progress)
 );
 CREATE INDEX IF NOT EXISTS jobs_state_created ON jobs (state, created_at);
 """
 
 # Every column except the report, which only the report pages read.
 _SUMMARY_COLUMNS = ("id, original_name, size_bytes, duration_s, state, progress, message, attempts, created_at, "
-                    "started_at, finished_at, verdict, probability, error_code, error_message, speaker_view")
+                    "started_at, finished_at, verdict, probability, error_code, error_message, speaker_view, queued_at, "
+                    "pass_started_at")
 
 ACTIVE_STATES = ("queued", "running")
 
@@ -70,6 +74,10 @@ class Job:
     error_message: Optional[str]
     #: None: not recorded (a job from schema 1 not yet finished): scanned with the server's setting
     speaker_view: Optional[bool] = False
+    #: when it last joined the queue; None only for a Job built by hand
+    queued_at: Optional[float] = None
+    #: when the running pass began: the start, or the start of a second pass whose progress began again at 0
+    pass_started_at: Optional[float] = None
 
     def __post_init__(self) -> None:
         if self.speaker_view is not None:
@@ -81,9 +89,10 @@ class Job:
 
     def eta_seconds(self, now: float | None = None) -> Optional[float]:
         """Remaining seconds, extrapolated from the pace so far (None until measurable)."""
-        if self.state != "running" or self.started_at is None or self.progress < 0.02:
+        start = self.pass_started_at if self.pass_started_at is not None else self.started_at
+        if self.state != "running" or start is None or self.progress < 0.02:
             return None
-        elapsed = (now or time.time()) - self.started_at
+        elapsed = (now or time.time()) - start
         return max(0.0, elapsed * (1.0 - self.progress) / self.progress)
 
 
@@ -103,8 +112,10 @@ class JobStore:
             db.executescript(SCHEMA)
         with self._write() as db:  # one transaction: a stop halfway leaves schema 1 as it was
             version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version == 1:
-                self._upgrade_from_1(db)
+            if version in (1, 2):
+                if version == 1:
+                    self._upgrade_from_1(db)
+                self._upgrade_from_2(db)
                 version = 0
             if version == 0:
                 db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
@@ -128,6 +139,19 @@ class JobStore:
                 continue
             if isinstance(flag, bool):
                 db.execute("UPDATE jobs SET speaker_view = ? WHERE id = ?", (int(flag), job_id))
+
+    @staticmethod
+    def _upgrade_from_2(db: sqlite3.Connection) -> None:
+        """Schema 2 ordered the queue by upload time, so a re-scan of an old upload went ahead of newer ones.
+
+        Jobs keep their place: a waiting job joined the queue when it was uploaded, as far as anyone can tell.
+        """
+        columns = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+        for name in ("queued_at", "pass_started_at"):
+            if name not in columns:
+                db.execute(f"ALTER TABLE jobs ADD COLUMN {name} REAL")
+        db.execute("UPDATE jobs SET queued_at = created_at WHERE queued_at IS NULL")
+        db.execute("UPDATE jobs SET pass_started_at = started_at WHERE pass_started_at IS NULL")
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -156,39 +180,47 @@ class JobStore:
         now = time.time()
         with self._write() as db:
             db.execute("INSERT INTO jobs (id, original_name, size_bytes, duration_s, state, message, created_at, "
-                       "speaker_view) VALUES (?, ?, ?, ?, 'queued', 'waiting for a worker', ?, ?)",
-                       (job_id, original_name, size_bytes, duration_s, now, int(speaker_view)))
+                       "speaker_view, queued_at) VALUES (?, ?, ?, ?, 'queued', 'waiting for a worker', ?, ?, ?)",
+                       (job_id, original_name, size_bytes, duration_s, now, int(speaker_view), now))
         return self.get(job_id)
 
     def rescan(self, job_id: str, speaker_view: bool) -> bool:
-        """Queue a finished or failed job again, with ``speaker_view`` set as asked.
+        """Queue a finished or failed job again, with ``speaker_view`` set as asked, behind the jobs waiting now.
 
         Its old report stays stored (hidden while the job is not done) until the new scan's report replaces it in
         :meth:`finish`; if the new scan fails, :meth:`fail` shows it again, with the failure as the job's message.
         """
         with self._write() as db:
             cur = db.execute("UPDATE jobs SET state = 'queued', progress = 0, message = 'waiting for a worker', "
-                             "attempts = 0, started_at = NULL, finished_at = NULL, error_code = NULL, "
-                             "error_message = NULL, speaker_view = ? WHERE id = ? AND state IN ('done', 'failed')",
-                             (int(speaker_view), job_id))
+                             "attempts = 0, started_at = NULL, pass_started_at = NULL, finished_at = NULL, "
+                             "error_code = NULL, error_message = NULL, speaker_view = ?, queued_at = ? "
+                             "WHERE id = ? AND state IN ('done', 'failed')",
+                             (int(speaker_view), time.time(), job_id))
             return cur.rowcount == 1
 
     def claim_next(self) -> Optional[Job]:
-        """Atomically move the oldest queued job to running and return it."""
+        """Atomically move the job that joined the queue first to running and return it."""
         now = time.time()
         with self._write() as db:
-            row = db.execute("SELECT id FROM jobs WHERE state = 'queued' ORDER BY created_at, id LIMIT 1").fetchone()
+            row = db.execute("SELECT id FROM jobs WHERE state = 'queued' ORDER BY queued_at, id LIMIT 1").fetchone()
             if row is None:
                 return None
             db.execute("UPDATE jobs SET state = 'running', progress = 0, message = 'starting', "
-                       "attempts = attempts + 1, started_at = ?, finished_at = NULL WHERE id = ?", (now, row[0]))
+                       "attempts = attempts + 1, started_at = ?, pass_started_at = ?, finished_at = NULL "
+                       "WHERE id = ?", (now, now, row[0]))
         return self.get(row[0])
 
-    def set_progress(self, job_id: str, fraction: float, message: str) -> None:
+    def set_progress(self, job_id: str, fraction: float, message: str, new_pass: bool = False) -> None:
+        """``new_pass``: progress starts again from ``fraction`` (a second scan of the recording), so the time
+        left is extrapolated from this pass alone."""
         fraction = min(max(float(fraction), 0.0), 1.0)
         with self._write() as db:
-            db.execute("UPDATE jobs SET progress = ?, message = ? WHERE id = ? AND state = 'running'",
-                       (fraction, message, job_id))
+            if new_pass:
+                db.execute("UPDATE jobs SET progress = ?, message = ?, pass_started_at = ? WHERE id = ? AND "
+                           "state = 'running'", (fraction, message, time.time(), job_id))
+            else:
+                db.execute("UPDATE jobs SET progress = ?, message = ? WHERE id = ? AND state = 'running'",
+                           (fraction, message, job_id))
 
     def finish(self, job_id: str, verdict: str, probability: float | None, report_json: str) -> bool:
         with self._write() as db:
@@ -210,10 +242,14 @@ class JobStore:
                              (time.time(), code, message, job_id))
             return cur.rowcount == 1
 
-    def requeue(self, job_id: str, message: str = "waiting for a worker") -> bool:
+    def requeue(self, job_id: str, message: str = "waiting for a worker", keep_place: bool = True) -> bool:
+        """Queue a running or failed job again. ``keep_place``: where it stood before (a job interrupted by a server
+        stop resumes first); otherwise behind the jobs waiting now (a retry asked for later)."""
         with self._write() as db:
-            cur = db.execute("UPDATE jobs SET state = 'queued', progress = 0, message = ?, started_at = NULL "
-                             "WHERE id = ? AND state IN ('running', 'failed')", (message, job_id))
+            cur = db.execute("UPDATE jobs SET state = 'queued', progress = 0, message = ?, started_at = NULL, "
+                             "pass_started_at = NULL, queued_at = CASE WHEN ? THEN queued_at ELSE ? END "
+                             "WHERE id = ? AND state IN ('running', 'failed')",
+                             (message, int(keep_place), time.time(), job_id))
             return cur.rowcount == 1
 
     def reset_attempts(self, job_id: str) -> None:
@@ -233,17 +269,23 @@ class JobStore:
         """
         requeued, failed = [], []
         with self._write() as db:
-            rows = db.execute("SELECT id, attempts FROM jobs WHERE state = 'running'").fetchall()
-            for job_id, attempts in rows:
+            rows = db.execute("SELECT id, attempts, report_json IS NOT NULL FROM jobs WHERE state = 'running'"
+                              ).fetchall()
+            for job_id, attempts, has_report in rows:
                 if attempts >= max_attempts:
-                    db.execute("UPDATE jobs SET state = 'failed', message = 'failed', finished_at = ?, "
+                    # as in fail(): a re-scan that keeps being interrupted shows its earlier report again
+                    db.execute("UPDATE jobs SET state = CASE WHEN report_json IS NULL THEN 'failed' ELSE 'done' END, "
+                               "message = CASE WHEN report_json IS NULL THEN 'failed' "
+                               "ELSE 'scanning again was interrupted; the earlier report is kept' END, "
+                               "progress = CASE WHEN report_json IS NULL THEN progress ELSE 1 END, finished_at = ?, "
                                "error_code = 'interrupted', error_message = ? WHERE id = ?",
                                (time.time(), f"analysis was interrupted {attempts} times (the server or worker "
-                                             f"stopped mid-job); use Retry to try again", job_id))
+                                             f"stopped mid-job)" + ("" if has_report else "; use Retry to try again"),
+                                job_id))
                     failed.append(job_id)
                 else:
                     db.execute("UPDATE jobs SET state = 'queued', progress = 0, started_at = NULL, "
-                               "message = 'resumed after a restart' WHERE id = ?", (job_id,))
+                               "pass_started_at = NULL, message = 'resumed after a restart' WHERE id = ?", (job_id,))
                     requeued.append(job_id)
         return requeued, failed
 
@@ -279,6 +321,6 @@ class JobStore:
         if job.state != "queued":
             return None
         with self._connect() as db:
-            ahead = db.execute("SELECT COUNT(*) FROM jobs WHERE state = 'queued' AND (created_at < ? OR "
-                               "(created_at = ? AND id < ?))", (job.created_at, job.created_at, job.id)).fetchone()[0]
+            ahead = db.execute("SELECT COUNT(*) FROM jobs WHERE state = 'queued' AND (queued_at < ? OR "
+                               "(queued_at = ? AND id < ?))", (job.queued_at, job.queued_at, job.id)).fetchone()[0]
         return ahead + 1

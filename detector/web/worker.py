@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable, Optional, Protocol
 
 from detector.analysis import Cancelled
+from detector.api import SECOND_PASS_LABEL
 from detector.errors import DetectorError
 from detector.report.model import Report
 from detector.web.store import Job, JobStore
@@ -143,10 +144,17 @@ class WorkerPool:
             self.store.fail(job.id, "missing_file", "the uploaded file is no longer on disk")
             return
         last_write = [0.0, 0.0]  # monotonic time, fraction
+        second_pass = [False]
 
         def progress(fraction: float, message: str) -> None:
             now = time.monotonic()
-            if (now - last_write[0] >= _PROGRESS_INTERVAL_S or fraction - last_write[1] >= _PROGRESS_STEP
+            if message == SECOND_PASS_LABEL and not second_pass[0]:
+                # progress starts again from 0 (--auto-speaker-view): written at once, and the time left is
+                # extrapolated from this pass, not from both
+                second_pass[0] = True
+                last_write[:] = [now, fraction]
+                self.store.set_progress(job.id, fraction, message, new_pass=True)
+            elif (now - last_write[0] >= _PROGRESS_INTERVAL_S or fraction - last_write[1] >= _PROGRESS_STEP
                     or fraction >= 1.0):
                 last_write[:] = [now, fraction]
                 self.store.set_progress(job.id, fraction, message)

@@ -228,7 +228,8 @@ def test_restart_resumes_interrupted_job_and_fails_repeat_offenders(tmp_path, ti
         assert wait_done(client, job["id"])["state"] == "done"
         assert list((tmp_path / "data" / "incoming").iterdir()) == []  # partial upload cleaned
     with store._write() as db:
-        db.execute("UPDATE jobs SET state='running', attempts=2 WHERE id=?", (job["id"],))
+        # a first scan (no earlier report) interrupted a second time
+        db.execute("UPDATE jobs SET state='running', attempts=2, report_json=NULL WHERE id=?", (job["id"],))
     with make_client(tmp_path) as client:
         j = client.get(f"/api/jobs/{job['id']}").json()
         assert j["state"] == "failed" and j["error"]["code"] == "interrupted"
@@ -357,6 +358,51 @@ def test_server_wide_speaker_view_is_the_uploads_default(tmp_path, tiny_video):
         wait_done(client, off["id"])
         assert analyzer.shot_cuts == [True, False]
         assert 'id="speaker-view" checked' in client.get("/", headers={"Accept": "text/html"}).text
+
+
+def test_auto_speaker_view_is_said_on_the_upload_page_and_a_second_pass_restarts_progress(tmp_path, tiny_video):
+    from detector.api import SECOND_PASS_LABEL
+    from detector.options import ScanOptions
+
+    gate = threading.Event()
+    analyzer = FakeAnalyzer(gate=gate, second_pass=True)
+    with make_client(tmp_path, analyzer, scan_options=ScanOptions(speaker_view_auto=True)) as client:
+        assert "analysed this way a second time" in client.get("/", headers={"Accept": "text/html"}).text
+        job = upload(client, tiny_video).json()
+        first = wait_for(lambda: (lambda j: j if j["percent"] >= 50 else None)(client.get(f"/api/jobs/{job['id']}").json()))
+        assert first["message"] == "analysing"
+        gate.set()
+        assert wait_done(client, job["id"])["state"] == "done"
+        done = JobStore(tmp_path / "data" / "detector.sqlite3").get(job["id"])
+        assert done.pass_started_at > done.started_at  # the worker marked the second pass
+    assert analyzer.shot_cuts == [False]  # the analyzer's own options decide whether a second pass runs
+    messages = []
+    store = JobStore(tmp_path / "other.sqlite3")
+    store.add("d" * 24, "d.mp4", 1, None)
+    store.claim_next()
+    store.set_progress = lambda job_id, fraction, message, new_pass=False: messages.append((message, new_pass))
+    from detector.web.worker import WorkerPool
+
+    pool = WorkerPool(store, tmp_path, lambda: FakeAnalyzer(second_pass=True))
+    (tmp_path / ("d" * 24)).write_bytes(tiny_video.read_bytes())
+    pool._scan_one(FakeAnalyzer(second_pass=True), store.get("d" * 24))
+    assert messages.count((SECOND_PASS_LABEL, True)) == 1  # written at once, as a new pass, only once
+
+
+def test_serve_passes_its_scan_options_to_the_app(tmp_path, monkeypatch):
+    import uvicorn
+    from typer.testing import CliRunner
+
+    import detector.web.app as web_app
+    from detector.cli import app
+
+    seen = {}
+    monkeypatch.setattr(web_app, "create_app", lambda settings: seen.setdefault("settings", settings))
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: None)
+    result = CliRunner().invoke(app, ["serve", "--data-dir", str(tmp_path), "--auto-speaker-view", "--fps", "5"])
+    assert result.exit_code == 0, result.output
+    options = seen["settings"].scan_options
+    assert options.speaker_view_auto is True and options.shot_cuts is False and options.analysis_fps == 5.0
 
 
 def test_a_report_that_warns_of_merged_people_offers_a_speaker_view_rescan(tmp_path, tiny_video):

@@ -117,7 +117,7 @@ def test_a_database_from_before_speaker_view_is_upgraded_and_keeps_its_jobs(tmp_
     assert done.speaker_view is True  # its report says how it was scanned
     assert waiting.speaker_view is None  # not recorded: it will be scanned with the server's setting
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 3
     JobStore(path)  # opening it again changes nothing
     assert store.get("b" * 24).speaker_view is None
 
@@ -154,13 +154,19 @@ def test_rescan_requeues_a_finished_job_with_the_option_and_keeps_its_report_unt
     assert store.add("e" * 24, "e.mp4", 1, None, speaker_view=True).speaker_view is True
 
 
-def test_a_failed_rescan_keeps_the_earlier_report(tmp_path):
+def _rescan_running(tmp_path, job_id):
+    """A store whose one job finished with the report {"old": 1} and is being scanned again."""
     store = JobStore(tmp_path / "jobs.sqlite3")
-    store.add("f" * 24, "f.mp4", 1, None)
+    store.add(job_id, f"{job_id}.mp4", 1, None)
     job = store.claim_next()
     store.finish(job.id, "likely_genuine", 0.1, '{"old": 1}')
     store.rescan(job.id, speaker_view=True)
     store.claim_next()
+    return store, job
+
+
+def test_a_failed_rescan_keeps_the_earlier_report(tmp_path):
+    store, job = _rescan_running(tmp_path, "f" * 24)
     assert store.fail(job.id, "corrupt_video", "the file is truncated") is True
     after = store.get(job.id)
     assert after.state == "done" and store.report_json(job.id) == '{"old": 1}'
@@ -169,3 +175,57 @@ def test_a_failed_rescan_keeps_the_earlier_report(tmp_path):
     store.claim_next()
     store.fail("g" * 24, "corrupt_video", "bad")
     assert store.get("g" * 24).state == "failed"
+
+
+def test_a_database_from_before_queued_at_keeps_its_queue_order(tmp_path):
+    path = tmp_path / "jobs.sqlite3"
+    _schema_1_database(path)
+    with sqlite3.connect(path) as db:  # as schema 2 left it: speaker_view, no queued_at
+        db.execute("ALTER TABLE jobs ADD COLUMN speaker_view INTEGER")
+        db.execute("INSERT INTO jobs (id, original_name, size_bytes, state, created_at, speaker_view) "
+                   "VALUES (?, 'earlier.mp4', 5, 'queued', 0.5, 0)", ("c" * 24,))
+        db.execute("PRAGMA user_version=2")
+    store = JobStore(path)
+    assert store.get("b" * 24).queued_at == 2.0 and store.get("c" * 24).queued_at == 0.5
+    assert [store.claim_next().id, store.claim_next().id] == ["c" * 24, "b" * 24]
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 3
+
+
+def test_a_rescan_or_retry_waits_behind_the_uploads_queued_before_it(tmp_path):
+    store = JobStore(tmp_path / "jobs.sqlite3")
+    old, failed, new = "1" * 24, "2" * 24, "3" * 24
+    for job_id in (old, failed):
+        store.add(job_id, f"{job_id}.mp4", 1, None)
+    store.claim_next()
+    store.finish(old, "likely_genuine", 0.1, '{"old": 1}')
+    store.claim_next()
+    store.fail(failed, "corrupt_video", "bad")
+    store.add(new, "new.mp4", 1, None)
+    assert store.rescan(old, speaker_view=True)
+    assert store.requeue(failed, keep_place=False)  # a retry
+    assert [store.queue_position(store.get(i)) for i in (new, old, failed)] == [1, 2, 3]
+    assert [store.claim_next().id for _ in range(3)] == [new, old, failed]
+    # a job interrupted by a server stop resumes where it stood
+    store.add("4" * 24, "4.mp4", 1, None)
+    assert store.requeue(old, "interrupted by a server stop; will resume")
+    assert store.claim_next().id == old
+
+
+def test_a_rescan_interrupted_too_often_shows_the_earlier_report_again(tmp_path):
+    store, job = _rescan_running(tmp_path, "h" * 24)
+    assert store.recover_interrupted(max_attempts=1) == ([], [job.id])
+    after = store.get(job.id)
+    assert after.state == "done" and after.verdict == "likely_genuine" and store.report_json(job.id) == '{"old": 1}'
+    assert after.error_code == "interrupted" and "earlier report" in after.message
+    assert "Retry" not in after.error_message  # a finished job has no Retry button; its report is back
+
+
+def test_a_second_pass_restarts_the_time_left(tmp_path):
+    store = JobStore(tmp_path / "jobs.sqlite3")
+    store.add("i" * 24, "i.mp4", 1, None)
+    job = store.claim_next()
+    store.set_progress(job.id, 0.5, "analysing again", new_pass=True)
+    job = store.get(job.id)
+    assert job.pass_started_at >= job.started_at
+    assert job.eta_seconds(now=job.pass_started_at + 10) == pytest.approx(10.0)

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from detector.analysis import Cancelled
+from detector.api import SECOND_PASS_LABEL
 from detector.report.model import (CheckResult, Evidence, Report, Segment, Thresholds, TimelinePoint, TrackReport,
                                    Verdict, VideoMeta)
 from detector.video import probe
@@ -74,7 +75,7 @@ class FakeAnalyzer:
     lock = threading.Lock()
 
     def __init__(self, gate: threading.Event | None = None, fail_with: Exception | None = None, steps: int = 4,
-                 cuts_crossed: bool = False):
+                 cuts_crossed: bool = False, second_pass: bool = False):
         with FakeAnalyzer.lock:
             FakeAnalyzer.instances += 1
         self.gate = gate
@@ -82,6 +83,8 @@ class FakeAnalyzer:
         self.steps = steps
         #: report a track carried across a cut when scanned without shot_cuts (an active-speaker recording)
         self.cuts_crossed = cuts_crossed
+        #: progress runs from 0 to 1 twice, the second time under the label of a second pass (--auto-speaker-view)
+        self.second_pass = second_pass
         self.scanned: list[str] = []
         self.shot_cuts: list = []  # what each scan was asked: None (the analyzer's setting), True or False
         self.closed = False
@@ -90,12 +93,13 @@ class FakeAnalyzer:
         self.scanned.append(str(path))
         self.shot_cuts.append(shot_cuts)
         probe(path)  # bad files raise InputError like the real analyzer
-        for i in range(self.steps):
+        passes = ["analysing", SECOND_PASS_LABEL] if self.second_pass else ["analysing"]
+        for i in range(self.steps * len(passes)):
             if should_stop and should_stop():
                 raise Cancelled("analysis cancelled")
-            frac = i / self.steps
+            frac = (i % self.steps) / self.steps
             if progress:
-                progress(frac, "analysing")
+                progress(frac, passes[i // self.steps])
             if self.gate is not None and frac >= 0.5:
                 while not self.gate.wait(0.02):
                     if should_stop and should_stop():
