@@ -19,9 +19,11 @@ from detector.batch.runner import BatchStats
 
 VERDICT_ORDER = ("likely_face_swapped", "inconclusive", "likely_genuine", "insufficient_evidence", "no_face",
                  "failed")
-# caveats last, so that tables read by column position before it existed keep their columns
+# later columns are appended, so that tables read by column position keep their columns. cuts_crossed: cuts
+# between cameras that the default scan carried a track across (two people may share it); scanned_again: 1 where
+# the row's report is of a second scan as an active-speaker recording (--auto-speaker-view)
 CSV_COLUMNS = ("rank", "path", "verdict", "probability", "duration_s", "sha256", "status", "error_code", "error",
-               "caveats")
+               "caveats", "cuts_crossed", "scanned_again")
 
 
 def latest_rows(rows: list[dict], score_key: str) -> tuple[list[dict], int]:
@@ -108,7 +110,9 @@ def write_csv(rows: list[dict], path: str | os.PathLike, score_key: str) -> int:
         p = f["probability"]
         w.writerow([i, f["path"], f["verdict"], "" if p is None else f"{p:.4f}",
                     "" if f["duration_s"] is None else f"{f['duration_s']:.2f}", f["sha256"] or "", f["status"],
-                    f["error_code"] or "", f["error"] or "", " | ".join(f["caveats"])])
+                    f["error_code"] or "", f["error"] or "", " | ".join(f["caveats"]),
+                    f["cuts_crossed"] if f["status"] == "ok" else "",
+                    int(f["speaker_view_auto"]) if f["status"] == "ok" else ""])
     _atomic_write(Path(path), buf.getvalue())
     return len(flat)
 

@@ -151,9 +151,9 @@ def test_auto_speaker_view_reaches_the_workers_and_keys_the_rows(app, archive, t
     assert ScanOptions(speaker_view_auto=True).result_key() != ScanOptions().result_key()
 
 
-def test_summary_counts_active_speaker_recordings_merged_or_scanned_again():
+def test_summary_and_table_count_active_speaker_recordings_merged_or_scanned_again(tmp_path):
     from detector.batch.runner import BatchStats
-    from detector.batch.summary import render_summary, summarize
+    from detector.batch.summary import render_summary, summarize, write_csv
 
     def row(path, crossed, auto):
         return {"status": "ok", "path": path, "sha256": path * 8, "score_key": "k",
@@ -167,6 +167,12 @@ def test_summary_counts_active_speaker_recordings_merged_or_scanned_again():
     text = render_summary(BatchStats(), archive, "out.jsonl")
     assert "1 scanned a second time as active-speaker recordings" in text
     assert "2 carried a participant's track across a cut" in text and "--auto-speaker-view" in text
+    csv_path = tmp_path / "ranked.csv"
+    write_csv(rows, csv_path, "k")
+    with open(csv_path, newline="") as f:
+        table = {r["path"]: r for r in csv.DictReader(f)}
+    assert [(table[p]["cuts_crossed"], table[p]["scanned_again"]) for p in "abcd"] == [
+        ("0", "0"), ("2", "0"), ("1", "1"), ("1", "0")]
     # an archive without such recordings gets neither line
     text = render_summary(BatchStats(), summarize([row("a", [], False)], "k"), "out.jsonl")
     assert "active-speaker" not in text and "across a cut" not in text
