@@ -23,7 +23,7 @@ from detector.checks import CHECKS, DEFAULT_CHECKS, CheckContext, FaceObservatio
 from detector.errors import ConfigError, DetectorError
 from detector.faces import FaceTracker, LandmarkOptions, align_face, create_landmark_detector
 from detector.faces.linking import AppearanceSignature, link_tracks
-from detector.faces.shots import CutCrossings, ShotCutDetector
+from detector.faces.shots import CutCrossings, ShotCutDetector, SmallFrame
 from detector.options import ScanOptions
 from detector.timeline import TimelineWindow, TrackTimeline, WindowReducer, keep_features
 from detector.video import Frame, PyAVSource, VideoInfo
@@ -148,7 +148,8 @@ class CallAnalysis:
 
 
 def _frame_producer(source: PyAVSource, rate: float, out: "queue.Queue", stop: threading.Event) -> None:
-    """Decode thread body: push (frame, its small HSV copy) pairs (then _END or the exception) into ``out``."""
+    """Decode thread body: push (frame, its small copies for the cut detector) pairs (then _END or the exception)
+    into ``out``."""
 
     def put(item) -> bool:
         while not stop.is_set():
@@ -162,14 +163,14 @@ def _frame_producer(source: PyAVSource, rate: float, out: "queue.Queue", stop: t
     try:
         for frame in source.frames(rate=Fraction(rate).limit_denominator(1000)):
             # the cut detector's small copy is made here: this thread waits on the scan most of the time
-            if not put((frame, ShotCutDetector.small_hsv(frame.image))):
+            if not put((frame, ShotCutDetector.small(frame.image))):
                 return
         put(_END)
     except BaseException as exc:  # handed to the consumer, which re-raises it
         put(exc)
 
 
-def _iter_frames(source: PyAVSource, options: ScanOptions) -> Iterator[tuple[Frame, np.ndarray]]:
+def _iter_frames(source: PyAVSource, options: ScanOptions) -> Iterator[tuple[Frame, SmallFrame]]:
     q: queue.Queue = queue.Queue(maxsize=options.queue_size)
     stop = threading.Event()
     t = threading.Thread(target=_frame_producer, args=(source, options.analysis_fps, q, stop),
@@ -350,14 +351,14 @@ def analyse_video(path: str, options: ScanOptions, context: CheckContext,
         stage = _CheckStage(check_classes, context, options, window_reducer)
         try:
             with create_landmark_detector(landmark_options(options)) as detector:
-                for frame, small_hsv in _iter_frames(source, options):
+                for frame, small in _iter_frames(source, options):
                     if should_stop is not None and should_stop():
                         raise Cancelled("analysis cancelled")
                     analysed += 1
                     ta = time.perf_counter()
                     faces = detector.detect(frame.image)
                     t_landmarks += time.perf_counter() - ta
-                    if cuts.update_small(frame.seconds, small_hsv):
+                    if cuts.update_small(frame.seconds, small):
                         if options.shot_cuts:
                             stage.finish_tracks(tracker.cut())
                         else:

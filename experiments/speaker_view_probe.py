@@ -12,6 +12,8 @@ while it is on screen, as a recorder that films whoever speaks; 30 fps H.264 CRF
   composed cut, and the largest change inside every dev clip (which holds no composed cut);
 - ``warn``: scans every call and every dev clip as a default scan does (tracks not ended at cuts) and counts those
   whose report warns that a track was carried across a cut, against the calls where a participant mixes both clips;
+- ``fades``: how many composed switches the scan's cut detector finds (hard and gradual), how many cuts it finds
+  away from them, and with ``--dev`` the cuts it finds in the dev clips (session 17; calls made with ``--fade``);
 - ``score``: scans every call with and without shot cuts and track linking, maps each reported participant to
   the clips it holds (by the composed schedule), scores it with the grouped-CV fold models of ``detector eval``
   that never saw its clips' groups (assignments 0-2, calibrated, fitted on the copies as shipped), and prints how
@@ -21,6 +23,8 @@ while it is on screen, as a recorder that films whoever speaks; 30 fps H.264 CRF
     python experiments/speaker_view_probe.py make
     python experiments/speaker_view_probe.py changes
     python experiments/speaker_view_probe.py warn
+    python experiments/speaker_view_probe.py --root /tmp/speaker-fade make --fade 0.5
+    python experiments/speaker_view_probe.py --root /tmp/speaker-fade fades --fade 0.5
     python experiments/speaker_view_probe.py score --orig-cache runs/eval-pen/features.jsonl \
         --copies-dir runs/eval-aug/copies
 """
@@ -32,6 +36,7 @@ import sys
 from fractions import Fraction
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -57,21 +62,32 @@ def schedule(length: float, shot: float) -> list[tuple[float, float, int, float]
     return out
 
 
-def compose(paths: list[str], dst: Path, shot: float) -> list[tuple[float, float, int, float]]:
-    """A speaker-view call of two clips taking turns (sample-and-hold to 30 fps), each as long as the shorter."""
+def compose(paths: list[str], dst: Path, shot: float, fade: float = 0.0) -> list[tuple[float, float, int, float]]:
+    """A speaker-view call of two clips taking turns (sample-and-hold to 30 fps), each as long as the shorter.
+
+    ``fade`` > 0: each switch to the other clip is a cross-fade of that many seconds from the last picture of
+    the shot before (held) to the new shot, which runs from the fade's start (a recorder that dissolves between
+    cameras); the schedule's switch time is the fade's start.
+    """
     length = min(_duration(p) for p in paths)
     shots = schedule(length, shot)
     sources = [_frames(p) for p in paths]
     current = [next(s) for s in sources]
     upcoming = [next(s, None) for s in sources]
     def canvases():
-        i = 0
+        i, last = 0, None
         for start, end, k, own in shots:
+            outgoing = last if last is not None and last[0] != k else None
             while i / FPS < end - 1e-9:
                 local = own + i / FPS - start
                 while upcoming[k] is not None and upcoming[k][0] <= local:
                     current[k], upcoming[k] = upcoming[k], next(sources[k], None)
-                yield _letterbox(current[k][1], CANVAS)
+                canvas = _letterbox(current[k][1], CANVAS)
+                a = (i / FPS - start) / fade if fade > 0 else 1.0
+                if outgoing is not None and a < 1.0:
+                    canvas = cv2.addWeighted(outgoing[1], 1.0 - a, canvas, a, 0.0)
+                last = (k, canvas)
+                yield canvas
                 i += 1
 
     write_h264(dst, canvases())
@@ -98,7 +114,7 @@ def cmd_make(a: argparse.Namespace) -> None:
         pairs.append(("fake", [f, g] if len(pairs) % 2 else [g, f]))
     for c, (kind, members) in enumerate(pairs):
         dst = ROOT / f"speaker_{kind}_{c:02d}.mp4"
-        shots = compose([m.path for m in members], dst, a.shot)
+        shots = compose([m.path for m in members], dst, a.shot, a.fade)
         calls.append({"path": str(dst), "kind": kind, "clips": [m.rel_path for m in members],
                       "shots": [list(s) for s in shots]})
         print(dst, flush=True)
@@ -113,7 +129,7 @@ def _changes(path: str) -> list[tuple[float, float]]:
     options, detector, out = ScanOptions(), ShotCutDetector(), []
     with PyAVSource(path, max_side=options.max_side) as source:
         for frame in source.frames(rate=Fraction(options.analysis_fps).limit_denominator(1000)):
-            c = detector.change(detector.small_hsv(frame.image))
+            c = detector.change(detector.small(frame.image))
             if c is not None:
                 out.append((frame.seconds, c))
     return out
@@ -141,6 +157,51 @@ def cmd_changes(a: argparse.Namespace) -> None:
         print(f"  {m:.1f} {p}")
     print(f"at the {len(at_cuts)} composed cuts: {q(at_cuts)}; "
           f"between cuts in the composed calls: largest {max(between):.1f} of {len(between)}")
+
+
+def _cuts_found(path: str) -> tuple[list[float], list[float]]:
+    """The cuts a scan's detector finds in ``path`` (all, and those found as gradual switches)."""
+    from detector.faces.shots import ShotCutDetector
+    from detector.options import ScanOptions
+    from detector.video import PyAVSource
+
+    options, detector = ScanOptions(), ShotCutDetector()
+    with PyAVSource(path, max_side=options.max_side) as source:
+        for frame in source.frames(rate=Fraction(options.analysis_fps).limit_denominator(1000)):
+            detector.update(frame.seconds, frame.image)
+    return detector.cuts, detector.gradual
+
+
+def cmd_fades(a: argparse.Namespace) -> None:
+    """How many composed switches the cut detector finds (within the fade or ``--late`` s after it), how many cuts it
+    finds away from them, and (``--dev``) the cuts it finds in the dev clips, which hold none."""
+    calls = json.loads((ROOT / "calls.json").read_text())
+    found = switches = away = gradual_n = 0
+    missed = []
+    for call in calls[:a.limit or None]:
+        shots = call["shots"]
+        starts = [b[0] for x, b in zip(shots, shots[1:]) if x[2] != b[2]]
+        cuts, gradual = _cuts_found(call["path"])
+        gradual_n += len(gradual)
+        windows = [(t, t + a.fade + a.late) for t in starts]
+        hit = [any(lo - 1e-6 <= c <= hi for c in cuts) for lo, hi in windows]
+        found += sum(hit)
+        switches += len(starts)
+        away += sum(not any(lo - 1e-6 <= c <= hi for lo, hi in windows) for c in cuts)
+        missed += [(Path(call["path"]).name, round(t, 2)) for t, h in zip(starts, hit) if not h]
+        print(f"{Path(call['path']).name}: switches {len(starts)}, found {sum(hit)}, cuts {len(cuts)} "
+              f"(gradual {len(gradual)})", flush=True)
+    print(f"switches found {found} of {switches} ({found / max(switches, 1):.3f}); cuts away from a switch {away}; "
+          f"cuts found as gradual {gradual_n}; missed {missed[:20]}")
+    if a.dev:
+        rows = read_manifest(str(MANIFEST))
+        with_cuts = []
+        for r in rows[:a.limit or None]:
+            cuts, gradual = _cuts_found(r.path)
+            if cuts:
+                with_cuts.append((r.rel_path, cuts, gradual))
+        print(f"dev clips with a cut: {len(with_cuts)} of {len(rows[:a.limit or None])}; with a gradual cut: "
+              f"{sum(bool(g) for _, _, g in with_cuts)}; {with_cuts}")
 
 
 def _on_screen(call: dict, seconds: float) -> int:
@@ -312,18 +373,24 @@ def main() -> None:
     m = sub.add_parser("make")
     m.add_argument("--shot", type=float, default=3.0, help="seconds per turn")
     m.add_argument("--seed", type=int, default=14, help="pairs the clips")
+    m.add_argument("--fade", type=float, default=0.0, help="seconds of cross-fade at each switch (0: hard cuts)")
     sub.add_parser("changes")
     s = sub.add_parser("score")
     s.add_argument("--orig-cache", type=Path, required=True, help="features.jsonl of a default detector eval run")
     s.add_argument("--copies-dir", type=Path, default=None, help="that run's OUT/copies (fit on them, as shipped)")
     s.add_argument("--cache-cuts", action="store_true", help="the cache was extracted with shot cuts on")
     s.add_argument("--limit", type=int, default=0, help="score only the first N calls (a quick look)")
+    f = sub.add_parser("fades")
+    f.add_argument("--fade", type=float, default=0.0, help="the calls' cross-fade (s); 0 for hard cuts")
+    f.add_argument("--late", type=float, default=0.25, help="a switch counts as found this long after it ends")
+    f.add_argument("--dev", action="store_true", help="also count the cuts found in the 72 dev clips")
+    f.add_argument("--limit", type=int, default=0, help="only the first N calls and dev clips (a quick look)")
     w = sub.add_parser("warn")
     w.add_argument("--limit", type=int, default=0, help="only the first N calls and dev clips (a quick look)")
     a = ap.parse_args()
     global ROOT
     ROOT = a.root or ROOT
-    {"make": cmd_make, "changes": cmd_changes, "score": cmd_score, "warn": cmd_warn}[a.cmd](a)
+    {"make": cmd_make, "changes": cmd_changes, "score": cmd_score, "warn": cmd_warn, "fades": cmd_fades}[a.cmd](a)
 
 
 if __name__ == "__main__":

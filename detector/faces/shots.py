@@ -10,7 +10,11 @@ switch as an appearance jump. A switch changes the whole picture at once,
 which a head turning or a hand in front of the face does not, so it is
 found the way PySceneDetect's content detector finds cuts: the mean change of
 hue, saturation and brightness between consecutive analysed frames, on a
-small copy of the frame, above a threshold.
+small copy of the frame, above a threshold. A recorder that *dissolves* from
+one camera to the other spreads that change over several analysed frames; a
+gradual switch is found when a frame differs from one shortly before it by
+the same threshold and every frame between them is a blend of the two (see
+:meth:`ShotCutDetector.update_small`).
 
 A false cut (a camera pan, the lights going off) only splits a track; the
 appearance linking after the analysis (:mod:`detector.faces.linking`) joins
@@ -24,6 +28,7 @@ been merged into one participant.
 """
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 import cv2
@@ -41,12 +46,35 @@ class ShotCutOptions:
     threshold: float = 40.0
     #: a second cut sooner than this after the last one is ignored (a flash, a fade between two layouts)
     min_shot_s: float = 0.5
+    #: a gradual switch (a cross-fade between cameras) is looked for over at most this span; 0 turns it off
+    fade_max_s: float = 1.0
+    #: how far a frame inside a cross-fade may be from the blend of its two ends: the RMS of the residual, as a
+    #: fraction of the RMS of the change between the ends (see experiments/README.md, session 17)
+    fade_residual: float = 0.25
+    #: no step between consecutive frames of a cross-fade may carry more than this share of its change: a dissolve
+    #: spreads it, while a hard cut just under ``threshold`` after a still shot makes it in one step (added after
+    #: the first measurement, see experiments/README.md, session 17)
+    fade_max_step: float = 0.6
 
     def validate(self) -> None:
         if not self.threshold > 0:
             raise ValueError("shot cut threshold must be positive")
         if self.min_shot_s < 0:
             raise ValueError("min_shot_s must be >= 0")
+        if self.fade_max_s < 0:
+            raise ValueError("fade_max_s must be >= 0")
+        if not 0 < self.fade_residual < 1:
+            raise ValueError("fade_residual must be between 0 and 1")
+        if not 0 < self.fade_max_step <= 1:
+            raise ValueError("fade_max_step must be in (0, 1]")
+
+
+@dataclass(frozen=True)
+class SmallFrame:
+    """The small copies of one analysed frame the cut detector compares: HSV for the change, RGB for blends."""
+
+    rgb: np.ndarray  # float32, _COMPARE_SIZE
+    hsv: np.ndarray  # uint8, the same pixels in OpenCV's HSV
 
 
 def content_change(previous_hsv: np.ndarray, current_hsv: np.ndarray) -> float:
@@ -66,13 +94,16 @@ class ShotCutDetector:
     def __init__(self, options: ShotCutOptions | None = None):
         self.options = options or ShotCutOptions()
         self.options.validate()
-        self._previous: np.ndarray | None = None
+        self._previous: SmallFrame | None = None
+        self._recent: deque[tuple[float, SmallFrame]] = deque()  # frames of the last fade_max_s, oldest first
         self._last_cut: float | None = None
         self.cuts: list[float] = []
+        #: the cuts found as gradual switches (also in :attr:`cuts`)
+        self.gradual: list[float] = []
 
     @staticmethod
-    def small_hsv(image_rgb: np.ndarray) -> np.ndarray:
-        """The small HSV copy frames are compared on.
+    def small(image_rgb: np.ndarray) -> SmallFrame:
+        """The small copies frames are compared on.
 
         Every scan makes one per analysed frame, so it must be cheap: one pixel in four each way is picked
         (nearest neighbour) before the area average, so each cell of the copy averages 25 or more samples of
@@ -84,27 +115,80 @@ class ShotCutDetector:
         if w >= 4 * cw and h >= 4 * ch:
             image_rgb = cv2.resize(image_rgb, (w // 4, h // 4), interpolation=cv2.INTER_NEAREST)
         small = cv2.resize(image_rgb, _COMPARE_SIZE, interpolation=cv2.INTER_AREA)
-        return cv2.cvtColor(small, cv2.COLOR_RGB2HSV)
+        return SmallFrame(small.astype(np.float32), cv2.cvtColor(small, cv2.COLOR_RGB2HSV))
 
-    def change(self, small_hsv: np.ndarray) -> float | None:
+    def change(self, small: SmallFrame) -> float | None:
         """The content change from the previous frame to this one, and remember this one (None for the first)."""
-        prev, self._previous = self._previous, small_hsv
-        return None if prev is None else content_change(prev, small_hsv)
+        prev, self._previous = self._previous, small
+        return None if prev is None else content_change(prev.hsv, small.hsv)
 
     def update(self, seconds: float, image_rgb: np.ndarray) -> bool:
         """Whether the picture cut to another shot between the previous analysed frame and this one."""
-        return self.update_small(seconds, self.small_hsv(image_rgb))
+        return self.update_small(seconds, self.small(image_rgb))
 
-    def update_small(self, seconds: float, small_hsv: np.ndarray) -> bool:
-        """:meth:`update` for a frame whose :meth:`small_hsv` copy was already made."""
-        change = self.change(small_hsv)
-        if change is None or change < self.options.threshold:
+    def update_small(self, seconds: float, small: SmallFrame) -> bool:
+        """:meth:`update` for a frame whose :meth:`small` copies were already made.
+
+        A hard cut: the change from the previous frame reaches the threshold. A gradual one: the change from an
+        earlier frame of the last ``fade_max_s`` reaches it, and every frame between the two is a blend of them.
+        """
+        change = self.change(small)
+        hard = change is not None and change >= self.options.threshold
+        gradual = not hard and self._blended_from_recent(small)
+        if hard or gradual:
+            # a frame before a cut cannot start a later dissolve: without this, a fade's first frames would be
+            # found again as the start of "another" fade to each steady frame after it
+            self._recent.clear()
+        self._recent.append((seconds, small))
+        while self._recent and seconds - self._recent[0][0] > self.options.fade_max_s:
+            self._recent.popleft()
+        if not (hard or gradual):
             return False
         if self._last_cut is not None and seconds - self._last_cut < self.options.min_shot_s:
             return False
         self._last_cut = seconds
         self.cuts.append(seconds)
+        if gradual:
+            self.gradual.append(seconds)
         return True
+
+    def _blended_from_recent(self, end: SmallFrame) -> bool:
+        """Whether some recent frame differs from ``end`` by the threshold with every frame between a blend."""
+        recent = list(self._recent)
+        # the nearest start first: in a long fade the switch is placed as soon as enough of it has happened
+        for i in range(len(recent) - 2, -1, -1):
+            start = recent[i][1]
+            if content_change(start.hsv, end.hsv) < self.options.threshold:
+                continue
+            if is_cross_fade(start.rgb, [m.rgb for _, m in recent[i + 1:]], end.rgb, self.options.fade_residual,
+                             self.options.fade_max_step):
+                return True
+        return False
+
+
+def is_cross_fade(start: np.ndarray, between: list[np.ndarray], end: np.ndarray, max_residual: float,
+                  max_step: float = 1.0) -> bool:
+    """Whether ``between`` is a dissolve from ``start`` to ``end``: each frame is ``start + a (end - start)`` up to
+    ``max_residual`` (RMS, as a fraction of the change's), ``a`` rises from frame to frame, and no step from one
+    frame to the next (``start`` and ``end`` included) carries more than ``max_step`` of the change. A moving head
+    displaces rather than blends; a hard cut makes its change in one step."""
+    if not between:
+        return False
+    d = (end - start).ravel()
+    dd = float(d @ d)
+    if dd <= 0.0:
+        return False
+    previous = 0.0
+    for m in between:
+        r = (m - start).ravel()
+        a = float(r @ d) / dd
+        if not -0.1 <= a <= 1.1 or a < previous - 0.05 or a - previous > max_step:
+            return False
+        residual = r - a * d
+        if float(residual @ residual) > max_residual ** 2 * dd:
+            return False
+        previous = a
+    return 1.0 - previous <= max_step
 
 
 class CutCrossings:

@@ -4,7 +4,7 @@ import pytest
 
 from detector.analysis import ThumbnailStore
 from detector.faces.linking import AppearanceSignature, LinkOptions, link_tracks, signature_distance, surroundings
-from detector.faces.shots import CutCrossings, ShotCutDetector, ShotCutOptions, content_change
+from detector.faces.shots import CutCrossings, ShotCutDetector, ShotCutOptions, content_change, is_cross_fade
 from detector.faces.tracking import FaceTracker
 from detector.timeline import FeatureMean, TrackTimeline
 
@@ -39,6 +39,56 @@ def test_cuts_closer_than_min_shot_are_one():
     frames = [a, b, a, a, a, a, a, a, b]  # a one-frame flash of b, then b again 0.7 s after the first cut
     cuts = [i for i, f in enumerate(frames) if det.update(i * 0.1, _noisy(f, rng))]
     assert cuts == [1, 8]
+
+
+def _dissolve(a: np.ndarray, b: np.ndarray, steps: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Frames of a cross-fade from ``a`` to ``b`` (both ends excluded), with camera noise."""
+    out = []
+    for k in range(1, steps):
+        w = k / steps
+        out.append(_noisy(np.clip((1 - w) * a.astype(np.float64) + w * b, 0, 255).astype(np.uint8), rng))
+    return out
+
+
+def test_a_cross_fade_between_cameras_is_one_cut_inside_it():
+    rng = np.random.default_rng(0)
+    a, b = _room(1), _room(2)
+    frames = [_noisy(a, rng) for _ in range(8)] + _dissolve(a, b, 6, rng) + [_noisy(b, rng) for _ in range(12)]
+    det = ShotCutDetector()
+    steps = [content_change(ShotCutDetector.small(x).hsv, ShotCutDetector.small(y).hsv)
+             for x, y in zip(frames, frames[1:])]
+    assert max(steps) < det.options.threshold  # no step of the fade is a hard cut
+    cuts = [i for i, f in enumerate(frames) if det.update(i * 0.1, f)]
+    assert len(cuts) == 1 and 8 <= cuts[0] <= 13  # found once, inside the dissolve, not again after it
+    assert det.gradual == det.cuts
+    off = ShotCutDetector(ShotCutOptions(fade_max_s=0))
+    assert not any(off.update(i * 0.1, f) for i, f in enumerate(frames))
+
+
+def test_a_head_moving_across_the_picture_is_not_a_cross_fade():
+    # a large face-like block sweeping across the frame changes it by more than the threshold within a second,
+    # through frames that are displacements, not blends, of the ends
+    rng = np.random.default_rng(1)
+    room = _room(3)
+    frames = []
+    for k in range(12):
+        img = room.copy()
+        x = 10 + 9 * k
+        img[10:110, x:x + 60] = (235, 190, 160)
+        frames.append(_noisy(img, rng))
+    det = ShotCutDetector()
+    first, last = ShotCutDetector.small(frames[0]), ShotCutDetector.small(frames[-1])
+    assert content_change(first.hsv, last.hsv) >= det.options.threshold  # a change a cut would make
+    assert not any(det.update(i * 0.1, f) for i, f in enumerate(frames))
+    between = [ShotCutDetector.small(f).rgb for f in frames[1:-1]]
+    assert not is_cross_fade(first.rgb, between, last.rgb, 0.25)
+    # the same ends blended are one
+    d = last.rgb - first.rgb
+    assert is_cross_fade(first.rgb, [first.rgb + w * d for w in (0.2, 0.5, 0.8)], last.rgb, 0.25, 0.6)
+    # a still shot that then changes in one step is a (soft) hard cut, not a dissolve
+    still = [first.rgb + w * d for w in (0.02, 0.04, 0.06)]
+    assert not is_cross_fade(first.rgb, still, last.rgb, 0.25, 0.6)
+    assert is_cross_fade(first.rgb, still, last.rgb, 0.25, 1.0)
 
 
 def test_cut_crossings_count_only_a_track_carried_across():
@@ -83,6 +133,8 @@ def test_hue_change_is_circular():
 def test_shot_options_are_checked():
     with pytest.raises(ValueError):
         ShotCutDetector(ShotCutOptions(threshold=0))
+    with pytest.raises(ValueError):
+        ShotCutDetector(ShotCutOptions(fade_residual=1.5))
 
 
 def _signature(face_seed: int, room_seed: int, frames: int = 5) -> AppearanceSignature:
