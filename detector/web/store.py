@@ -54,6 +54,11 @@ _SUMMARY_COLUMNS = ("id, original_name, size_bytes, duration_s, state, progress,
 
 ACTIVE_STATES = ("queued", "running")
 
+# A re-scan that fails shows its earlier report again: the job then says how that report was scanned (as the upgrade
+# from schema 1 reads it), not how the failed re-scan was asked to
+_RESTORED_SPEAKER_VIEW = ("CASE WHEN report_json IS NULL THEN speaker_view ELSE "
+                          "COALESCE(json_extract(report_json, '$.settings.shot_cuts'), speaker_view) END")
+
 
 @dataclass
 class Job:
@@ -121,6 +126,8 @@ class JobStore:
                 db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             elif version != SCHEMA_VERSION:
                 raise RuntimeError(f"job database {self.path} has schema {version}, expected {SCHEMA_VERSION}")
+            # here rather than in SCHEMA: a schema-2 table has no queued_at until the upgrade above adds it
+            db.execute("CREATE INDEX IF NOT EXISTS jobs_state_queued ON jobs (state, queued_at)")
 
     @staticmethod
     def _upgrade_from_1(db: sqlite3.Connection) -> None:
@@ -202,7 +209,9 @@ class JobStore:
         """Atomically move the job that joined the queue first to running and return it."""
         now = time.time()
         with self._write() as db:
-            row = db.execute("SELECT id FROM jobs WHERE state = 'queued' ORDER BY queued_at, id LIMIT 1").fetchone()
+            # COALESCE: a row written by hand without queued_at waits as if queued at its upload
+            row = db.execute("SELECT id FROM jobs WHERE state = 'queued' ORDER BY COALESCE(queued_at, created_at), id "
+                             "LIMIT 1").fetchone()
             if row is None:
                 return None
             db.execute("UPDATE jobs SET state = 'running', progress = 0, message = 'starting', "
@@ -238,6 +247,7 @@ class JobStore:
                              "message = CASE WHEN report_json IS NULL THEN 'failed' "
                              "ELSE 'scanning again failed; the earlier report is kept' END, "
                              "progress = CASE WHEN report_json IS NULL THEN progress ELSE 1 END, finished_at = ?, "
+                             f"speaker_view = {_RESTORED_SPEAKER_VIEW}, "
                              "error_code = ?, error_message = ? WHERE id = ? AND state IN ('queued', 'running')",
                              (time.time(), code, message, job_id))
             return cur.rowcount == 1
@@ -278,6 +288,7 @@ class JobStore:
                                "message = CASE WHEN report_json IS NULL THEN 'failed' "
                                "ELSE 'scanning again was interrupted; the earlier report is kept' END, "
                                "progress = CASE WHEN report_json IS NULL THEN progress ELSE 1 END, finished_at = ?, "
+                               f"speaker_view = {_RESTORED_SPEAKER_VIEW}, "
                                "error_code = 'interrupted', error_message = ? WHERE id = ?",
                                (time.time(), f"analysis was interrupted {attempts} times (the server or worker "
                                              f"stopped mid-job)" + ("" if has_report else "; use Retry to try again"),
@@ -321,6 +332,7 @@ class JobStore:
         if job.state != "queued":
             return None
         with self._connect() as db:
-            ahead = db.execute("SELECT COUNT(*) FROM jobs WHERE state = 'queued' AND (queued_at < ? OR "
-                               "(queued_at = ? AND id < ?))", (job.queued_at, job.queued_at, job.id)).fetchone()[0]
+            at = job.queued_at if job.queued_at is not None else job.created_at
+            ahead = db.execute("SELECT COUNT(*) FROM jobs WHERE state = 'queued' AND (COALESCE(queued_at, created_at) "
+                               "< ? OR (COALESCE(queued_at, created_at) = ? AND id < ?))", (at, at, job.id)).fetchone()[0]
         return ahead + 1

@@ -168,11 +168,16 @@ def test_summary_and_table_count_active_speaker_recordings_merged_or_scanned_aga
     assert "1 scanned a second time as active-speaker recordings" in text
     assert "2 carried a participant's track across a cut" in text and "--auto-speaker-view" in text
     csv_path = tmp_path / "ranked.csv"
-    write_csv(rows, csv_path, "k")
+    failed = {"status": "failed", "path": "f", "sha256": "f" * 8, "score_key": "k", "error_code": "corrupt_video",
+              "error": "truncated"}
+    write_csv(rows + [failed], csv_path, "k")
+    with open(csv_path, newline="") as f:
+        header = next(csv.reader(f))
+    assert header[-3:] == ["caveats", "cuts_crossed", "scanned_again"]  # appended: earlier columns keep their place
     with open(csv_path, newline="") as f:
         table = {r["path"]: r for r in csv.DictReader(f)}
-    assert [(table[p]["cuts_crossed"], table[p]["scanned_again"]) for p in "abcd"] == [
-        ("0", "0"), ("2", "0"), ("1", "1"), ("1", "0")]
+    assert [(table[p]["cuts_crossed"], table[p]["scanned_again"]) for p in "abcdf"] == [
+        ("0", "0"), ("2", "0"), ("1", "1"), ("1", "0"), ("", "")]
     # an archive without such recordings gets neither line
     text = render_summary(BatchStats(), summarize([row("a", [], False)], "k"), "out.jsonl")
     assert "active-speaker" not in text and "across a cut" not in text

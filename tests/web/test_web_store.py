@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -154,12 +155,16 @@ def test_rescan_requeues_a_finished_job_with_the_option_and_keeps_its_report_unt
     assert store.add("e" * 24, "e.mp4", 1, None, speaker_view=True).speaker_view is True
 
 
+_OLD = '{"old": 1, "settings": {"shot_cuts": false}}'
+
+
 def _rescan_running(tmp_path, job_id):
-    """A store whose one job finished with the report {"old": 1} and is being scanned again."""
+    """A store whose one job finished with the report _OLD (scanned without speaker view) and is being scanned again
+    with it."""
     store = JobStore(tmp_path / "jobs.sqlite3")
     store.add(job_id, f"{job_id}.mp4", 1, None)
     job = store.claim_next()
-    store.finish(job.id, "likely_genuine", 0.1, '{"old": 1}')
+    store.finish(job.id, "likely_genuine", 0.1, _OLD)
     store.rescan(job.id, speaker_view=True)
     store.claim_next()
     return store, job
@@ -169,7 +174,8 @@ def test_a_failed_rescan_keeps_the_earlier_report(tmp_path):
     store, job = _rescan_running(tmp_path, "f" * 24)
     assert store.fail(job.id, "corrupt_video", "the file is truncated") is True
     after = store.get(job.id)
-    assert after.state == "done" and store.report_json(job.id) == '{"old": 1}'
+    assert after.state == "done" and store.report_json(job.id) == _OLD
+    assert after.speaker_view is False  # as the report it shows was scanned
     assert after.error_message == "the file is truncated" and "earlier report" in after.message
     store.add("g" * 24, "g.mp4", 1, None)  # a first scan that fails still fails
     store.claim_next()
@@ -210,13 +216,19 @@ def test_a_rescan_or_retry_waits_behind_the_uploads_queued_before_it(tmp_path):
     store.add("4" * 24, "4.mp4", 1, None)
     assert store.requeue(old, "interrupted by a server stop; will resume")
     assert store.claim_next().id == old
+    with store._write() as db:  # a row written by hand without queued_at waits as if queued at its upload
+        db.execute("INSERT INTO jobs (id, original_name, size_bytes, state, created_at) "
+                   "VALUES (?, 'hand.mp4', 1, 'queued', ?)", ("5" * 24, time.time() + 1000))
+    assert [store.queue_position(store.get(i * 24)) for i in "45"] == [1, 2]
+    assert [store.claim_next().id for _ in range(2)] == ["4" * 24, "5" * 24]  # not NULL first
 
 
 def test_a_rescan_interrupted_too_often_shows_the_earlier_report_again(tmp_path):
     store, job = _rescan_running(tmp_path, "h" * 24)
     assert store.recover_interrupted(max_attempts=1) == ([], [job.id])
     after = store.get(job.id)
-    assert after.state == "done" and after.verdict == "likely_genuine" and store.report_json(job.id) == '{"old": 1}'
+    assert after.state == "done" and after.verdict == "likely_genuine" and store.report_json(job.id) == _OLD
+    assert after.speaker_view is False
     assert after.error_code == "interrupted" and "earlier report" in after.message
     assert "Retry" not in after.error_message  # a finished job has no Retry button; its report is back
 
@@ -225,7 +237,9 @@ def test_a_second_pass_restarts_the_time_left(tmp_path):
     store = JobStore(tmp_path / "jobs.sqlite3")
     store.add("i" * 24, "i.mp4", 1, None)
     job = store.claim_next()
+    with store._write() as db:  # the first pass took 100 s
+        db.execute("UPDATE jobs SET started_at = started_at - 100, pass_started_at = pass_started_at - 100")
     store.set_progress(job.id, 0.5, "analysing again", new_pass=True)
     job = store.get(job.id)
-    assert job.pass_started_at >= job.started_at
-    assert job.eta_seconds(now=job.pass_started_at + 10) == pytest.approx(10.0)
+    assert job.pass_started_at > job.started_at + 99
+    assert job.eta_seconds(now=job.pass_started_at + 10) == pytest.approx(10.0)  # not (110 s so far) * 1
