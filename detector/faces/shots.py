@@ -36,6 +36,8 @@ import numpy as np
 
 #: the frame is compared at this size: enough to see the picture change, too small for noise or a moving face
 _COMPARE_SIZE = (64, 36)
+#: cosine above which a dissolve found soon after another changes the picture the same way (is its rest)
+_SAME_DIRECTION = 0.9
 
 
 @dataclass
@@ -97,6 +99,8 @@ class ShotCutDetector:
         self._previous: SmallFrame | None = None
         self._recent: deque[tuple[float, SmallFrame]] = deque()  # frames of the last fade_max_s, oldest first
         self._last_cut: float | None = None
+        # the last dissolve found: when, and the direction of its change (unit vector of the small RGB copies)
+        self._dissolve: tuple[float, np.ndarray] | None = None
         self.cuts: list[float] = []
         #: the cuts found as gradual switches (also in :attr:`cuts`)
         self.gradual: list[float] = []
@@ -130,18 +134,23 @@ class ShotCutDetector:
         """:meth:`update` for a frame whose :meth:`small` copies were already made.
 
         A hard cut: the change from the previous frame reaches the threshold. A gradual one: the change from an
-        earlier frame of the last ``fade_max_s`` reaches it, and every frame between the two is a blend of them.
+        earlier frame at most ``fade_max_s`` before this one reaches it, and every frame between the two is a blend
+        of them, unless that is the rest of the dissolve found last (the same change, started within
+        ``fade_max_s`` of it).
         """
         change = self.change(small)
         hard = change is not None and change >= self.options.threshold
-        gradual = not hard and self._blended_from_recent(small)
-        if hard or gradual:
+        while self._recent and seconds - self._recent[0][0] > self.options.fade_max_s:
+            self._recent.popleft()
+        found = None if hard else self._blended_from_recent(small)
+        gradual = found is not None and not self._continues_last_dissolve(*found)
+        if found is not None:
+            self._dissolve = (seconds, found[1])
+        if hard or found is not None:
             # a frame before a cut cannot start a later dissolve: without this, a fade's first frames would be
             # found again as the start of "another" fade to each steady frame after it
             self._recent.clear()
         self._recent.append((seconds, small))
-        while self._recent and seconds - self._recent[0][0] > self.options.fade_max_s:
-            self._recent.popleft()
         if not (hard or gradual):
             return False
         if self._last_cut is not None and seconds - self._last_cut < self.options.min_shot_s:
@@ -152,8 +161,9 @@ class ShotCutDetector:
             self.gradual.append(seconds)
         return True
 
-    def _blended_from_recent(self, end: SmallFrame) -> bool:
-        """Whether some recent frame differs from ``end`` by the threshold with every frame between a blend."""
+    def _blended_from_recent(self, end: SmallFrame) -> tuple[float, np.ndarray] | None:
+        """A recent frame that differs from ``end`` by the threshold with every frame between a blend of the two:
+        its time and the unit direction of the change; None if there is none."""
         recent = list(self._recent)
         # the nearest start first: in a long fade the switch is placed as soon as enough of it has happened
         for i in range(len(recent) - 2, -1, -1):
@@ -162,16 +172,27 @@ class ShotCutDetector:
                 continue
             if is_cross_fade(start.rgb, [m.rgb for _, m in recent[i + 1:]], end.rgb, self.options.fade_residual,
                              self.options.fade_max_step):
-                return True
-        return False
+                d = (end.rgb - start.rgb).ravel()
+                return recent[i][0], d / max(float(np.linalg.norm(d)), 1e-6)
+        return None
+
+    def _continues_last_dissolve(self, start_s: float, direction: np.ndarray) -> bool:
+        """Whether a dissolve found from ``start_s`` is the rest of the last one: a long dissolve is found part-way
+        through, and what is left of it is a blend too, changing the picture the same way. A switch back, or on
+        to a third picture, changes it another way."""
+        if self._dissolve is None:
+            return False
+        last_s, last_direction = self._dissolve
+        return start_s - last_s <= self.options.fade_max_s and float(direction @ last_direction) > _SAME_DIRECTION
 
 
 def is_cross_fade(start: np.ndarray, between: list[np.ndarray], end: np.ndarray, max_residual: float,
                   max_step: float = 1.0) -> bool:
     """Whether ``between`` is a dissolve from ``start`` to ``end``: each frame is ``start + a (end - start)`` up to
     ``max_residual`` (RMS, as a fraction of the change's), ``a`` rises from frame to frame, and no step from one
-    frame to the next (``start`` and ``end`` included) carries more than ``max_step`` of the change. A moving head
-    displaces rather than blends; a hard cut makes its change in one step."""
+    frame to the next (``start`` and ``end`` included) carries more than ``max_step`` of the change. ``a`` may fall
+    back by 0.05 at most (noise). A moving head displaces rather than blends; a hard cut makes its change in one
+    step."""
     if not between:
         return False
     d = (end - start).ravel()

@@ -65,6 +65,29 @@ def test_a_cross_fade_between_cameras_is_one_cut_inside_it():
     assert not any(off.update(i * 0.1, f) for i, f in enumerate(frames))
 
 
+@pytest.mark.parametrize("steps", [3, 10, 15])
+def test_a_dissolve_of_up_to_a_second_or_longer_is_one_cut(steps):
+    # a long dissolve is found part-way through; what is left of it is a blend too, and must not be a second cut
+    rng = np.random.default_rng(steps)
+    a, b = _room(4), _room(5)
+    frames = [_noisy(a, rng) for _ in range(8)] + _dissolve(a, b, steps, rng) + [_noisy(b, rng) for _ in range(15)]
+    det = ShotCutDetector()
+    cuts = [i for i, f in enumerate(frames) if det.update(i * 0.1, f)]
+    assert len(cuts) == 1 and 8 <= cuts[0] <= 8 + steps, cuts
+
+
+def test_a_dissolve_back_soon_after_a_dissolve_is_a_second_cut():
+    # a short turn: a dissolves to b, b stays 0.6 s, b dissolves back to a; the second changes the picture the
+    # other way, so it is not taken for the rest of the first
+    rng = np.random.default_rng(7)
+    a, b = _room(1), _room(2)
+    frames = ([_noisy(a, rng) for _ in range(8)] + _dissolve(a, b, 4, rng) + [_noisy(b, rng) for _ in range(6)]
+              + _dissolve(b, a, 4, rng) + [_noisy(a, rng) for _ in range(8)])
+    det = ShotCutDetector()
+    cuts = [i for i, f in enumerate(frames) if det.update(i * 0.1, f)]
+    assert len(cuts) == 2 and 8 <= cuts[0] <= 12 and 17 <= cuts[1] <= 21, cuts
+
+
 def test_a_head_moving_across_the_picture_is_not_a_cross_fade():
     # a large face-like block sweeping across the frame changes it by more than the threshold within a second,
     # through frames that are displacements, not blends, of the ends
