@@ -76,6 +76,23 @@ def test_a_dissolve_of_up_to_a_second_or_longer_is_one_cut(steps):
     assert len(cuts) == 1 and 8 <= cuts[0] <= 8 + steps, cuts
 
 
+def test_a_long_dissolve_to_a_moving_picture_is_one_cut():
+    # the incoming camera's picture moves while it fades in, so the rest of the dissolve does not change the picture
+    # exactly as its first part did; it still changes it onward
+    rng = np.random.default_rng(11)
+    a, b = _room(6), _room(7)
+    b[10:110, 40:120] = (235, 190, 160)  # a face-like block in the incoming room that moves as it fades in
+    frames = [_noisy(a, rng) for _ in range(8)]
+    for k in range(1, 15):  # 1.5 s
+        w = k / 15
+        frames.append(_noisy(np.clip((1 - w) * a.astype(np.float64) + w * np.roll(b, 8 * k, axis=1), 0, 255)
+                             .astype(np.uint8), rng))
+    frames += [_noisy(np.roll(b, 120, axis=1), rng) for _ in range(12)]
+    det = ShotCutDetector()
+    cuts = [i for i, f in enumerate(frames) if det.update(i * 0.1, f)]
+    assert len(cuts) == 1 and 8 <= cuts[0] <= 23, cuts
+
+
 def test_a_dissolve_back_soon_after_a_dissolve_is_a_second_cut():
     # a short turn: a dissolves to b, b stays 0.6 s, b dissolves back to a; the second changes the picture the
     # other way, so it is not taken for the rest of the first
