@@ -121,17 +121,24 @@ def cmd_make(a: argparse.Namespace) -> None:
     (ROOT / "calls.json").write_text(json.dumps(calls, indent=1))
 
 
-def _changes(path: str) -> list[tuple[float, float]]:
-    from detector.faces.shots import ShotCutDetector
+def _analysed_frames(path: str):
+    """The frames of ``path`` a default scan analyses."""
     from detector.options import ScanOptions
     from detector.video import PyAVSource
 
-    options, detector, out = ScanOptions(), ShotCutDetector(), []
+    options = ScanOptions()
     with PyAVSource(path, max_side=options.max_side) as source:
-        for frame in source.frames(rate=Fraction(options.analysis_fps).limit_denominator(1000)):
-            c = detector.change(detector.small(frame.image))
-            if c is not None:
-                out.append((frame.seconds, c))
+        yield from source.frames(rate=Fraction(options.analysis_fps).limit_denominator(1000))
+
+
+def _changes(path: str) -> list[tuple[float, float]]:
+    from detector.faces.shots import ShotCutDetector
+
+    detector, out = ShotCutDetector(), []
+    for frame in _analysed_frames(path):
+        c = detector.change(detector.small(frame.image))
+        if c is not None:
+            out.append((frame.seconds, c))
     return out
 
 
@@ -162,13 +169,10 @@ def cmd_changes(a: argparse.Namespace) -> None:
 def _cuts_found(path: str) -> tuple[list[float], list[float]]:
     """The cuts a scan's detector finds in ``path`` (all, and those found as gradual switches)."""
     from detector.faces.shots import ShotCutDetector
-    from detector.options import ScanOptions
-    from detector.video import PyAVSource
 
-    options, detector = ScanOptions(), ShotCutDetector()
-    with PyAVSource(path, max_side=options.max_side) as source:
-        for frame in source.frames(rate=Fraction(options.analysis_fps).limit_denominator(1000)):
-            detector.update(frame.seconds, frame.image)
+    detector = ShotCutDetector()
+    for frame in _analysed_frames(path):
+        detector.update(frame.seconds, frame.image)
     return detector.cuts, detector.gradual
 
 

@@ -49,15 +49,23 @@ CREATE INDEX IF NOT EXISTS jobs_state_created ON jobs (state, created_at);
 
 # Every column except the report, which only the report pages read.
 _SUMMARY_COLUMNS = ("id, original_name, size_bytes, duration_s, state, progress, message, attempts, created_at, "
-                    "started_at, finished_at, verdict, probability, error_code, error_message, speaker_view, queued_at, "
-                    "pass_started_at")
+                    "started_at, finished_at, verdict, probability, error_code, error_message, speaker_view, "
+                    "queued_at, pass_started_at")
 
 ACTIVE_STATES = ("queued", "running")
 
-# A re-scan that fails shows its earlier report again: the job then says how that report was scanned (as the upgrade
-# from schema 1 reads it), not how the failed re-scan was asked to
-_RESTORED_SPEAKER_VIEW = ("CASE WHEN report_json IS NULL THEN speaker_view ELSE "
-                          "COALESCE(json_extract(report_json, '$.settings.shot_cuts'), speaker_view) END")
+
+
+def _failed_or_restored(restored_message: str) -> str:
+    """SET clause for a job whose analysis ended without a report: 'failed', unless it still holds an earlier report
+    (a re-scan), which goes back to 'done' with that report shown again, ``restored_message`` as its message and the
+    speaker-view setting that report was scanned with (read as the upgrade from schema 1 reads it), not the one the
+    re-scan was asked for. The caller sets the error columns, which keep the failure either way."""
+    return ("state = CASE WHEN report_json IS NULL THEN 'failed' ELSE 'done' END, "
+            f"message = CASE WHEN report_json IS NULL THEN 'failed' ELSE '{restored_message}' END, "
+            "progress = CASE WHEN report_json IS NULL THEN progress ELSE 1 END, "
+            "speaker_view = CASE WHEN report_json IS NULL THEN speaker_view "
+            "ELSE COALESCE(json_extract(report_json, '$.settings.shot_cuts'), speaker_view) END")
 
 
 @dataclass
@@ -224,12 +232,9 @@ class JobStore:
         left is extrapolated from this pass alone."""
         fraction = min(max(float(fraction), 0.0), 1.0)
         with self._write() as db:
-            if new_pass:
-                db.execute("UPDATE jobs SET progress = ?, message = ?, pass_started_at = ? WHERE id = ? AND "
-                           "state = 'running'", (fraction, message, time.time(), job_id))
-            else:
-                db.execute("UPDATE jobs SET progress = ?, message = ? WHERE id = ? AND state = 'running'",
-                           (fraction, message, job_id))
+            db.execute("UPDATE jobs SET progress = ?, message = ?, pass_started_at = COALESCE(?, pass_started_at) "
+                       "WHERE id = ? AND state = 'running'",
+                       (fraction, message, time.time() if new_pass else None, job_id))
 
     def finish(self, job_id: str, verdict: str, probability: float | None, report_json: str) -> bool:
         with self._write() as db:
@@ -243,12 +248,9 @@ class JobStore:
         """The analysis failed. A job that still holds a report (a failed re-scan) goes back to 'done' with it, so
         nothing is lost; the failure stays in its error columns."""
         with self._write() as db:
-            cur = db.execute("UPDATE jobs SET state = CASE WHEN report_json IS NULL THEN 'failed' ELSE 'done' END, "
-                             "message = CASE WHEN report_json IS NULL THEN 'failed' "
-                             "ELSE 'scanning again failed; the earlier report is kept' END, "
-                             "progress = CASE WHEN report_json IS NULL THEN progress ELSE 1 END, finished_at = ?, "
-                             f"speaker_view = {_RESTORED_SPEAKER_VIEW}, "
-                             "error_code = ?, error_message = ? WHERE id = ? AND state IN ('queued', 'running')",
+            restored = _failed_or_restored("scanning again failed; the earlier report is kept")
+            cur = db.execute(f"UPDATE jobs SET {restored}, finished_at = ?, error_code = ?, error_message = ? "
+                             "WHERE id = ? AND state IN ('queued', 'running')",
                              (time.time(), code, message, job_id))
             return cur.rowcount == 1
 
@@ -284,12 +286,9 @@ class JobStore:
             for job_id, attempts, has_report in rows:
                 if attempts >= max_attempts:
                     # as in fail(): a re-scan that keeps being interrupted shows its earlier report again
-                    db.execute("UPDATE jobs SET state = CASE WHEN report_json IS NULL THEN 'failed' ELSE 'done' END, "
-                               "message = CASE WHEN report_json IS NULL THEN 'failed' "
-                               "ELSE 'scanning again was interrupted; the earlier report is kept' END, "
-                               "progress = CASE WHEN report_json IS NULL THEN progress ELSE 1 END, finished_at = ?, "
-                               f"speaker_view = {_RESTORED_SPEAKER_VIEW}, "
-                               "error_code = 'interrupted', error_message = ? WHERE id = ?",
+                    restored = _failed_or_restored("scanning again was interrupted; the earlier report is kept")
+                    db.execute(f"UPDATE jobs SET {restored}, finished_at = ?, error_code = 'interrupted', "
+                               "error_message = ? WHERE id = ?",
                                (time.time(), f"analysis was interrupted {attempts} times (the server or worker "
                                              f"stopped mid-job)" + ("" if has_report else "; use Retry to try again"),
                                 job_id))
@@ -334,5 +333,6 @@ class JobStore:
         with self._connect() as db:
             at = job.queued_at if job.queued_at is not None else job.created_at
             ahead = db.execute("SELECT COUNT(*) FROM jobs WHERE state = 'queued' AND (COALESCE(queued_at, created_at) "
-                               "< ? OR (COALESCE(queued_at, created_at) = ? AND id < ?))", (at, at, job.id)).fetchone()[0]
+                               "< ? OR (COALESCE(queued_at, created_at) = ? AND id < ?))",
+                               (at, at, job.id)).fetchone()[0]
         return ahead + 1
