@@ -209,7 +209,8 @@ def join_participants(tracks: list[TrackData]) -> list[TrackData]:
 
 def landmark_options(options: ScanOptions) -> LandmarkOptions:
     """The landmark stage's options for a scan."""
-    return LandmarkOptions(max_faces=options.max_faces, gallery_grid=options.gallery_grid)
+    return LandmarkOptions(max_faces=options.max_faces, gallery_grid=options.gallery_grid,
+                           new_face_search_s=options.new_face_search_s)
 
 
 def selected_checks(options: ScanOptions) -> dict[str, type[TrackCheck]]:
@@ -356,7 +357,7 @@ def analyse_video(path: str, options: ScanOptions, context: CheckContext,
                         raise Cancelled("analysis cancelled")
                     analysed += 1
                     ta = time.perf_counter()
-                    faces = detector.detect(frame.image)
+                    faces = detector.detect(frame.image, frame.seconds)
                     t_landmarks += time.perf_counter() - ta
                     if cuts.update_small(frame.seconds, small):
                         if options.shot_cuts:

@@ -31,6 +31,10 @@ class ScanOptions:
     max_side: int = 1280  # frames larger than this are downscaled before analysis
     max_faces: int = 4  # raise for gallery views with more tiles
     gallery_grid: int = 0  # >1: also search an n x n grid of windows (small faces of gallery views)
+    # while a face is tracked, look for further faces (someone joining, a tile lit up) at most this often, in
+    # seconds; None: on every analysed frame, as MediaPipe does by itself (the default until session 18). A
+    # face that is lost is searched for on every frame either way (detector.faces.landmarks.LandmarkOptions)
+    new_face_search_s: float | None = 1.0
     checks: tuple[str, ...] | None = None  # None: detector.checks.DEFAULT_CHECKS
     min_track_seconds: float = 2.0  # less face time than this: insufficient evidence
     min_track_frames: int = 12
@@ -63,6 +67,8 @@ class ScanOptions:
             raise ConfigError("max_faces must be between 1 and 16")
         if not 0 <= self.gallery_grid <= 4:
             raise ConfigError("gallery_grid must be between 0 and 4")
+        if self.new_face_search_s is not None and not self.new_face_search_s > 0:
+            raise ConfigError("new_face_search_s must be positive, or None to search on every frame")
         if not 0 < self.hop_s <= self.window_s:
             raise ConfigError("need 0 < hop_s <= window_s")
         return self
@@ -84,6 +90,8 @@ class ScanOptions:
             d["crop_antialias"] = self.crop_method()
         else:  # plain-warp features keep the key they had before the setting existed
             d.pop("crop_antialias")
+        if d["new_face_search_s"] is None:  # searching every frame, as before the setting existed: the key it had
+            d.pop("new_face_search_s")
         if not d["shot_cuts"]:  # tracks as they were before cuts were detected: the key they had then
             d.pop("shot_cuts")
         # a setting added later: off, the key it had before; with shot_cuts on it changes nothing, so no key either

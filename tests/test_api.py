@@ -81,6 +81,8 @@ def test_invalid_options_are_config_errors():
         Analyzer(ScanOptions(analysis_fps=0))
     with pytest.raises(ConfigError):
         Analyzer(ScanOptions(checks=("nonexistent",)))
+    with pytest.raises(ConfigError):
+        Analyzer(ScanOptions(new_face_search_s=0))
 
 
 def test_score_key_ignores_performance_knobs():
@@ -88,6 +90,10 @@ def test_score_key_ignores_performance_knobs():
     assert a.score_key() == b.score_key()
     assert a.score_key() != ScanOptions(analysis_fps=5).score_key()
     assert a.score_key() != ScanOptions(crop_antialias=False).score_key()  # other crops, other features
+    # searching for new faces on every frame (as before the setting existed) keeps the key it had then: the
+    # key of session 12-17's features (runs/eval-pen); another schedule can find other faces, so another key
+    assert ScanOptions(use_fusion=False, new_face_search_s=None).score_key() == "ffb7610eeac0c118"
+    assert a.score_key() != ScanOptions(new_face_search_s=None).score_key() != ScanOptions(new_face_search_s=2.0).score_key()
 
 
 def test_result_key_changes_with_the_model_files_but_the_feature_key_does_not(tmp_path, monkeypatch):
@@ -158,6 +164,33 @@ def test_the_scan_crops_faces_as_its_options_say(genuine_clip, monkeypatch):
         with Analyzer(ScanOptions(use_fusion=False, crop_antialias=antialias, checks=("sharpness",))) as a:
             a.analyse(genuine_clip)
         assert seen and set(seen) == {antialias}
+
+
+def test_the_scan_hands_face_mesh_each_frames_time_and_its_search_interval(genuine_clip, monkeypatch):
+    from detector.faces import landmarks
+
+    meshes = []
+
+    def recording(options):
+        meshes.append(landmarks.MediaPipeFaceMesh(options))
+        real_detect = meshes[-1].detect
+        meshes[-1].times = []
+
+        def detect(image, seconds=None):
+            meshes[-1].times.append(seconds)
+            return real_detect(image, seconds)
+
+        meshes[-1].detect = detect
+        return meshes[-1]
+
+    monkeypatch.setitem(landmarks.LANDMARK_BACKENDS, "mediapipe-facemesh", recording)
+    with Analyzer(ScanOptions(use_fusion=False, checks=("sharpness",))) as a:
+        analysis = a.analyse(genuine_clip)
+    mesh = meshes[-1]
+    assert mesh.options.new_face_search_s == 1.0
+    assert len(mesh.times) == analysis.analysed_frames == 30  # 3 s at 10 fps, each with its timestamp
+    assert mesh.times == sorted(mesh.times) and mesh.times[0] == 0.0 and mesh.times[-1] == pytest.approx(2.9, abs=0.04)
+    assert mesh.searches == 3  # one face tracked throughout: the detector looked for more at 0, 1 and 2 s
 
 
 def test_learned_check_runs_in_the_pipeline_when_enabled(swap_clip):

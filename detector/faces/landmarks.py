@@ -12,11 +12,12 @@ import abc
 import logging
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from detector.errors import ModelError
+from detector.errors import ConfigError, ModelError
 
 log = logging.getLogger(__name__)
 
@@ -52,14 +53,24 @@ class LandmarkOptions:
     # Face Mesh's detector (128 px input over the whole frame) misses the small
     # faces of a 3x3 call grid. 0 = whole frame only.
     gallery_grid: int = 0
+    # While fewer faces than max_faces are tracked, MediaPipe runs its face detector on every frame to look for
+    # more; that is about a quarter of the landmark stage's time on a one-person call. With a value, the detector
+    # runs on a frame only when no face is tracked or this many seconds (of the frames' own timestamps) have
+    # passed since it last ran, so a face that comes into view while another is tracked is found up to this late.
+    # None: on every frame (MediaPipe's own schedule, and what detect() without a time does).
+    new_face_search_s: float | None = None
 
 
 class LandmarkDetector(abc.ABC):
     """Finds faces and their Face Mesh landmarks in one RGB frame."""
 
     @abc.abstractmethod
-    def detect(self, image_rgb: np.ndarray) -> list[FaceLandmarks]:
-        """Return every face found in ``image_rgb`` (HxWx3 uint8)."""
+    def detect(self, image_rgb: np.ndarray, seconds: float | None = None) -> list[FaceLandmarks]:
+        """Return every face found in ``image_rgb`` (HxWx3 uint8).
+
+        ``seconds`` is the frame's timestamp, for backends that schedule work by time (see
+        :attr:`LandmarkOptions.new_face_search_s`); a backend may ignore it.
+        """
 
     def close(self) -> None:
         pass
@@ -106,44 +117,114 @@ def plain_xyz_records(serialised: bytes, n: int) -> np.ndarray | None:
     return np.ascontiguousarray(rec[:, _FLOAT_COLUMNS]).view("<f4").reshape(n, 3)  # a fresh array, no copy needed
 
 
+# Face Mesh's front-end graph as the wheel ships it, and the two settings mediapipe.solutions.face_mesh.FaceMesh
+# passes into it (node paths as that module spells them, mediapipe 0.10.21)
+_FRONT_GRAPH = ("modules", "face_landmark", "face_landmark_front_cpu.binarypb")
+_DETECTION_SCORE = ("facedetectionshortrangecpu__facedetectionshortrange__facedetection__"
+                    "TensorsToDetectionsCalculator.min_score_thresh")
+_TRACKING_SCORE = "facelandmarkcpu__ThresholdingCalculator.threshold"
+#: input stream added to the graph: True lets this frame through to the face detector
+SEARCH_STREAM = "search_new_faces"
+
+
+def gated_front_graph():
+    """Face Mesh's front-end graph with one more gate before its face detector.
+
+    The shipped graph sends a frame to the detector whenever fewer faces than ``num_faces`` were tracked in the
+    previous frame (its gate ``DISALLOW:prev_has_enough_faces``). The added ``GateCalculator`` also needs a True
+    packet on :data:`SEARCH_STREAM`, so the caller decides on which of those frames the detector runs. Nothing else
+    changes: the faces it tracks from the previous frame's landmarks are found exactly as before.
+    """
+    import mediapipe
+    from mediapipe.framework import calculator_pb2
+
+    graph = calculator_pb2.CalculatorGraphConfig()
+    graph.ParseFromString(Path(mediapipe.__file__).parent.joinpath(*_FRONT_GRAPH).read_bytes())
+    readers = 0
+    for node in graph.node:
+        for i, stream in enumerate(node.input_stream):
+            tag, _, name = stream.rpartition(":")
+            if name == "gated_image":  # the detector and the image size its loop reads
+                node.input_stream[i] = f"{tag}:detect_image" if tag else "detect_image"
+                readers += 1
+    if readers == 0:
+        raise ModelError("this mediapipe's Face Mesh graph has no detector gate to extend (need mediapipe==0.10.21)")
+    gate = graph.node.add()
+    gate.calculator = "GateCalculator"
+    gate.input_stream.extend(["gated_image", f"ALLOW:{SEARCH_STREAM}"])
+    gate.output_stream.append("detect_image")
+    graph.input_stream.append(SEARCH_STREAM)
+    return graph
+
+
 class MediaPipeFaceMesh(LandmarkDetector):
-    """MediaPipe Face Mesh (legacy ``solutions`` API), 478 points with irises.
+    """MediaPipe Face Mesh (legacy ``solutions`` graph), 478 points with irises.
 
     Runs in video mode: after the first detection the mesh tracks faces from
     frame to frame and only re-runs the face detector when a track is lost,
-    which is several times faster than detecting every frame.
+    which is several times faster than detecting every frame. While fewer
+    faces than ``max_faces`` are tracked, MediaPipe would run the detector on
+    every frame to look for more; :attr:`LandmarkOptions.new_face_search_s`
+    spaces those searches out (see :func:`gated_front_graph`).
     """
 
     def __init__(self, options: LandmarkOptions | None = None):
         self.options = options or LandmarkOptions()
+        if self.options.new_face_search_s is not None and not self.options.new_face_search_s > 0:
+            raise ConfigError("new_face_search_s must be positive (or None: every frame)")
         # mediapipe's glog lines go to stderr; keep the library quiet.
         os.environ.setdefault("GLOG_minloglevel", "2")
         try:
-            from mediapipe.python.solutions import face_mesh as mp_face_mesh
+            from mediapipe.python.solution_base import PacketDataType, SolutionBase
         except Exception as exc:  # pragma: no cover - depends on install
             raise ModelError(
                 "MediaPipe Face Mesh is not available; install mediapipe==0.10.21 "
                 f"(later releases ship no face model): {exc}"
             ) from exc
         try:
-            self._mesh = mp_face_mesh.FaceMesh(
-                static_image_mode=False,
-                max_num_faces=self.options.max_faces,
-                refine_landmarks=True,
-                min_detection_confidence=self.options.min_detection_confidence,
-                min_tracking_confidence=self.options.min_tracking_confidence,
+            self._mesh = SolutionBase(
+                graph_config=gated_front_graph(),
+                side_inputs={"num_faces": self.options.max_faces, "with_attention": True,
+                             "use_prev_landmarks": True},
+                calculator_params={_DETECTION_SCORE: self.options.min_detection_confidence,
+                                   _TRACKING_SCORE: self.options.min_tracking_confidence},
+                outputs=["multi_face_landmarks"],
+                stream_type_hints={SEARCH_STREAM: PacketDataType.BOOL},
             )
+        except ModelError:
+            raise
         except Exception as exc:  # a graph or model file missing from a broken install
             raise ModelError(f"MediaPipe Face Mesh could not start: {exc}") from exc
+        self._tracked = 0  # faces found in the previous frame: the graph tracks exactly these
+        self._searched_at: float | None = None  # timestamp of the last frame the detector could run on
+        #: frames handed to the face detector (those with fewer faces tracked than max_faces and a search due)
+        self.searches = 0
 
-    def detect(self, image_rgb: np.ndarray) -> list[FaceLandmarks]:
+    def _search_due(self, seconds: float | None) -> bool:
+        if self._tracked >= self.options.max_faces:
+            return False  # the graph's own gate keeps the detector off anyway
+        interval = self.options.new_face_search_s
+        due = (interval is None or seconds is None or self._tracked == 0 or self._searched_at is None
+               or seconds - self._searched_at >= interval - 1e-6 or seconds < self._searched_at)
+        if due:
+            self._searched_at = seconds
+        return due
+
+    def detect(self, image_rgb: np.ndarray, seconds: float | None = None) -> list[FaceLandmarks]:
+        if self._mesh is None:
+            raise ModelError("this Face Mesh was closed")
+        if image_rgb.ndim != 3 or image_rgb.shape[2] != 3:
+            raise ValueError(f"need an HxWx3 RGB image, got shape {image_rgb.shape}")
         h, w = image_rgb.shape[:2]
-        result = self._mesh.process(image_rgb)
+        search = self._search_due(seconds)
+        self.searches += search
+        result = self._mesh.process({"image": image_rgb, SEARCH_STREAM: search})
         faces: list[FaceLandmarks] = []
         for lms in result.multi_face_landmarks or []:
             # scaled in float64 then rounded once, as the per-field path did
             pts = (landmark_array(lms).astype(np.float64) * (w, h, w)).astype(np.float32)
             faces.append(FaceLandmarks(points=pts))
+        self._tracked = len(faces)
         return faces
 
     def close(self) -> None:
@@ -184,11 +265,11 @@ class TiledFaceMesh(LandmarkDetector):
                 out.append((x0, y0, ww, wh))
         return out
 
-    def detect(self, image_rgb: np.ndarray) -> list[FaceLandmarks]:
+    def detect(self, image_rgb: np.ndarray, seconds: float | None = None) -> list[FaceLandmarks]:
         h, w = image_rgb.shape[:2]
-        faces = list(self._whole.detect(image_rgb))
+        faces = list(self._whole.detect(image_rgb, seconds))
         for det, (x0, y0, ww, wh) in zip(self._windows, self._boxes(w, h)):
-            for f in det.detect(np.ascontiguousarray(image_rgb[y0:y0 + wh, x0:x0 + ww])):
+            for f in det.detect(np.ascontiguousarray(image_rgb[y0:y0 + wh, x0:x0 + ww]), seconds):
                 f.points[:, 0] += x0
                 f.points[:, 1] += y0
                 faces.append(f)

@@ -114,14 +114,14 @@ def test_landmark_array_falls_back_when_the_records_are_not_plain_xyz():
 
 
 def test_a_face_mesh_that_cannot_start_is_a_model_error_also_for_the_analyzer(monkeypatch):
-    from mediapipe.python.solutions import face_mesh
+    from mediapipe.python import solution_base
 
     from detector import Analyzer
 
     def broken(*a, **k):
         raise RuntimeError("calculator graph: model file missing")
 
-    monkeypatch.setattr(face_mesh, "FaceMesh", broken)
+    monkeypatch.setattr(solution_base, "SolutionBase", broken)
     with pytest.raises(ModelError, match="could not start"):
         create_landmark_detector()
     with pytest.raises(ModelError, match="could not start"):
