@@ -357,7 +357,7 @@ def analyse_video(path: str, options: ScanOptions, context: CheckContext,
                         raise Cancelled("analysis cancelled")
                     analysed += 1
                     ta = time.perf_counter()
-                    faces = detector.detect(frame.image, frame.seconds)
+                    faces = detector.detect(frame.image, seconds=frame.seconds)
                     t_landmarks += time.perf_counter() - ta
                     if cuts.update_small(frame.seconds, small):
                         if options.shot_cuts:

@@ -67,7 +67,8 @@ class ScanOptions:
             raise ConfigError("max_faces must be between 1 and 16")
         if not 0 <= self.gallery_grid <= 4:
             raise ConfigError("gallery_grid must be between 0 and 4")
-        if self.new_face_search_s is not None and not self.new_face_search_s > 0:
+        if self.new_face_search_s is not None and (isinstance(self.new_face_search_s, bool)
+                                                   or not self.new_face_search_s > 0):
             raise ConfigError("new_face_search_s must be positive, or None to search on every frame")
         if not 0 < self.hop_s <= self.window_s:
             raise ConfigError("need 0 < hop_s <= window_s")
@@ -92,6 +93,8 @@ class ScanOptions:
             d.pop("crop_antialias")
         if d["new_face_search_s"] is None:  # searching every frame, as before the setting existed: the key it had
             d.pop("new_face_search_s")
+        else:  # 1 and 1.0 are one schedule
+            d["new_face_search_s"] = float(d["new_face_search_s"])
         if not d["shot_cuts"]:  # tracks as they were before cuts were detected: the key they had then
             d.pop("shot_cuts")
         # a setting added later: off, the key it had before; with shot_cuts on it changes nothing, so no key either

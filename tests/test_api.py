@@ -81,8 +81,9 @@ def test_invalid_options_are_config_errors():
         Analyzer(ScanOptions(analysis_fps=0))
     with pytest.raises(ConfigError):
         Analyzer(ScanOptions(checks=("nonexistent",)))
-    with pytest.raises(ConfigError):
-        Analyzer(ScanOptions(new_face_search_s=0))
+    for bad in (0, -1.0, True):
+        with pytest.raises(ConfigError):
+            Analyzer(ScanOptions(new_face_search_s=bad))
 
 
 def test_score_key_ignores_performance_knobs():
@@ -93,7 +94,9 @@ def test_score_key_ignores_performance_knobs():
     # searching for new faces on every frame (as before the setting existed) keeps the key it had then: the
     # key of session 12-17's features (runs/eval-pen); another schedule can find other faces, so another key
     assert ScanOptions(use_fusion=False, new_face_search_s=None).score_key() == "ffb7610eeac0c118"
-    assert a.score_key() != ScanOptions(new_face_search_s=None).score_key() != ScanOptions(new_face_search_s=2.0).score_key()
+    other = {ScanOptions(new_face_search_s=v).score_key() for v in (None, 2.0)}
+    assert len(other) == 2 and a.score_key() not in other
+    assert ScanOptions(new_face_search_s=1).score_key() == a.score_key()  # 1 and 1.0 are one schedule
 
 
 def test_result_key_changes_with_the_model_files_but_the_feature_key_does_not(tmp_path, monkeypatch):

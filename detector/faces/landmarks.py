@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 import logging
 import os
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -55,8 +56,10 @@ class LandmarkOptions:
     gallery_grid: int = 0
     # While fewer faces than max_faces are tracked, MediaPipe runs its face detector on every frame to look for
     # more; that is about a quarter of the landmark stage's time on a one-person call. With a value, the detector
-    # runs on a frame only when no face is tracked or this many seconds (of the frames' own timestamps) have
-    # passed since it last ran, so a face that comes into view while another is tracked is found up to this late.
+    # runs on a frame when a face was lost (fewer faces are tracked than in some frame of the last
+    # LOST_FACE_SEARCH_S seconds, or none at all), or when this many seconds (of the frames' own timestamps) have
+    # passed since it last ran. So a lost face is looked for on every frame, while a face that comes into view
+    # beside a tracked one is found up to this long (plus one analysed frame) late.
     # None: on every frame (MediaPipe's own schedule, and what detect() without a time does).
     new_face_search_s: float | None = None
 
@@ -125,6 +128,9 @@ _DETECTION_SCORE = ("facedetectionshortrangecpu__facedetectionshortrange__facede
 _TRACKING_SCORE = "facelandmarkcpu__ThresholdingCalculator.threshold"
 #: input stream added to the graph: True lets this frame through to the face detector
 SEARCH_STREAM = "search_new_faces"
+#: how long after a face was lost the detector runs on every frame to find it again: as long as
+#: detector.faces.tracking keeps a lost track live (TrackerOptions.max_gap_s)
+LOST_FACE_SEARCH_S = 2.0
 
 
 def gated_front_graph():
@@ -140,15 +146,18 @@ def gated_front_graph():
 
     graph = calculator_pb2.CalculatorGraphConfig()
     graph.ParseFromString(Path(mediapipe.__file__).parent.joinpath(*_FRONT_GRAPH).read_bytes())
-    readers = 0
+    readers, gates = [], []
     for node in graph.node:
+        if node.calculator == "GateCalculator" and "DISALLOW:prev_has_enough_faces" in node.input_stream:
+            gates.append(node)
         for i, stream in enumerate(node.input_stream):
             tag, _, name = stream.rpartition(":")
             if name == "gated_image":  # the detector and the image size its loop reads
                 node.input_stream[i] = f"{tag}:detect_image" if tag else "detect_image"
-                readers += 1
-    if readers == 0:
-        raise ModelError("this mediapipe's Face Mesh graph has no detector gate to extend (need mediapipe==0.10.21)")
+                readers.append(node.calculator)
+    if len(gates) != 1 or sorted(readers) != ["FaceDetectionShortRangeCpu", "ImagePropertiesCalculator"]:
+        raise ModelError("this mediapipe's Face Mesh graph has no detector gate to extend as expected "
+                         f"(gates {len(gates)}, readers {readers}; need mediapipe==0.10.21)")
     gate = graph.node.add()
     gate.calculator = "GateCalculator"
     gate.input_stream.extend(["gated_image", f"ALLOW:{SEARCH_STREAM}"])
@@ -197,6 +206,7 @@ class MediaPipeFaceMesh(LandmarkDetector):
             raise ModelError(f"MediaPipe Face Mesh could not start: {exc}") from exc
         self._tracked = 0  # faces found in the previous frame: the graph tracks exactly these
         self._searched_at: float | None = None  # timestamp of the last frame the detector could run on
+        self._recent: deque[tuple[float, int]] = deque()  # (timestamp, faces found) of the last LOST_FACE_SEARCH_S
         #: frames handed to the face detector (those with fewer faces tracked than max_faces and a search due)
         self.searches = 0
 
@@ -204,8 +214,10 @@ class MediaPipeFaceMesh(LandmarkDetector):
         if self._tracked >= self.options.max_faces:
             return False  # the graph's own gate keeps the detector off anyway
         interval = self.options.new_face_search_s
-        due = (interval is None or seconds is None or self._tracked == 0 or self._searched_at is None
-               or seconds - self._searched_at >= interval - 1e-6 or seconds < self._searched_at)
+        if interval is None or seconds is None:
+            return True
+        lost = self._tracked == 0 or any(n > self._tracked for _, n in self._recent)
+        due = lost or self._searched_at is None or seconds - self._searched_at >= interval - 1e-6
         if due:
             self._searched_at = seconds
         return due
@@ -216,6 +228,9 @@ class MediaPipeFaceMesh(LandmarkDetector):
         if image_rgb.ndim != 3 or image_rgb.shape[2] != 3:
             raise ValueError(f"need an HxWx3 RGB image, got shape {image_rgb.shape}")
         h, w = image_rgb.shape[:2]
+        if seconds is not None and self._recent and seconds < self._recent[-1][0]:  # time went back: another video
+            self._recent.clear()
+            self._searched_at = None
         search = self._search_due(seconds)
         self.searches += search
         result = self._mesh.process({"image": image_rgb, SEARCH_STREAM: search})
@@ -225,6 +240,10 @@ class MediaPipeFaceMesh(LandmarkDetector):
             pts = (landmark_array(lms).astype(np.float64) * (w, h, w)).astype(np.float32)
             faces.append(FaceLandmarks(points=pts))
         self._tracked = len(faces)
+        if seconds is not None:
+            self._recent.append((seconds, len(faces)))
+            while seconds - self._recent[0][0] > LOST_FACE_SEARCH_S:  # at most 2 s of frames, however long the call
+                self._recent.popleft()
         return faces
 
     def close(self) -> None:

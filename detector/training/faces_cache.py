@@ -126,7 +126,9 @@ def largest_face_crops(video_path: str, fps: float, size: int = CROP) -> tuple[n
     """(times, aligned crops, crop-space landmarks) of the largest face in each sampled frame.
 
     A fresh detector per clip (its tracking state must not leak across
-    clips), the same video-mode landmarks inference uses.
+    clips), the same video-mode landmarks inference uses; it searches for new
+    faces on every frame (no timestamps given), where a scan does once a second,
+    which leaves the largest face's landmarks the same while it is tracked.
     """
     from fractions import Fraction
 

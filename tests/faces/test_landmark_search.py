@@ -78,6 +78,34 @@ def test_a_face_that_comes_into_view_while_another_is_tracked_is_found_at_the_ne
     assert first_two[1] == pytest.approx(2.0, abs=0.06)
 
 
+def test_a_face_lost_beside_a_tracked_one_is_searched_for_on_every_frame(face_frames):
+    """Two participants; the right one is hidden from 1.2 to 1.35 s (a hand over the face). Searched for once a
+    second only, it would be found again at 2.0 s; as a lost face it is searched for at once, found at 1.4 s as
+    with MediaPipe's every-frame search."""
+    with MediaPipeFaceMesh() as mesh:
+        x0, _, x1, _ = mesh.detect(face_frames[0][1])[0].bbox
+    left = max(0, int(x0 + x1) // 2 - 160)
+
+    def two_up(seconds, image):
+        strip = image[:, left:left + 320]
+        right = np.full_like(strip, 128) if 1.2 <= seconds < 1.35 else strip
+        return seconds, np.ascontiguousarray(np.concatenate([strip, right], axis=1))
+
+    frames = [two_up(s, im) for s, im in face_frames]
+    every, _ = _run(frames, None)
+    spaced, searches = _run(frames, 1.0)
+    counts = [[len(f) for f in run] for run in (every, spaced)]
+    assert counts[0] == counts[1]
+    back = next(s for (s, _), n in zip(frames, counts[1]) if s > 1.2 and n == 2)
+    assert back == pytest.approx(1.4, abs=0.04)
+    assert searches < len(frames) // 2  # and otherwise still once a second
+    with MediaPipeFaceMesh(LandmarkOptions(new_face_search_s=1.0)) as mesh:
+        for seconds, image in frames:
+            mesh.detect(image, seconds)
+        # what it remembers of earlier frames stays bounded by time, however long the call
+        assert 0 < len(mesh._recent) <= 2.0 * 10 + 2
+
+
 def test_settings_are_checked():
     with pytest.raises(ConfigError):
         MediaPipeFaceMesh(LandmarkOptions(new_face_search_s=0.0))
