@@ -15,24 +15,19 @@ for the gallery), inside the timing, as a scan does.
 from __future__ import annotations
 
 import argparse
-import resource
 import tempfile
 import time
 from pathlib import Path
 
 from detector import Analyzer, ScanOptions
+from detector.bench import cpu_seconds
 from detector.synth import render_call, render_gallery
 
 
-def _cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
-
-
 def _timed_scan(analyzer: Analyzer, path: Path) -> tuple[float, float, int]:
-    c0, t0 = _cpu(), time.perf_counter()
+    c0, t0 = cpu_seconds(), time.perf_counter()
     analysis = analyzer.analyse(path)
-    return _cpu() - c0, time.perf_counter() - t0, len(analysis.tracks)
+    return cpu_seconds() - c0, time.perf_counter() - t0, len(analysis.tracks)
 
 
 def compare(name: str, path: Path, options: ScanOptions, rounds: int) -> list[str]:

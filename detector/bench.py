@@ -26,7 +26,7 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def _cpu_seconds() -> float:
+def cpu_seconds() -> float:
     # every thread of the process: decoding, MediaPipe's own threads, the check stage
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
@@ -44,9 +44,9 @@ def run_bench(path: Path, fps: float = 10.0, speaker_view: bool = False) -> str:
     t_start = time.perf_counter()
     with Analyzer(options) as analyzer:
         t1 = time.perf_counter()
-        cpu0 = _cpu_seconds()
+        cpu0 = cpu_seconds()
         report = analyzer.scan(path)
-        cpu_scan = _cpu_seconds() - cpu0
+        cpu_scan = cpu_seconds() - cpu0
         t_scan = time.perf_counter() - t1
     t_startup = t1 - t_start
     duration = float(info.duration) if info.duration else report.video.duration_s or 0.0
