@@ -66,7 +66,7 @@ def test_rotation_metadata_is_applied(tmp_path):
 def test_analysis_rate_sampling_and_downscale(genuine_clip):
     with PyAVSource(genuine_clip, max_side=240) as src:
         frames = list(src.frames(rate=5))
-        assert max(frames[0].image.shape[:2]) <= 240
+        assert frames[0].image.shape == (180, 240, 3)  # 480x360 scaled to a longer side of 240, upright
         assert src.decoded_frames == 45
     assert len(frames) == 15
     assert float(frames[1].pts - frames[0].pts) == pytest.approx(0.2, abs=1e-6)
@@ -136,3 +136,4 @@ def test_common_call_containers_and_codecs_decode_with_timestamps(tmp_path, suff
         frames = list(src.frames(rate=5))
     assert 6 <= len(frames) <= 8
     assert float(frames[1].pts - frames[0].pts) == pytest.approx(0.2, abs=0.02)
+
