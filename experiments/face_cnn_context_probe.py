@@ -91,7 +91,7 @@ def geometry(manifest: Path) -> str:
                 for frame in src.frames(1):
                     if frame.seconds >= 10:
                         break
-                    faces = det.detect(frame.image)
+                    faces = det.detect(frame.image, seconds=frame.seconds)
                     if faces:
                         f = max(faces, key=lambda x: x.height)
                         m = alignment_matrix(f.points, CROP)
