@@ -121,5 +121,16 @@ class ScanOptions:
                       for p in sorted([*folder.glob("*.onnx"), *folder.glob("*.json")]))
         return hashlib.sha256((self.score_key() + _models_fingerprint(str(folder), files)).encode()).hexdigest()[:16]
 
+    def feature_settings(self) -> dict:
+        """The settings that define what a track's features measure (sampling, windows, frame size, the face
+        search), as fusion metadata records them: a fusion model scores only features made the same way. How
+        faces are cropped and which checks run are recorded and compared apart (``crop``, ``checks``); the
+        settings that only choose which faces are analysed (``max_faces``, ``gallery_grid``, ``shot_cuts``) are
+        not here, since a gallery or speaker-view scan measures each face as a one-person scan does."""
+        search = self.new_face_search_s
+        return {"analysis_fps": float(self.analysis_fps), "window_s": float(self.window_s),
+                "hop_s": float(self.hop_s), "max_side": int(self.max_side),
+                "new_face_search_s": None if search is None else float(search)}
+
     def to_dict(self) -> dict:
         return asdict(self)

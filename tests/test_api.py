@@ -291,3 +291,12 @@ def test_default_options_keep_the_shipped_fusions_feature_key():
     meta = json.loads((models_dir() / "fusion.json").read_text())
     assert ScanOptions(use_fusion=False).score_key() == meta["score_key"]
     assert ScanOptions(use_fusion=False, shot_cuts=True).score_key() != meta["score_key"]
+
+
+def test_a_scan_with_other_feature_settings_than_the_models_says_so(analyzer, swap_clip):
+    default = analyzer.scan(swap_clip)
+    assert not any("other settings" in c for c in default.caveats)
+    with Analyzer(ScanOptions(analysis_fps=5)) as a:
+        slow = a.scan(swap_clip)
+    assert slow.tracks and slow.video.analysis_fps == 5
+    assert "analysis_fps 5 (the model's: 10)" in slow.caveats[0]

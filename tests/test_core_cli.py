@@ -64,6 +64,10 @@ def test_eval_writes_scores_and_metrics(genuine_clip, swap_clip, no_face_clip, t
     res = runner.invoke(app, ["eval", str(man), "--out", str(tmp_path / "plain"), "--no-cv", "--no-crop-antialias"])
     assert res.exit_code != 0 and "crop_antialias=True" in res.output
     assert not (tmp_path / "plain" / "features.jsonl").exists()
+    # nor features sampled at another rate
+    res = runner.invoke(app, ["eval", str(man), "--out", str(tmp_path / "slow"), "--no-cv", "--fps", "5"])
+    assert res.exit_code != 0 and "analysis_fps 5 (the model's: 10)" in res.output
+    assert not (tmp_path / "slow" / "features.jsonl").exists()
 
 
 def test_eval_rejects_bad_manifest(tmp_path):

@@ -14,9 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
+from detector.checks import DEFAULT_CHECKS
 from detector.errors import ModelError
 from detector.fusion.logistic import LogisticModel
 from detector.onnx_session import open_session
+from detector.options import ScanOptions
 from detector.paths import models_dir
 
 
@@ -32,6 +34,16 @@ class WindowScore:
 class FusionOptions:
     model_path: Path = field(default_factory=lambda: models_dir() / "fusion.onnx")
     intra_op_threads: int = 1
+
+
+def _setting(value: float | None) -> str:
+    return "every frame" if value is None else f"{value:g}"
+
+
+def _same_setting(a: float | None, b: float | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return abs(float(a) - float(b)) <= 1e-9 * max(1.0, abs(float(b)))
 
 
 def _parse_block(block: dict, feature_names: list[str]) -> dict:
@@ -84,6 +96,14 @@ class FusionModel:
             self.crop_antialias = bool(self.meta.get("crop_antialias", False))
             self.crop_method: str | None = self.meta.get(
                 "crop", "anti-aliased, method not recorded" if self.crop_antialias else None)
+            # the settings its features were made with (models before session 19 record only the analysis rate)
+            recorded = self.meta.get("feature_settings")
+            if recorded is None:
+                recorded = {"analysis_fps": self.meta["analysis_fps"]} if "analysis_fps" in self.meta else {}
+            self.feature_settings: dict[str, float | None] = {
+                str(k): None if v is None else float(v) for k, v in dict(recorded).items()}
+            checks = self.meta.get("checks")
+            self.fitted_checks: list[str] | None = None if checks is None else [str(c) for c in checks]
         except (ValueError, KeyError, TypeError) as exc:
             raise ModelError(f"malformed fusion metadata {meta_path}: {exc}") from exc
         self._session = open_session(path, "fusion model", self.options.intra_op_threads)
@@ -137,6 +157,24 @@ class FusionModel:
             part = float(b["share"].decision(raw[None])[0])  # imputes and clips as the ONNX graph does
             q = b["genuine_quantiles"]
             out[check] = max(out.get(check, 0.0), float(np.interp(part, q, np.linspace(0, 1, len(q)))))
+        return out
+
+    def setting_differences(self, options: ScanOptions) -> list[str]:
+        """How a scan with ``options`` measures features differently from the features this model was fitted on:
+        one phrase per setting, e.g. ``"analysis_fps 5 (the model's: 10)"``; empty when they match.
+
+        Settings the metadata does not record (older models) are not compared. The cropping is not here: a
+        scan whose cropping differs is refused (:class:`detector.api.Analyzer`), since every pixel-reading
+        check changes with it.
+        """
+        mine = options.feature_settings()
+        out = [f"{name} {_setting(mine[name])} (the model's: {_setting(theirs)})"
+               for name, theirs in self.feature_settings.items()
+               if name in mine and not _same_setting(mine[name], theirs)]
+        fitted = sorted(self.fitted_checks or DEFAULT_CHECKS)
+        scanned = sorted(options.checks or DEFAULT_CHECKS)
+        if scanned != fitted:
+            out.append(f"checks {', '.join(scanned)} (the model's: {', '.join(fitted)})")
         return out
 
     def band(self, p: float) -> str:

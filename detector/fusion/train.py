@@ -302,6 +302,8 @@ def train(manifest: Path, out: Path | None = None, workers: int = 2, fps: float 
         "cv_groups": len(set(groups)),
         "usable_clips": int(ok.sum()),
         "analysis_fps": fps,
+        # what the features measure: a scan with other settings is scored with a caveat (FusionModel)
+        "feature_settings": options.feature_settings(),
         "checks": list(checks) if checks else None,
         "score_key": options.score_key(),
         "cv_metrics": m,

@@ -155,8 +155,15 @@ def _rescan_caveat(cuts_crossed: int) -> str:
             "twice, and turns too short to judge are not judged.")
 
 
+def _settings_caveat(differences: list[str]) -> str:
+    return ("This scan measured faces with other settings than the features the fusion model was fitted on: "
+            + "; ".join(differences) + ". Its probabilities and verdicts are calibrated for the model's settings, "
+            "so here they may be off in either direction. Scan with the model's settings, or refit the model with "
+            "these (`detector train-fusion`).")
+
+
 def caveats(tracks: list[TrackReport], small_face_px: float | None, cuts_crossed: int = 0,
-            rescanned_after: int = 0) -> list[str]:
+            rescanned_after: int = 0, setting_differences: list[str] | None = None) -> list[str]:
     """When the call's verdict deserves less trust than the per-participant dev figures suggest.
 
     The first two were measured (README, "How good"): each further judged
@@ -171,9 +178,12 @@ def caveats(tracks: list[TrackReport], small_face_px: float | None, cuts_crossed
     ``shot_cuts``), where two people's faces may have been averaged into one
     participant. ``rescanned_after`` is how many cuts a first scan carried a track across when this report is of
     the second scan those caused (``ScanOptions.speaker_view_auto``); that is said whatever the verdict too, so
-    that a batch table's caveats column names the recordings analysed that way.
+    that a batch table's caveats column names the recordings analysed that way. ``setting_differences``
+    (:meth:`FusionModel.setting_differences`) names the settings in which the scan measured faces otherwise than
+    the model's training features; any verdict can be wrong then, so it comes first, whatever the verdict.
     """
-    out = [_rescan_caveat(rescanned_after)] if rescanned_after else []
+    out = [_settings_caveat(setting_differences)] if setting_differences and tracks else []
+    out += [_rescan_caveat(rescanned_after)] if rescanned_after else []
     out += [_merge_caveat(cuts_crossed)] if cuts_crossed and tracks else []
     judged = [t for t in tracks if t.probability is not None]
     doubted = [t for t in judged if t.verdict != Verdict.likely_genuine]
@@ -262,6 +272,7 @@ def build_report(analysis: CallAnalysis, fusion: FusionModel | None, sha256: str
                                     rescanned=bool(crossed_first)),
                   tracks=tracks, segments=segments, evidence=evidence,
                   caveats=caveats(tracks, fusion.small_face_px if fusion is not None else None,
-                                  len(analysis.cuts_crossed), len(crossed_first or [])),
+                                  len(analysis.cuts_crossed), len(crossed_first or []),
+                                  fusion.setting_differences(opts) if fusion is not None else None),
                   settings=opts.to_dict(),
                   timings_s={k: round(v, 3) for k, v in analysis.timings.items()})

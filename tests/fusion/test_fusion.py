@@ -464,3 +464,37 @@ def test_training_face_heights_are_quantiles_of_the_usable_clips_and_empty_witho
     brief = clip(9, 1000)
     brief.tracks[0]["duration"] = 1.0
     assert training_face_heights(clips[:3] + [brief], np.ones(4, bool))["p50"] == pytest.approx(200.0)
+
+
+def test_the_shipped_model_records_the_settings_its_features_were_made_with(tmp_path):
+    import shutil
+
+    from detector.options import ScanOptions
+
+    with FusionModel() as shipped:
+        meta = dict(shipped.meta)
+        # written by train-fusion: the default scan measures features as the model's training clips were
+        assert meta["feature_settings"] == ScanOptions().feature_settings()
+        assert shipped.setting_differences(ScanOptions()) == []
+        # settings that only choose which faces are analysed are not differences
+        assert shipped.setting_differences(ScanOptions(max_faces=9, gallery_grid=3, shot_cuts=True)) == []
+        assert shipped.setting_differences(ScanOptions(analysis_fps=5)) == ["analysis_fps 5 (the model's: 10)"]
+        assert shipped.setting_differences(ScanOptions(new_face_search_s=None)) == [
+            "new_face_search_s every frame (the model's: 1)"]
+        assert shipped.setting_differences(ScanOptions(new_face_search_s=1)) == []  # 1 and 1.0 are one schedule
+        assert shipped.setting_differences(ScanOptions(window_s=6.0, hop_s=3.0, max_side=640)) == [
+            "window_s 6 (the model's: 4)", "hop_s 3 (the model's: 2)", "max_side 640 (the model's: 1280)"]
+        fewer = ScanOptions(checks=("jitter", "pose"))
+        (diff,) = shipped.setting_differences(fewer)
+        assert diff.startswith("checks jitter, pose (the model's: ") and "face_cnn" in diff
+    shutil.copy(FusionOptions().model_path, tmp_path / "f.onnx")
+    # a model from before the record: only its analysis rate is known and compared
+    del meta["feature_settings"]
+    (tmp_path / "f.json").write_text(json.dumps(meta))
+    with FusionModel(FusionOptions(model_path=tmp_path / "f.onnx")) as old:
+        assert old.setting_differences(ScanOptions(window_s=6.0, hop_s=3.0)) == []
+        assert old.setting_differences(ScanOptions(analysis_fps=5)) == ["analysis_fps 5 (the model's: 10)"]
+    meta["feature_settings"] = {"analysis_fps": "ten"}
+    (tmp_path / "f.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError):
+        FusionModel(FusionOptions(model_path=tmp_path / "f.onnx"))

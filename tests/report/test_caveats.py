@@ -84,3 +84,16 @@ def test_a_second_scan_as_an_active_speaker_recording_is_said_whatever_the_verdi
         out = caveats(tracks, small_face_px=None, rescanned_after=2)
         assert len(out) == 1 and "second scan as an active-speaker recording" in out[0] and "2 times" in out[0]
     assert not any("second scan" in c for c in caveats([_track(0, 0.1)], small_face_px=None))
+
+
+def test_settings_other_than_the_models_are_warned_of_first_whatever_the_verdict():
+    differences = ["analysis_fps 5 (the model's: 10)", "window_s 6 (the model's: 4)"]
+    for tracks in ([_track(0, 0.05, verdict=Verdict.likely_genuine)],
+                   [_track(0, 0.8, face_px=60.0), _track(1, 0.7)]):
+        out = caveats(tracks, small_face_px=112.0, setting_differences=differences)
+        assert "analysis_fps 5 (the model's: 10); window_s 6 (the model's: 4)." in out[0]
+        assert "detector train-fusion" in out[0]
+    assert len(out) == 3  # the two caveats of that call as well
+    assert caveats([_track(0, 0.05, verdict=Verdict.likely_genuine)], small_face_px=None,
+                   setting_differences=[]) == []
+    assert caveats([], small_face_px=None, setting_differences=differences) == []  # no face: nothing was scored
