@@ -222,13 +222,15 @@ def train_fusion(manifest: Path = typer.Argument(..., help="Labelled manifest to
 @app.command()
 def bench(file: Path = typer.Argument(..., help="Recording to benchmark on."),
           fps: float = typer.Option(10.0, help="Frames analysed per second of video."),
-          speaker_view: bool = typer.Option(False, "--speaker-view", help=SPEAKER_VIEW_HELP)) -> None:
+          speaker_view: bool = typer.Option(False, "--speaker-view", help=SPEAKER_VIEW_HELP),
+          rounds: int = typer.Option(1, help="Scan the file this many times and add the median and range of the "
+                                              "real-time factor and CPU time over the scans.")) -> None:
     """Analysed fps, real-time factor, ratio to decode-only throughput, peak RSS."""
     _quiet_native_logs()
     from detector.bench import run_bench
 
     try:
-        typer.echo(run_bench(file, fps=fps, speaker_view=speaker_view))
+        typer.echo(run_bench(file, fps=fps, speaker_view=speaker_view, rounds=rounds))
     except DetectorError as exc:
         fail(exc)
 

@@ -83,6 +83,24 @@ def test_bench_reports_ratios(genuine_clip):
     for key in ("decode only", "start-up", "real-time factor", "with start-up", "scan / decode-only", "cores busy",
                 "peak RSS"):
         assert key in res.output
+    assert "over " not in res.output  # one scan: no spread to give
+
+
+def test_bench_gives_the_spread_over_several_scans(genuine_clip, monkeypatch):
+    from detector import api
+
+    scans = []
+    real_scan = api.Analyzer.scan
+    monkeypatch.setattr(api.Analyzer, "scan", lambda self, path, *a, **k: scans.append(path) or real_scan(self, path))
+    res = runner.invoke(app, ["bench", str(genuine_clip), "--rounds", "3"])
+    assert res.exit_code == 0, res.output
+    assert len(scans) == 3
+    (line,) = [x for x in res.output.splitlines() if x.startswith("over 3 scans:")]
+    lo, hi = (float(v) for v in line.split("(")[1].split(")")[0].split("-"))
+    median = float(line.split("factor median ")[1].split(" x")[0])
+    assert 0 < lo <= median <= hi
+    res = runner.invoke(app, ["bench", str(genuine_clip), "--rounds", "0"])
+    assert res.exit_code != 0 and "rounds must be at least 1" in res.output
 
 
 def test_an_internal_error_is_reported_and_other_files_still_scanned(genuine_clip, tmp_path, monkeypatch):
