@@ -24,6 +24,9 @@ from detector.fusion.logistic import (LogisticModel, balanced_weights, bound_blo
                                       fit_logistic, fit_platt, roc_auc)
 from detector.options import ScanOptions
 
+#: a clip's main track (the one training and evaluation read) has at least this much face time, seconds; as a
+#: scan's default ``min_track_seconds``, so the fusion never scores tracks shorter than those it was fitted on
+MAIN_TRACK_MIN_S = 2.0
 
 @dataclass
 class ManifestRow:
@@ -46,8 +49,9 @@ class ClipFeatures:
     def y(self) -> int:
         return int(self.row.label == "fake")
 
-    def main_track(self, min_seconds: float = 2.0) -> dict | None:
+    def main_track(self, min_seconds: float | None = None) -> dict | None:
         """The track with the most face time (the interviewee in a 1:1 recording)."""
+        min_seconds = MAIN_TRACK_MIN_S if min_seconds is None else min_seconds
         ok = [t for t in self.tracks if t["duration"] >= min_seconds]
         return max(ok, key=lambda t: t["frames"]) if ok else None
 

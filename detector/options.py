@@ -122,15 +122,16 @@ class ScanOptions:
         return hashlib.sha256((self.score_key() + _models_fingerprint(str(folder), files)).encode()).hexdigest()[:16]
 
     def feature_settings(self) -> dict:
-        """The settings that define what a track's features measure (sampling, windows, frame size, the face
-        search), as fusion metadata records them: a fusion model scores only features made the same way. How
-        faces are cropped and which checks run are recorded and compared apart (``crop``, ``checks``); the
-        settings that only choose which faces are analysed (``max_faces``, ``gallery_grid``, ``shot_cuts``) are
-        not here, since a gallery or speaker-view scan measures each face as a one-person scan does."""
-        search = self.new_face_search_s
+        """The settings that define what a track's features measure, as fusion metadata records them (with the
+        analysis code's version): a fusion model's probabilities are calibrated for features measured this way,
+        and a scan that measures otherwise gets a caveat (:meth:`FusionModel.setting_differences`). How faces are
+        cropped and which checks run are compared apart (``crop``, the model's feature names). The settings that
+        choose which faces are analysed and when they are found (``max_faces``, ``gallery_grid``,
+        ``new_face_search_s``, ``shot_cuts``, ``speaker_view_auto``) are not here: they are the modes the tool
+        offers for other layouts, and what a gallery tile does to a face's score is measured and caveated
+        separately (experiments/README.md, "Genuine gallery-view calls")."""
         return {"analysis_fps": float(self.analysis_fps), "window_s": float(self.window_s),
-                "hop_s": float(self.hop_s), "max_side": int(self.max_side),
-                "new_face_search_s": None if search is None else float(search)}
+                "hop_s": float(self.hop_s), "max_side": float(self.max_side), "analysis_version": ANALYSIS_VERSION}
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -77,7 +77,7 @@ def extract_one(row: dict) -> str:
     times, means = [], []
     with create_landmark_detector(LandmarkOptions()) as det, open_video(path) as src:
         for frame in src.frames(rate=None):
-            faces = det.detect(frame.image, seconds=frame.seconds)
+            faces = det.detect(frame.image)
             if not faces:
                 continue
             face = max(faces, key=lambda f: f.height)

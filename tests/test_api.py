@@ -300,3 +300,6 @@ def test_a_scan_with_other_feature_settings_than_the_models_says_so(analyzer, sw
         slow = a.scan(swap_clip)
     assert slow.tracks and slow.video.analysis_fps == 5
     assert "analysis_fps 5 (the model's: 10)" in slow.caveats[0]
+    # a higher frame-size cap changes nothing on a recording smaller than both caps
+    with Analyzer(ScanOptions(max_side=1920)) as a:
+        assert not any("other" in c and "max_side" in c for c in a.scan(swap_clip).caveats)

@@ -36,14 +36,27 @@ class FusionOptions:
     intra_op_threads: int = 1
 
 
-def _setting(value: float | None) -> str:
-    return "every frame" if value is None else f"{value:g}"
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _same_setting(a: float | None, b: float | None) -> bool:
-    if a is None or b is None:
-        return a is b
-    return abs(float(a) - float(b)) <= 1e-9 * max(1.0, abs(float(b)))
+def _setting_value(name, value) -> float | str:
+    """A recorded setting: a number, or a string (the analysis version); anything else is malformed metadata."""
+    if _is_number(value):
+        return float(value)
+    if isinstance(value, str):
+        return value
+    raise ValueError(f"feature setting {name} is {value!r}, not a number or a string")
+
+
+def _shown(value: float | str) -> str:
+    return value if isinstance(value, str) else f"{value:.10g}"
+
+
+def _same_setting(a: float | str, b: float | str) -> bool:
+    if isinstance(a, str) or isinstance(b, str):
+        return a == b
+    return abs(a - b) <= 1e-9 * max(1.0, abs(b))
 
 
 def _parse_block(block: dict, feature_names: list[str]) -> dict:
@@ -96,14 +109,16 @@ class FusionModel:
             self.crop_antialias = bool(self.meta.get("crop_antialias", False))
             self.crop_method: str | None = self.meta.get(
                 "crop", "anti-aliased, method not recorded" if self.crop_antialias else None)
-            # the settings its features were made with (models before session 19 record only the analysis rate)
+            # the settings its features were made with; older models record only the analysis rate, outside this
+            # block and unchecked, so a value there that is not a number is left uncompared rather than refused
             recorded = self.meta.get("feature_settings")
             if recorded is None:
-                recorded = {"analysis_fps": self.meta["analysis_fps"]} if "analysis_fps" in self.meta else {}
-            self.feature_settings: dict[str, float | None] = {
-                str(k): None if v is None else float(v) for k, v in dict(recorded).items()}
-            checks = self.meta.get("checks")
-            self.fitted_checks: list[str] | None = None if checks is None else [str(c) for c in checks]
+                legacy = self.meta.get("analysis_fps")
+                recorded = {"analysis_fps": legacy} if _is_number(legacy) else {}
+            self.feature_settings: dict[str, float | str] = {
+                str(k): _setting_value(k, v) for k, v in dict(recorded).items() if v is not None}
+            # the checks whose features it reads: a scan that does not run one leaves them to imputation
+            self.checks_read: set[str] = {n.split(".", 1)[0] for n in self.feature_names}
         except (ValueError, KeyError, TypeError) as exc:
             raise ModelError(f"malformed fusion metadata {meta_path}: {exc}") from exc
         self._session = open_session(path, "fusion model", self.options.intra_op_threads)
@@ -159,22 +174,32 @@ class FusionModel:
             out[check] = max(out.get(check, 0.0), float(np.interp(part, q, np.linspace(0, 1, len(q)))))
         return out
 
-    def setting_differences(self, options: ScanOptions) -> list[str]:
-        """How a scan with ``options`` measures features differently from the features this model was fitted on:
+    def setting_differences(self, options: ScanOptions, longest_side: int | None = None) -> list[str]:
+        """How a scan with ``options`` measures or judges tracks otherwise than this model's training features:
         one phrase per setting, e.g. ``"analysis_fps 5 (the model's: 10)"``; empty when they match.
 
-        Settings the metadata does not record (older models) are not compared. The cropping is not here: a
-        scan whose cropping differs is refused (:class:`detector.api.Analyzer`), since every pixel-reading
-        check changes with it.
+        ``longest_side`` is the recording's longer side in pixels, when known: ``max_side`` is then a difference
+        only if it shrinks this recording's frames otherwise than the model's did. ``min_track_seconds`` is one only
+        if the scan judges shorter tracks than the model was fitted on (a stricter scan judges fewer tracks, each
+        like the model's). Checks the scan runs beyond those the model reads change nothing and are not named.
+        Settings the metadata does not record (older models) are not compared. The cropping is not here: a scan
+        whose cropping differs is refused (:class:`detector.api.Analyzer`).
         """
-        mine = options.feature_settings()
-        out = [f"{name} {_setting(mine[name])} (the model's: {_setting(theirs)})"
-               for name, theirs in self.feature_settings.items()
-               if name in mine and not _same_setting(mine[name], theirs)]
-        fitted = sorted(self.fitted_checks or DEFAULT_CHECKS)
-        scanned = sorted(options.checks or DEFAULT_CHECKS)
-        if scanned != fitted:
-            out.append(f"checks {', '.join(scanned)} (the model's: {', '.join(fitted)})")
+        mine = {**options.feature_settings(), "min_track_seconds": float(options.min_track_seconds)}
+        out = []
+        for name, theirs in self.feature_settings.items():
+            ours = mine.get(name)
+            if ours is None or _same_setting(ours, theirs):
+                continue
+            if name == "min_track_seconds" and ours > theirs:
+                continue
+            if name == "max_side" and longest_side is not None and longest_side <= min(ours, theirs):
+                continue  # neither would shrink these frames
+            out.append(f"{name} {_shown(ours)} (the model's: {_shown(theirs)})")
+        run = set(DEFAULT_CHECKS if options.checks is None else options.checks)
+        missing = sorted(self.checks_read - run)
+        if missing:
+            out.append(f"checks not run: {', '.join(missing)} (the model reads them)")
         return out
 
     def band(self, p: float) -> str:

@@ -25,9 +25,9 @@ from typing import Callable
 import numpy as np
 
 from detector.checks import CHECKS
-from detector.evaluation import (DEFAULT_LINK_NOTE, ClipFeatures, Windows, cross_validated_scores, extract_features,
-                                 feature_matrix, fit_final, link_groups, metrics, read_manifest, segment_rates,
-                                 segment_threshold, split_seen, threshold_for_fpr, window_matrix)
+from detector.evaluation import (DEFAULT_LINK_NOTE, MAIN_TRACK_MIN_S, ClipFeatures, Windows, cross_validated_scores,
+                                 extract_features, feature_matrix, fit_final, link_groups, metrics, read_manifest,
+                                 segment_rates, segment_threshold, split_seen, threshold_for_fpr, window_matrix)
 from detector.fusion.augment import RECIPES, TRAINING_COPIES, copy_metrics, make_copies
 from detector.fusion.logistic import LogisticModel, roc_auc, to_onnx
 from detector.options import ScanOptions
@@ -303,7 +303,7 @@ def train(manifest: Path, out: Path | None = None, workers: int = 2, fps: float 
         "usable_clips": int(ok.sum()),
         "analysis_fps": fps,
         # what the features measure: a scan with other settings is scored with a caveat (FusionModel)
-        "feature_settings": options.feature_settings(),
+        "feature_settings": {**options.feature_settings(), "min_track_seconds": MAIN_TRACK_MIN_S},
         "checks": list(checks) if checks else None,
         "score_key": options.score_key(),
         "cv_metrics": m,

@@ -156,10 +156,11 @@ def _rescan_caveat(cuts_crossed: int) -> str:
 
 
 def _settings_caveat(differences: list[str]) -> str:
-    return ("This scan measured faces with other settings than the features the fusion model was fitted on: "
+    return ("This scan measured or judged faces otherwise than the features the fusion model was fitted on: "
             + "; ".join(differences) + ". Its probabilities and verdicts are calibrated for the model's settings, "
-            "so here they may be off in either direction. Scan with the model's settings, or refit the model with "
-            "these (`detector train-fusion`).")
+            "so here they may be off in either direction. Scan with the model's settings (fusion.json's "
+            "feature_settings); a model for another analysis rate or other checks can be fitted with "
+            "`detector train-fusion --fps/--checks`.")
 
 
 def caveats(tracks: list[TrackReport], small_face_px: float | None, cuts_crossed: int = 0,
@@ -180,12 +181,13 @@ def caveats(tracks: list[TrackReport], small_face_px: float | None, cuts_crossed
     the second scan those caused (``ScanOptions.speaker_view_auto``); that is said whatever the verdict too, so
     that a batch table's caveats column names the recordings analysed that way. ``setting_differences``
     (:meth:`FusionModel.setting_differences`) names the settings in which the scan measured faces otherwise than
-    the model's training features; any verdict can be wrong then, so it comes first, whatever the verdict.
+    the model's training features; any probability can be off then, so when a participant was scored it comes
+    first, whatever the verdict.
     """
-    out = [_settings_caveat(setting_differences)] if setting_differences and tracks else []
+    judged = [t for t in tracks if t.probability is not None]
+    out = [_settings_caveat(setting_differences)] if setting_differences and judged else []
     out += [_rescan_caveat(rescanned_after)] if rescanned_after else []
     out += [_merge_caveat(cuts_crossed)] if cuts_crossed and tracks else []
-    judged = [t for t in tracks if t.probability is not None]
     doubted = [t for t in judged if t.verdict != Verdict.likely_genuine]
     if not doubted:
         return out
@@ -273,6 +275,7 @@ def build_report(analysis: CallAnalysis, fusion: FusionModel | None, sha256: str
                   tracks=tracks, segments=segments, evidence=evidence,
                   caveats=caveats(tracks, fusion.small_face_px if fusion is not None else None,
                                   len(analysis.cuts_crossed), len(crossed_first or []),
-                                  fusion.setting_differences(opts) if fusion is not None else None),
+                                  fusion.setting_differences(opts, max(info.width, info.height))
+                                  if fusion is not None else None),
                   settings=opts.to_dict(),
                   timings_s={k: round(v, 3) for k, v in analysis.timings.items()})

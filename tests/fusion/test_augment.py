@@ -347,6 +347,7 @@ def test_train_fusion_fits_on_copies_and_describes_the_originals(tmp_path, monke
     assert made == [tmp_path / "c" / "copies"]  # beside the cache, so a second run finds them
     assert meta["clips"] == 36 and meta["usable_clips"] == 36 and meta["cv_metrics"]["clips"] == 36
     assert meta["copies"]["made"] == meta["copies"]["usable"] == 71
+    assert meta["feature_settings"]["analysis_fps"] == 10.0 and meta["feature_settings"]["min_track_seconds"] == 2.0
     assert extracted[-1] == 71  # the missing copy was not extracted (nor cached as failed: the next run retries it)
     assert list(meta["copies"]["recipes"]) == ["h264_crf32", "vp9"]
     assert set(meta["cv_metrics"]["copies"]) == {"h264_crf32", "vp9"}

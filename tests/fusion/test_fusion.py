@@ -469,32 +469,69 @@ def test_training_face_heights_are_quantiles_of_the_usable_clips_and_empty_witho
 def test_the_shipped_model_records_the_settings_its_features_were_made_with(tmp_path):
     import shutil
 
-    from detector.options import ScanOptions
+    from detector.checks import DEFAULT_CHECKS
+    from detector.evaluation import MAIN_TRACK_MIN_S
+    from detector.options import ANALYSIS_VERSION, ScanOptions
 
     with FusionModel() as shipped:
         meta = dict(shipped.meta)
         # written by train-fusion: the default scan measures features as the model's training clips were
-        assert meta["feature_settings"] == ScanOptions().feature_settings()
+        assert meta["feature_settings"] == {**ScanOptions().feature_settings(), "min_track_seconds": MAIN_TRACK_MIN_S}
+        assert shipped.feature_settings["analysis_version"] == ANALYSIS_VERSION
         assert shipped.setting_differences(ScanOptions()) == []
-        # settings that only choose which faces are analysed are not differences
-        assert shipped.setting_differences(ScanOptions(max_faces=9, gallery_grid=3, shot_cuts=True)) == []
+        # settings that choose which faces are analysed are not differences, nor checks beyond the model's
+        assert shipped.setting_differences(ScanOptions(max_faces=9, gallery_grid=3, shot_cuts=True,
+                                                       new_face_search_s=None)) == []
+        assert shipped.setting_differences(ScanOptions(checks=tuple(DEFAULT_CHECKS) + ("sbi",))) == []
         assert shipped.setting_differences(ScanOptions(analysis_fps=5)) == ["analysis_fps 5 (the model's: 10)"]
-        assert shipped.setting_differences(ScanOptions(new_face_search_s=None)) == [
-            "new_face_search_s every frame (the model's: 1)"]
-        assert shipped.setting_differences(ScanOptions(new_face_search_s=1)) == []  # 1 and 1.0 are one schedule
-        assert shipped.setting_differences(ScanOptions(window_s=6.0, hop_s=3.0, max_side=640)) == [
-            "window_s 6 (the model's: 4)", "hop_s 3 (the model's: 2)", "max_side 640 (the model's: 1280)"]
-        fewer = ScanOptions(checks=("jitter", "pose"))
-        (diff,) = shipped.setting_differences(fewer)
-        assert diff.startswith("checks jitter, pose (the model's: ") and "face_cnn" in diff
+        assert shipped.setting_differences(ScanOptions(analysis_fps=10.0000001)) == [
+            "analysis_fps 10.0000001 (the model's: 10)"]
+        assert shipped.setting_differences(ScanOptions(window_s=6.0, hop_s=3.0)) == [
+            "window_s 6 (the model's: 4)", "hop_s 3 (the model's: 2)"]
+        # max_side differs only where it would shrink the recording's frames otherwise
+        assert shipped.setting_differences(ScanOptions(max_side=640)) == ["max_side 640 (the model's: 1280)"]
+        assert shipped.setting_differences(ScanOptions(max_side=640), longest_side=1280) == [
+            "max_side 640 (the model's: 1280)"]
+        assert shipped.setting_differences(ScanOptions(max_side=640), longest_side=640) == []
+        assert shipped.setting_differences(ScanOptions(max_side=1920), longest_side=1280) == []
+        # shorter tracks than the model's are judged: a difference; longer ones only: none
+        assert shipped.setting_differences(ScanOptions(min_track_seconds=1.0)) == [
+            "min_track_seconds 1 (the model's: 2)"]
+        assert shipped.setting_differences(ScanOptions(min_track_seconds=3.0)) == []
+        assert shipped.setting_differences(ScanOptions(checks=("jitter", "pose"))) == [
+            "checks not run: boundary, expression, face_cnn, hard_pose, identity, sharpness, texture_flicker "
+            "(the model reads them)"]
+        assert "checks not run: boundary" in shipped.setting_differences(ScanOptions(checks=()))[0]
     shutil.copy(FusionOptions().model_path, tmp_path / "f.onnx")
-    # a model from before the record: only its analysis rate is known and compared
-    del meta["feature_settings"]
-    (tmp_path / "f.json").write_text(json.dumps(meta))
+
+    def load(**changes):
+        (tmp_path / "f.json").write_text(json.dumps({**meta, **changes}))
+        return FusionModel(FusionOptions(model_path=tmp_path / "f.onnx"))
+
+    # another analysis version: the features of other arithmetic
+    with load(feature_settings={**meta["feature_settings"], "analysis_version": "4"}) as old:
+        assert old.setting_differences(ScanOptions()) == [f"analysis_version {ANALYSIS_VERSION} (the model's: 4)"]
+    # a model from before the record: only its analysis rate is known and compared, if it is a number
+    older = {k: v for k, v in meta.items() if k != "feature_settings"}
+    (tmp_path / "f.json").write_text(json.dumps(older))
     with FusionModel(FusionOptions(model_path=tmp_path / "f.onnx")) as old:
         assert old.setting_differences(ScanOptions(window_s=6.0, hop_s=3.0)) == []
         assert old.setting_differences(ScanOptions(analysis_fps=5)) == ["analysis_fps 5 (the model's: 10)"]
-    meta["feature_settings"] = {"analysis_fps": "ten"}
-    (tmp_path / "f.json").write_text(json.dumps(meta))
-    with pytest.raises(ModelError):
-        FusionModel(FusionOptions(model_path=tmp_path / "f.onnx"))
+    for legacy in (None, "ten"):
+        (tmp_path / "f.json").write_text(json.dumps({**older, "analysis_fps": legacy}))
+        with FusionModel(FusionOptions(model_path=tmp_path / "f.onnx")) as old:
+            assert old.setting_differences(ScanOptions(analysis_fps=5)) == []
+    # a setting recorded as null is not recorded
+    with load(feature_settings={**meta["feature_settings"], "max_side": None}) as partial:
+        assert partial.setting_differences(ScanOptions(max_side=640)) == []
+    for bad in (True, [10], {"fps": 10}):
+        with pytest.raises(ModelError):
+            load(feature_settings={"analysis_fps": bad})
+    with load(feature_settings={"analysis_fps": "ten"}) as odd:  # text, as the analysis version is: compared as text
+        assert odd.setting_differences(ScanOptions()) == ["analysis_fps 10 (the model's: ten)"]
+    # the checks compared are those the model's features come from, not today's default set
+    with load() as hand_made:
+        hand_made.checks_read = {"jitter", "pose"}
+        assert hand_made.setting_differences(ScanOptions(checks=("jitter", "pose"))) == []
+        assert hand_made.setting_differences(ScanOptions(checks=("jitter",))) == [
+            "checks not run: pose (the model reads them)"]

@@ -136,4 +136,3 @@ def test_common_call_containers_and_codecs_decode_with_timestamps(tmp_path, suff
         frames = list(src.frames(rate=5))
     assert 6 <= len(frames) <= 8
     assert float(frames[1].pts - frames[0].pts) == pytest.approx(0.2, abs=0.02)
-
