@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from detector.checks import DEFAULT_CHECKS
+from detector.checks import CHECKS, DEFAULT_CHECKS
 from detector.errors import ModelError
 from detector.fusion.logistic import LogisticModel
 from detector.onnx_session import open_session
@@ -41,12 +41,12 @@ def _is_number(value) -> bool:
 
 
 def _setting_value(name, value) -> float | str:
-    """A recorded setting: a number, or a string (the analysis version); anything else is malformed metadata."""
-    if _is_number(value):
+    """A recorded setting: the analysis version as text, every other one a number; anything else is malformed."""
+    if name == "analysis_version" and (isinstance(value, str) or _is_number(value)):
+        return str(value)
+    if name != "analysis_version" and _is_number(value):
         return float(value)
-    if isinstance(value, str):
-        return value
-    raise ValueError(f"feature setting {name} is {value!r}, not a number or a string")
+    raise ValueError(f"feature setting {name} is {value!r}, not {'text' if name == 'analysis_version' else 'a number'}")
 
 
 def _shown(value: float | str) -> str:
@@ -118,7 +118,8 @@ class FusionModel:
             self.feature_settings: dict[str, float | str] = {
                 str(k): _setting_value(k, v) for k, v in dict(recorded).items() if v is not None}
             # the checks whose features it reads: a scan that does not run one leaves them to imputation
-            self.checks_read: set[str] = {n.split(".", 1)[0] for n in self.feature_names}
+            # (a name that is not a check's, which train-fusion never writes, is not a check to ask for)
+            self.checks_read: set[str] = {n.split(".", 1)[0] for n in self.feature_names} & set(CHECKS)
         except (ValueError, KeyError, TypeError) as exc:
             raise ModelError(f"malformed fusion metadata {meta_path}: {exc}") from exc
         self._session = open_session(path, "fusion model", self.options.intra_op_threads)

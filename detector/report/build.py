@@ -159,8 +159,8 @@ def _settings_caveat(differences: list[str]) -> str:
     return ("This scan measured or judged faces otherwise than the features the fusion model was fitted on: "
             + "; ".join(differences) + ". Its probabilities and verdicts are calibrated for the model's settings, "
             "so here they may be off in either direction. Scan with the model's settings (fusion.json's "
-            "feature_settings); a model for another analysis rate or other checks can be fitted with "
-            "`detector train-fusion --fps/--checks`.")
+            "feature_settings), or fit a model on features measured this way with `detector train-fusion` (it "
+            "takes --fps and --checks, and measures with this version of the analysis).")
 
 
 def caveats(tracks: list[TrackReport], small_face_px: float | None, cuts_crossed: int = 0,

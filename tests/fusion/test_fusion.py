@@ -494,6 +494,8 @@ def test_the_shipped_model_records_the_settings_its_features_were_made_with(tmp_
             "max_side 640 (the model's: 1280)"]
         assert shipped.setting_differences(ScanOptions(max_side=640), longest_side=640) == []
         assert shipped.setting_differences(ScanOptions(max_side=1920), longest_side=1280) == []
+        assert shipped.setting_differences(ScanOptions(max_side=1920), longest_side=1600) == [
+            "max_side 1920 (the model's: 1280)"]
         # shorter tracks than the model's are judged: a difference; longer ones only: none
         assert shipped.setting_differences(ScanOptions(min_track_seconds=1.0)) == [
             "min_track_seconds 1 (the model's: 2)"]
@@ -524,14 +526,19 @@ def test_the_shipped_model_records_the_settings_its_features_were_made_with(tmp_
     # a setting recorded as null is not recorded
     with load(feature_settings={**meta["feature_settings"], "max_side": None}) as partial:
         assert partial.setting_differences(ScanOptions(max_side=640)) == []
-    for bad in (True, [10], {"fps": 10}):
+    for bad in ({"analysis_fps": True}, {"analysis_fps": [10]}, {"analysis_fps": "ten"}, {"max_side": "1280"},
+                {"analysis_version": None, "hop_s": {"s": 2}}):
         with pytest.raises(ModelError):
-            load(feature_settings={"analysis_fps": bad})
-    with load(feature_settings={"analysis_fps": "ten"}) as odd:  # text, as the analysis version is: compared as text
-        assert odd.setting_differences(ScanOptions()) == ["analysis_fps 10 (the model's: ten)"]
-    # the checks compared are those the model's features come from, not today's default set
-    with load() as hand_made:
-        hand_made.checks_read = {"jitter", "pose"}
-        assert hand_made.setting_differences(ScanOptions(checks=("jitter", "pose"))) == []
-        assert hand_made.setting_differences(ScanOptions(checks=("jitter",))) == [
-            "checks not run: pose (the model reads them)"]
+            load(feature_settings=bad)
+    with load(feature_settings={"analysis_version": 4}) as numbered:  # a version written as a number is its text
+        assert numbered.setting_differences(ScanOptions()) == [f"analysis_version {ANALYSIS_VERSION} (the model's: 4)"]
+    # the checks compared are those the model's feature names come from, not today's default set
+    names = list(meta["feature_names"])
+    renamed = [("sbi.score" if n == "jitter.median" else n) for n in names]
+    assert renamed != names
+    with load(feature_names=renamed) as reads_sbi:
+        assert reads_sbi.setting_differences(ScanOptions()) == ["checks not run: sbi (the model reads them)"]
+        assert reads_sbi.setting_differences(ScanOptions(checks=tuple(DEFAULT_CHECKS) + ("sbi",))) == []
+    # a name that is no check's (train-fusion never writes one) is not asked for
+    with load(feature_names=[("track.log_face_px" if n == "jitter.median" else n) for n in names]) as odd:
+        assert odd.setting_differences(ScanOptions()) == []

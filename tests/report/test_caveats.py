@@ -92,7 +92,7 @@ def test_settings_other_than_the_models_are_warned_of_first_whatever_the_verdict
                    [_track(0, 0.8, face_px=60.0), _track(1, 0.7)]):
         out = caveats(tracks, small_face_px=112.0, setting_differences=differences)
         assert "analysis_fps 5 (the model's: 10); window_s 6 (the model's: 4)." in out[0]
-        assert "Scan with the model's settings" in out[0] and "detector train-fusion --fps/--checks" in out[0]
+        assert "Scan with the model's settings" in out[0] and "`detector train-fusion` (it takes --fps" in out[0]
     assert len(out) == 3  # the two caveats of that call as well
     assert caveats([_track(0, 0.05, verdict=Verdict.likely_genuine)], small_face_px=None,
                    setting_differences=[]) == []
