@@ -62,11 +62,11 @@ def run_eval(manifest: Path, out: Path, workers: int = 2, fps: float = 10.0, cv:
         if not cv and fusion.crop_method != options.crop_method():
             raise ConfigError(f"the shipped fusion model was fitted with crop_antialias={fusion.crop_antialias}; "
                               "--no-cv can only score features cropped the same way")
-        if not cv and fusion.setting_differences(options):
+        differences = [] if cv else fusion.setting_differences(options)
+        if differences:
             # measured accuracy of a model on features it was not fitted on would describe neither
             raise ConfigError("the shipped fusion model was fitted on features measured otherwise: "
-                              + "; ".join(fusion.setting_differences(options))
-                              + ". --no-cv can only score features measured the same way")
+                              + "; ".join(differences) + ". --no-cv can only score features measured the same way")
         if not cv:
             copies = ()  # nothing is fitted, so nothing is fitted on copies
         tc = training_clips(rows, options, workers=workers, cache=out / "features.jsonl", copies=copies,

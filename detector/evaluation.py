@@ -24,9 +24,10 @@ from detector.fusion.logistic import (LogisticModel, balanced_weights, bound_blo
                                       fit_logistic, fit_platt, roc_auc)
 from detector.options import ScanOptions
 
-#: a clip's main track (the one training and evaluation read) has at least this much face time, seconds; as a
-#: scan's default ``min_track_seconds``, so the fusion never scores tracks shorter than those it was fitted on
-MAIN_TRACK_MIN_S = 2.0
+#: a clip's main track (the one training and evaluation read) has at least this much face time, seconds: a scan's
+#: default ``min_track_seconds``, so by default the fusion never scores tracks shorter than those it was fitted on
+MAIN_TRACK_MIN_S = ScanOptions.min_track_seconds
+
 
 @dataclass
 class ManifestRow:
