@@ -136,6 +136,8 @@ class CallAnalysis:
     shot_cuts: list[float] = field(default_factory=list)
     #: the cuts that a track was carried across (only when ``options.shot_cuts`` is off): two people may be merged
     cuts_crossed: list[float] = field(default_factory=list)
+    #: seconds of the recording that could be decoded (:attr:`PyAVSource.decoded_seconds`); None when unknown
+    decoded_seconds: float | None = None
 
     @property
     def check_names(self) -> list[str]:
@@ -379,9 +381,11 @@ def analyse_video(path: str, options: ScanOptions, context: CheckContext,
             raise
         decoded = source.decoded_frames
         truncated = source.truncated
+        decoded_seconds = None if source.decoded_seconds is None else float(source.decoded_seconds)
     if options.shot_cuts and cuts.cuts:
         tracks = join_participants(tracks)
     timings = {"analysis": time.perf_counter() - t0, "landmarks": t_landmarks, "checks": stage.busy}
     return CallAnalysis(info=info, options=options, tracks=sorted(tracks, key=lambda t: t.track_id),
                         analysed_frames=analysed, decoded_frames=decoded, truncated=truncated, timings=timings,
-                        shot_cuts=list(cuts.cuts), cuts_crossed=list(crossings.times))
+                        shot_cuts=list(cuts.cuts), cuts_crossed=list(crossings.times),
+                        decoded_seconds=decoded_seconds)

@@ -76,6 +76,25 @@ def test_bad_inputs_raise_typed_errors(tmp_path, analyzer):
         analyzer.scan(audio_only)
 
 
+def test_a_recording_cut_off_mid_call_is_scanned_as_far_as_it_goes_and_says_so(analyzer, tmp_path):
+    from detector.synth import render_call
+
+    whole = render_call(tmp_path / "call.webm", seconds=8, fps=10, size=(320, 240), seed=4, codec="libvpx-vp9")
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.webm"
+    cut.write_bytes(data[: len(data) // 2])
+    r = analyzer.scan(cut)
+    v = r.video
+    assert v.truncated and v.duration_s == pytest.approx(8.0, abs=0.15)
+    assert 1.0 < v.decoded_s < 6.0
+    assert v.analysed_frames == pytest.approx(v.decoded_s * 10, abs=2)
+    assert any(c.startswith("The video ends early") and "of the 0:08" in c for c in r.caveats)
+    assert json.loads(r.to_json())["video"]["decoded_s"] == v.decoded_s
+    full = analyzer.scan(whole)
+    assert not full.video.truncated and full.video.decoded_s == pytest.approx(full.video.duration_s, abs=0.01)
+    assert not any(c.startswith("The video ends early") for c in full.caveats)
+
+
 def test_invalid_options_are_config_errors():
     with pytest.raises(ConfigError):
         Analyzer(ScanOptions(analysis_fps=0))

@@ -163,8 +163,19 @@ def _settings_caveat(differences: list[str]) -> str:
             "takes --fps and --checks, and measures with this version of the analysis).")
 
 
+def _truncation_caveat(decoded_s: float | None, duration_s: float | None) -> str:
+    if decoded_s is not None and duration_s:
+        part = (f"video frames could be decoded for only {fmt_time(decoded_s)} of the {fmt_time(duration_s)} its "
+                f"header declares ({decoded_s / duration_s:.0%})")
+    else:
+        part = "decoding stopped on damaged data before the end"
+    return (f"The video ends early or the file is damaged: {part}. The verdict covers only that part, so a face "
+            "swap in the rest of the recording would go unseen; scan a complete copy if there is one.")
+
+
 def caveats(tracks: list[TrackReport], small_face_px: float | None, cuts_crossed: int = 0,
-            rescanned_after: int = 0, setting_differences: list[str] | None = None) -> list[str]:
+            rescanned_after: int = 0, setting_differences: list[str] | None = None, truncated: bool = False,
+            decoded_s: float | None = None, duration_s: float | None = None) -> list[str]:
     """When the call's verdict deserves less trust than the per-participant dev figures suggest.
 
     The first two were measured (README, "How good"): each further judged
@@ -182,10 +193,13 @@ def caveats(tracks: list[TrackReport], small_face_px: float | None, cuts_crossed
     that a batch table's caveats column names the recordings analysed that way. ``setting_differences``
     (:meth:`FusionModel.setting_differences`) names the settings in which the scan measured faces otherwise than
     the model's training features; any probability can be off then, so when a participant was scored it comes
-    first, whatever the verdict.
+    first, whatever the verdict. ``truncated`` (with the seconds decoded and the declared duration, when known)
+    says the file ended early or was damaged: the verdict covers only what was decoded, which is about misses, so
+    it is said whatever the verdict.
     """
     judged = [t for t in tracks if t.probability is not None]
     out = [_settings_caveat(setting_differences)] if setting_differences and judged else []
+    out += [_truncation_caveat(decoded_s, duration_s)] if truncated else []
     out += [_rescan_caveat(rescanned_after)] if rescanned_after else []
     out += [_merge_caveat(cuts_crossed)] if cuts_crossed and tracks else []
     doubted = [t for t in judged if t.verdict != Verdict.likely_genuine]
@@ -262,6 +276,7 @@ def build_report(analysis: CallAnalysis, fusion: FusionModel | None, sha256: str
         average_fps=None if info.average_rate is None else round(float(info.average_rate), 3),
         analysed_frames=analysis.analysed_frames, decoded_frames=analysis.decoded_frames,
         analysis_fps=opts.analysis_fps, truncated=analysis.truncated,
+        decoded_s=None if analysis.decoded_seconds is None else round(analysis.decoded_seconds, 3),
         shot_cuts_s=[round(c, 3) for c in analysis.shot_cuts],
         cuts_crossed_s=[round(c, 3) for c in (crossed_first or analysis.cuts_crossed)],
         speaker_view_auto=bool(crossed_first))
@@ -276,6 +291,7 @@ def build_report(analysis: CallAnalysis, fusion: FusionModel | None, sha256: str
                   caveats=caveats(tracks, fusion.small_face_px if fusion is not None else None,
                                   len(analysis.cuts_crossed), len(crossed_first or []),
                                   fusion.setting_differences(opts, max(info.width, info.height))
-                                  if fusion is not None else None),
+                                  if fusion is not None else None,
+                                  truncated=video.truncated, decoded_s=video.decoded_s, duration_s=video.duration_s),
                   settings=opts.to_dict(),
                   timings_s={k: round(v, 3) for k, v in analysis.timings.items()})

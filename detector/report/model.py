@@ -62,7 +62,11 @@ class VideoMeta(BaseModel):
     analysed_frames: int = 0
     decoded_frames: int = 0
     analysis_fps: float
+    #: the file ends early or is damaged: decoding stopped on errors, or the frames stopped well short of
+    #: ``duration_s`` (the duration its header declares); what could be decoded was analysed
     truncated: bool = False
+    #: seconds of the recording that could be decoded (None in reports from before it was recorded)
+    decoded_s: Optional[float] = None
     #: times (s) at which the whole picture cut to another camera (an active-speaker recording). With the
     #: ``shot_cuts`` setting (``--speaker-view``) tracks end there and each participant's turns are joined by
     #: appearance; without it they are only recorded

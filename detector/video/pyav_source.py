@@ -21,6 +21,14 @@ from detector.video.source import Frame, RateSampler, VideoInfo, VideoSource
 # rest of the file truncated. Real recordings have the odd broken packet.
 _MAX_DECODE_ERRORS = 25
 
+# A file whose frames stop this far short of the duration its header declares
+# counts as truncated (an upload cut off, a recording whose writer died): the
+# demuxer just meets the end of the file and says nothing. The margin is wide
+# because a container's duration can cover its longest stream, and audio often
+# outlasts video by a fraction of a second to a second or so.
+_SHORTFALL_MIN_S = 2.0
+_SHORTFALL_FRACTION = 0.05
+
 
 def _rotation_of(stream, first_frame=None) -> int:
     """Degrees counter-clockwise to turn a decoded frame for display."""
@@ -47,6 +55,17 @@ def _apply_rotation(img: np.ndarray, angle_ccw: int) -> np.ndarray:
     if angle_ccw == 180:
         return np.ascontiguousarray(img[::-1, ::-1])
     return np.ascontiguousarray(np.rot90(img, -1))
+
+
+def _tagged_duration(stream) -> Fraction | None:
+    """A Matroska/WebM track's ``DURATION`` tag ("HH:MM:SS.nnnnnnnnn"), or None."""
+    tag = (stream.metadata or {}).get("DURATION")
+    try:
+        h, m, sec = str(tag).strip().split(":")
+        value = int(h) * 3600 + int(m) * 60 + Fraction(sec)
+    except (ValueError, ZeroDivisionError):
+        return None
+    return value if value > 0 else None
 
 
 def decode_tolerantly(container, stream, stats) -> Iterator[av.VideoFrame]:
@@ -131,9 +150,13 @@ class PyAVSource(VideoSource):
             self._stream.codec_context.thread_count = threads
         self._rotation: int | None = None
         self._info: VideoInfo | None = None
-        self.truncated = False  # set when decoding stopped early on errors
+        self.truncated = False  # set when decoding stopped early on errors, or the frames ended well before the
+        # duration the header declares (see _SHORTFALL_MIN_S)
         self.decode_errors = 0
         self.decoded_frames = 0  # every frame decoded by the last frames() pass, kept or not
+        #: seconds of the recording the last frames() pass decoded: from the declared start to the end of the last
+        #: frame (None before a pass, or when no frame was decoded)
+        self.decoded_seconds: Fraction | None = None
 
     # -- probing -----------------------------------------------------------
     def _probe_rotation(self) -> int:
@@ -157,11 +180,8 @@ class PyAVSource(VideoSource):
             w, h = int(cc.width or 0), int(cc.height or 0)
             if rot in (90, 270):
                 w, h = h, w
-            duration = None
-            if s.duration is not None and s.time_base is not None:
-                duration = Fraction(s.duration) * s.time_base
-            elif self._container.duration is not None:
-                duration = Fraction(self._container.duration, av.time_base)
+            span = self._declared_span()
+            duration = None if span is None else span[1]
             if w == 0 or h == 0:
                 raise NotAVideoError(f"video stream has no picture size: {self.path}")
             self._info = VideoInfo(
@@ -187,6 +207,37 @@ class PyAVSource(VideoSource):
         # even sizes keep swscale on its fast path
         return max(2, int(w * scale) // 2 * 2), max(2, int(h * scale) // 2 * 2)
 
+    def _declared_span(self) -> tuple[Fraction, Fraction] | None:
+        """(start, duration) in seconds as the header declares them, or None when it declares no duration.
+
+        The stream's own figures where it has them (Matroska and WebM keep the video's duration in a tag), else the
+        container's, which cover every stream.
+        """
+        s = self._stream
+        start = Fraction(s.start_time or 0) * s.time_base if s.time_base is not None else Fraction(0)
+        if s.duration is not None and s.time_base is not None:
+            return start, Fraction(s.duration) * s.time_base
+        tagged = _tagged_duration(s)
+        if tagged is not None:
+            return start, tagged
+        c = self._container
+        if c.duration is not None:
+            return Fraction(c.start_time or 0, av.time_base), Fraction(c.duration, av.time_base)
+        return None
+
+    def _note_shortfall(self, first: Fraction, last: Fraction) -> None:
+        """Set ``decoded_seconds`` from the first and last frames' times, and ``truncated`` when the frames stop
+        well short of the declared end."""
+        step = 1 / self._stream.average_rate if self._stream.average_rate else Fraction(0)
+        span = self._declared_span()
+        start = span[0] if span is not None and span[0] <= first else first
+        self.decoded_seconds = last + step - start
+        if span is None or span[1] <= 0:
+            return
+        shortfall = span[1] - self.decoded_seconds
+        if shortfall > max(Fraction(_SHORTFALL_MIN_S), _SHORTFALL_FRACTION * span[1]):
+            self.truncated = True
+
     # -- decoding ----------------------------------------------------------
     def _decoded(self) -> Iterator[av.VideoFrame]:
         """Decode every frame, tolerating a few broken packets."""
@@ -204,8 +255,13 @@ class PyAVSource(VideoSource):
         size = self._target_size()
         index = -1
         produced = 0
+        first = last = None
+        self.decoded_seconds = None
         try:
             for index, vf, pts in timed_frames(self._container, self._stream, self):
+                if first is None:
+                    first = pts
+                last = pts
                 if not sampler.keep(pts):
                     continue
                 if size is not None:
@@ -218,6 +274,8 @@ class PyAVSource(VideoSource):
             self.truncated = True
             if produced == 0:
                 raise CorruptVideoError(f"could not decode {self.path}: {exc}") from exc
+        if first is not None:
+            self._note_shortfall(first, last)
         if produced == 0 and index < 0:
             raise CorruptVideoError(f"no decodable video frame in {self.path}")
 

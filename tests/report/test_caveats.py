@@ -99,3 +99,16 @@ def test_settings_other_than_the_models_are_warned_of_first_whatever_the_verdict
     # no face, or none seen long enough to score: no probability to doubt
     assert caveats([], small_face_px=None, setting_differences=differences) == []
     assert caveats([_track(0, None)], small_face_px=None, setting_differences=differences) == []
+
+
+def test_a_truncated_file_is_flagged_whatever_the_verdict():
+    genuine = _track(0, 0.1, verdict=Verdict.likely_genuine)
+    out = caveats([genuine], small_face_px=112.0, truncated=True, decoded_s=274.5, duration_s=610.0)
+    assert len(out) == 1
+    assert "4:34 of the 10:10" in out[0] and "(45%)" in out[0] and "covers only that part" in out[0]
+    # stopped on damaged data, with no declared duration to compare: said without figures
+    (damaged,) = caveats([genuine], small_face_px=112.0, truncated=True, decoded_s=30.0, duration_s=None)
+    assert "damaged data" in damaged and "%" not in damaged
+    # no face at all in what was decoded is still only that part of the file
+    assert len(caveats([], small_face_px=None, truncated=True, decoded_s=3.0, duration_s=9.0)) == 1
+    assert caveats([genuine], small_face_px=112.0, truncated=False, decoded_s=610.0, duration_s=610.0) == []

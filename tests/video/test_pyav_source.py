@@ -96,6 +96,82 @@ def test_truncated_file_gives_partial_frames_or_clear_error(genuine_clip, tmp_pa
     assert len(frames) < 45
 
 
+def _write_clip(path, seconds, fps=10, codec="libx264", audio_seconds=None):
+    """A small clip of changing grey frames, with a silent audio track of ``audio_seconds`` when given."""
+    import av
+
+    with av.open(str(path), "w") as c:
+        vs = c.add_stream(codec, rate=fps)
+        vs.width, vs.height, vs.pix_fmt = 160, 120, "yuv420p"
+        au = None
+        if audio_seconds:
+            au = c.add_stream("libopus" if str(path).endswith(".webm") else "aac", rate=48000)
+            au.layout = "mono"
+        for i in range(int(seconds * fps)):
+            vf = av.VideoFrame.from_ndarray(np.full((120, 160, 3), (i * 7) % 255, np.uint8), format="rgb24")
+            vf.pts = i
+            for pk in vs.encode(vf):
+                c.mux(pk)
+        for pk in vs.encode():
+            c.mux(pk)
+        if au is not None:
+            fmt = "flt" if str(path).endswith(".webm") else "fltp"
+            for i in range(int(audio_seconds * 48000 / 960)):
+                fr = av.AudioFrame.from_ndarray(np.zeros((1, 960), np.float32), format=fmt, layout="mono")
+                fr.sample_rate, fr.pts = 48000, i * 960
+                for pk in au.encode(fr):
+                    c.mux(pk)
+            for pk in au.encode():
+                c.mux(pk)
+    return path
+
+
+def test_a_file_cut_off_mid_stream_counts_as_truncated(tmp_path):
+    # WebM (browser capture) streams: cut off, it still opens and its frames just stop, with no decode error;
+    # only its header's duration tells that most of the call is missing
+    whole = _write_clip(tmp_path / "call.webm", seconds=8, codec="libvpx-vp9")
+    with open_video(whole) as src:
+        frames = list(src.frames(rate=5))
+        assert not src.truncated
+        assert float(src.decoded_seconds) == pytest.approx(float(src.info.duration), abs=0.01)
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.webm"
+    cut.write_bytes(data[: len(data) * 2 // 5])
+    with open_video(cut) as src:
+        kept = list(src.frames(rate=5))
+        assert src.info.duration == pytest.approx(8.0, abs=0.05)  # the header still says 8 s
+        assert src.truncated
+        assert 0.5 < float(src.decoded_seconds) < 5.0
+        assert float(src.decoded_seconds) == pytest.approx(float(kept[-1].pts) + 0.1, abs=0.15)
+    assert 0 < len(kept) < len(frames)
+
+
+@pytest.mark.parametrize("suffix", ["mkv", "webm", "mp4"])
+def test_audio_outlasting_the_video_is_not_truncation(tmp_path, suffix):
+    # 2 s of video, 5 s of audio: the container's duration covers the audio, the video track's its own 2 s
+    p = _write_clip(tmp_path / f"av.{suffix}", seconds=2, audio_seconds=5,
+                    codec="libvpx-vp9" if suffix == "webm" else "libx264")
+    with open_video(p) as src:
+        assert float(src.info.duration) == pytest.approx(2.0, abs=0.05)
+        list(src.frames(rate=5))
+        assert not src.truncated
+        assert float(src.decoded_seconds) == pytest.approx(2.0, abs=0.05)
+
+
+def test_a_shortfall_within_the_margin_is_not_truncation(tmp_path, monkeypatch):
+    # without the track's own duration (a Matroska file cut before its tags), the container's covers the
+    # audio too: a second of audio after the video's end must not be called a cut-off file, three must
+    import detector.video.pyav_source as pyav_source
+
+    monkeypatch.setattr(pyav_source, "_tagged_duration", lambda stream: None)
+    for audio_s, cut_off in ((3, False), (5, True)):
+        p = _write_clip(tmp_path / f"av{audio_s}.mkv", seconds=2, audio_seconds=audio_s)
+        with open_video(p) as src:
+            assert float(src.info.duration) == pytest.approx(audio_s, abs=0.05)
+            list(src.frames(rate=5))
+            assert src.truncated is cut_off
+
+
 def test_garbage_after_header_is_corrupt(genuine_clip, tmp_path):
     data = bytearray(genuine_clip.read_bytes())
     bad = tmp_path / "bad.mp4"
