@@ -351,6 +351,7 @@ def analyse_video(path: str, options: ScanOptions, context: CheckContext,
         analysed = 0
         t_landmarks = 0.0
         last_progress = -1.0
+        origin: float | None = None
         stage = _CheckStage(check_classes, context, options, window_reducer)
         try:
             with create_landmark_detector(landmark_options(options)) as detector:
@@ -371,7 +372,11 @@ def analyse_video(path: str, options: ScanOptions, context: CheckContext,
                     if assigned:
                         stage.submit(frame, assigned)
                     if progress is not None and duration:
-                        frac = min(frame.seconds / duration, 1.0)
+                        # from the first frame: recordings need not start at time 0 (an MPEG-TS file, a
+                        # stream cut out of a longer one)
+                        if origin is None:
+                            origin = frame.seconds
+                        frac = min((frame.seconds - origin) / duration, 1.0)
                         if frac - last_progress >= 0.01:
                             last_progress = frac
                             progress(frac, "analysing")

@@ -95,6 +95,28 @@ def test_a_recording_cut_off_mid_call_is_scanned_as_far_as_it_goes_and_says_so(a
     assert not any(c.startswith("The video ends early") for c in full.caveats)
 
 
+def test_progress_runs_from_the_first_frame_of_a_recording_that_starts_late(analyzer, tmp_path):
+    import av
+    from fractions import Fraction
+
+    path = tmp_path / "late.ts"
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=10)
+        s.width, s.height, s.pix_fmt, s.time_base = 160, 120, "yuv420p", Fraction(1, 10)
+        for i in range(50):  # 5 s of frames from 1:00:00 on
+            vf = av.VideoFrame.from_ndarray(np.full((120, 160, 3), i * 5, np.uint8), format="rgb24")
+            vf.pts, vf.time_base = 36000 + i, Fraction(1, 10)
+            for pk in s.encode(vf):
+                c.mux(pk)
+        for pk in s.encode():
+            c.mux(pk)
+    progress = []
+    r = analyzer.scan(path, progress=lambda f, m: progress.append(f))
+    assert r.video.duration_s == pytest.approx(5.0, abs=0.1) and not r.video.truncated
+    analysing = progress[:-1]  # the last call says the report is done
+    assert analysing[0] < 0.05 and 0.9 <= analysing[-1] <= 1.0 and len(analysing) > 20
+
+
 def test_invalid_options_are_config_errors():
     with pytest.raises(ConfigError):
         Analyzer(ScanOptions(analysis_fps=0))

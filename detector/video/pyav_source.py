@@ -57,6 +57,13 @@ def _apply_rotation(img: np.ndarray, angle_ccw: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(img, -1))
 
 
+def _stream_length(stream) -> Fraction | None:
+    """The video stream's own declared length in seconds (MP4, MOV, TS), or None."""
+    if stream.duration is None or stream.time_base is None:
+        return None
+    return Fraction(stream.duration) * stream.time_base
+
+
 def _tagged_duration(stream) -> Fraction | None:
     """A Matroska/WebM track's ``DURATION`` tag ("HH:MM:SS.nnnnnnnnn"), or None."""
     tag = (stream.metadata or {}).get("DURATION")
@@ -181,7 +188,7 @@ class PyAVSource(VideoSource):
             if rot in (90, 270):
                 w, h = h, w
             span = self._declared_span()
-            duration = None if span is None else span[1]
+            duration = None if span is None or span[1] <= span[0] else span[1] - span[0]
             if w == 0 or h == 0:
                 raise NotAVideoError(f"video stream has no picture size: {self.path}")
             self._info = VideoInfo(
@@ -208,21 +215,27 @@ class PyAVSource(VideoSource):
         return max(2, int(w * scale) // 2 * 2), max(2, int(h * scale) // 2 * 2)
 
     def _declared_span(self) -> tuple[Fraction, Fraction] | None:
-        """(start, duration) in seconds as the header declares them, or None when it declares no duration.
+        """(start, end) in seconds of the video as the header declares them, or None when it declares no duration.
 
-        The stream's own figures where it has them (Matroska and WebM keep the video's duration in a tag), else the
-        container's, which cover every stream.
+        The stream's own duration where it has one (MP4, MOV), else the video track's ``DURATION`` tag (Matroska,
+        WebM), else the container's, which covers every stream. An MP4 duration is a length from the stream's
+        start; a Matroska duration is the end on the segment's timeline, which starts at 0 (FFmpeg reports it as
+        such: a file whose frames start at 1:00:00 and run 10 s declares 1:00:10).
         """
-        s = self._stream
+        s, c = self._stream, self._container
         start = Fraction(s.start_time or 0) * s.time_base if s.time_base is not None else Fraction(0)
-        if s.duration is not None and s.time_base is not None:
-            return start, Fraction(s.duration) * s.time_base
+        length = _stream_length(s)
+        if length is not None:
+            return start, start + length
+        matroska = "matroska" in (c.format.name or "") or "webm" in (c.format.name or "")
         tagged = _tagged_duration(s)
-        if tagged is not None:
+        if tagged is not None and matroska:
             return start, tagged
-        c = self._container
         if c.duration is not None:
-            return Fraction(c.start_time or 0, av.time_base), Fraction(c.duration, av.time_base)
+            if matroska:
+                return start, Fraction(c.duration, av.time_base)
+            c_start = Fraction(c.start_time or 0, av.time_base) if c.start_time is not None else start
+            return c_start, c_start + Fraction(c.duration, av.time_base)
         return None
 
     def _note_shortfall(self, first: Fraction, last: Fraction) -> None:
@@ -232,10 +245,10 @@ class PyAVSource(VideoSource):
         span = self._declared_span()
         start = span[0] if span is not None and span[0] <= first else first
         self.decoded_seconds = last + step - start
-        if span is None or span[1] <= 0:
+        if span is None or span[1] <= span[0]:
             return
-        shortfall = span[1] - self.decoded_seconds
-        if shortfall > max(Fraction(_SHORTFALL_MIN_S), _SHORTFALL_FRACTION * span[1]):
+        shortfall = span[1] - (last + step)
+        if shortfall > max(Fraction(_SHORTFALL_MIN_S), _SHORTFALL_FRACTION * (span[1] - span[0])):
             self.truncated = True
 
     # -- decoding ----------------------------------------------------------

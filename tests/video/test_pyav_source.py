@@ -96,20 +96,22 @@ def test_truncated_file_gives_partial_frames_or_clear_error(genuine_clip, tmp_pa
     assert len(frames) < 45
 
 
-def _write_clip(path, seconds, fps=10, codec="libx264", audio_seconds=None):
-    """A small clip of changing grey frames, with a silent audio track of ``audio_seconds`` when given."""
+def _write_clip(path, seconds, fps=10, codec="libx264", audio_seconds=None, start_s=0):
+    """A small clip of changing grey frames, with a silent audio track of ``audio_seconds`` when given, whose
+    first frame is at ``start_s``."""
     import av
 
     with av.open(str(path), "w") as c:
         vs = c.add_stream(codec, rate=fps)
         vs.width, vs.height, vs.pix_fmt = 160, 120, "yuv420p"
+        vs.time_base = Fraction(1, fps)
         au = None
         if audio_seconds:
             au = c.add_stream("libopus" if str(path).endswith(".webm") else "aac", rate=48000)
             au.layout = "mono"
         for i in range(int(seconds * fps)):
             vf = av.VideoFrame.from_ndarray(np.full((120, 160, 3), (i * 7) % 255, np.uint8), format="rgb24")
-            vf.pts = i
+            vf.pts, vf.time_base = round(start_s * fps) + i, Fraction(1, fps)
             for pk in vs.encode(vf):
                 c.mux(pk)
         for pk in vs.encode():
@@ -156,6 +158,39 @@ def test_audio_outlasting_the_video_is_not_truncation(tmp_path, suffix):
         list(src.frames(rate=5))
         assert not src.truncated
         assert float(src.decoded_seconds) == pytest.approx(2.0, abs=0.05)
+
+
+@pytest.mark.parametrize("suffix", ["mkv", "mp4", "ts"])
+def test_a_recording_that_starts_late_keeps_its_times_and_its_length(tmp_path, suffix):
+    # frames from 1:00 on (an MPEG-TS capture, a clip cut out of a longer stream): a Matroska file declares where
+    # it ends on its segment's timeline (1:05), an MP4 or TS file how long it lasts (5 s); either way the
+    # recording is 5 s long and complete
+    p = _write_clip(tmp_path / f"late.{suffix}", seconds=5, start_s=60)
+    with open_video(p) as src:
+        assert float(src.info.duration) == pytest.approx(5.0, abs=0.05)
+        frames = list(src.frames(rate=5))
+        assert float(frames[0].pts) == pytest.approx(60.0, abs=0.05)  # true presentation times are kept
+        assert not src.truncated
+        assert float(src.decoded_seconds) == pytest.approx(5.0, abs=0.05)
+    # the same judged from the container's duration alone (a Matroska file without track tags; another container
+    # whose stream declares no length)
+    import detector.video.pyav_source as pyav_source
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pyav_source, "_stream_length", lambda stream: None)
+        mp.setattr(pyav_source, "_tagged_duration", lambda stream: None)
+        with open_video(p) as src:
+            assert float(src.info.duration) == pytest.approx(5.0, abs=0.05)
+            list(src.frames(rate=5))
+            assert not src.truncated
+    if suffix == "mkv":
+        # cut off, its header still says it ends at 1:05, while its frames stop near 1:02
+        data = p.read_bytes()
+        cut = tmp_path / "late_cut.mkv"
+        cut.write_bytes(data[: len(data) // 2])
+        with open_video(cut) as src:
+            list(src.frames(rate=5))
+            assert src.truncated and float(src.decoded_seconds) < 4.0
 
 
 def test_a_shortfall_within_the_margin_is_not_truncation(tmp_path, monkeypatch):
