@@ -88,11 +88,11 @@ def test_a_recording_cut_off_mid_call_is_scanned_as_far_as_it_goes_and_says_so(a
     assert v.truncated and v.duration_s == pytest.approx(8.0, abs=0.15)
     assert 1.0 < v.decoded_s < 6.0
     assert v.analysed_frames == pytest.approx(v.decoded_s * 10, abs=2)
-    assert any(c.startswith("The video ends early") and "of the 0:08" in c for c in r.caveats)
+    assert any(c.startswith("The video stops early") and "of the 0:08" in c for c in r.caveats)
     assert json.loads(r.to_json())["video"]["decoded_s"] == v.decoded_s
     full = analyzer.scan(whole)
     assert not full.video.truncated and full.video.decoded_s == pytest.approx(full.video.duration_s, abs=0.01)
-    assert not any(c.startswith("The video ends early") for c in full.caveats)
+    assert not any(c.startswith("The video stops early") for c in full.caveats)
 
 
 def test_progress_runs_from_the_first_frame_of_a_recording_that_starts_late(analyzer, tmp_path):

@@ -164,13 +164,15 @@ def _settings_caveat(differences: list[str]) -> str:
 
 
 def _truncation_caveat(decoded_s: float | None, duration_s: float | None) -> str:
-    if decoded_s is not None and duration_s:
+    # the figures only where they show the shortfall: a file that stopped decoding on damaged data near its end,
+    # or whose header under-declares, would read "98%" or "104%"
+    if decoded_s is not None and duration_s and decoded_s < 0.95 * duration_s:
         part = (f"video frames could be decoded for only {fmt_time(decoded_s)} of the {fmt_time(duration_s)} its "
                 f"header declares ({decoded_s / duration_s:.0%})")
     else:
-        part = "decoding stopped on damaged data before the end"
-    return (f"The video ends early or the file is damaged: {part}. The verdict covers only that part, so a face "
-            "swap in the rest of the recording would go unseen; scan a complete copy if there is one.")
+        part = "decoding stopped on damaged data"
+    return (f"The video stops early or the file is damaged: {part}. The verdict covers only what was decoded, so "
+            "a face swap in the rest would go unseen; if the recording should go on, scan a complete copy.")
 
 
 def caveats(tracks: list[TrackReport], small_face_px: float | None, cuts_crossed: int = 0,

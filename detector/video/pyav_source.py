@@ -28,6 +28,10 @@ _MAX_DECODE_ERRORS = 25
 # outlasts video by a fraction of a second to a second or so.
 _SHORTFALL_MIN_S = 2.0
 _SHORTFALL_FRACTION = 0.05
+# Formats whose headers declare the video's duration (FFmpeg's names, matched as substrings), as opposed to a
+# duration FFmpeg guesses from the bitrate, which would make every complete file look cut off or overlong.
+# Matroska/WebM are judged apart (see PyAVSource._declared_span).
+_DECLARING_FORMATS = ("mov,mp4", "avi", "mpegts")
 
 
 def _rotation_of(stream, first_frame=None) -> int:
@@ -64,15 +68,19 @@ def _stream_length(stream) -> Fraction | None:
     return Fraction(stream.duration) * stream.time_base
 
 
-def _tagged_duration(stream) -> Fraction | None:
-    """A Matroska/WebM track's ``DURATION`` tag ("HH:MM:SS.nnnnnnnnn"), or None."""
-    tag = (stream.metadata or {}).get("DURATION")
+def _tagged_duration(stream) -> tuple[Fraction | None, bool]:
+    """A Matroska/WebM track's duration tag ("HH:MM:SS.nnnnnnnnn"; ``DURATION``, or ``DURATION-eng`` from older
+    mkvmerge), and whether it is a length: mkvmerge's statistics tags (marked by ``_STATISTICS_WRITING_APP``) hold
+    one, FFmpeg's muxer the end time. (None, False) when there is none."""
+    meta = {str(k).upper(): v for k, v in (stream.metadata or {}).items()}
+    tag = next((v for k, v in meta.items() if k == "DURATION" or k.startswith("DURATION-")), None)
     try:
         h, m, sec = str(tag).strip().split(":")
         value = int(h) * 3600 + int(m) * 60 + Fraction(sec)
     except (ValueError, ZeroDivisionError):
-        return None
-    return value if value > 0 else None
+        return None, False
+    is_length = any(k.startswith("_STATISTICS_WRITING_APP") for k in meta)
+    return (value, is_length) if value > 0 else (None, False)
 
 
 def decode_tolerantly(container, stream, stats) -> Iterator[av.VideoFrame]:
@@ -214,42 +222,65 @@ class PyAVSource(VideoSource):
         # even sizes keep swscale on its fast path
         return max(2, int(w * scale) // 2 * 2), max(2, int(h * scale) // 2 * 2)
 
-    def _declared_span(self) -> tuple[Fraction, Fraction] | None:
-        """(start, end) in seconds of the video as the header declares them, or None when it declares no duration.
+    def _declared_span(self) -> tuple[Fraction, Fraction, bool] | None:
+        """(start, end, trusted) in seconds of the video as the header declares them, or None when it declares no
+        duration. ``trusted`` is False where the duration may be FFmpeg's own guess, which is not evidence that
+        frames are missing.
 
-        The stream's own duration where it has one (MP4, MOV), else the video track's ``DURATION`` tag (Matroska,
-        WebM), else the container's, which covers every stream. An MP4 duration is a length from the stream's
-        start; a Matroska duration is the end on the segment's timeline, which starts at 0 (FFmpeg reports it as
-        such: a file whose frames start at 1:00:00 and run 10 s declares 1:00:10).
+        The stream's own duration where the format declares one (MP4, MOV, AVI; MPEG-TS, where FFmpeg reads it off
+        the timestamps at the file's end), as a length from the stream's start. Matroska and WebM declare none per
+        track: there the video track's ``DURATION`` tag is used, else the segment's duration, which covers every
+        stream. FFmpeg's muxer writes both as the *end* on the segment's timeline, which starts at 0 (a file whose
+        frames run 1:00:00-1:00:10 declares 1:00:10), while mkvmerge's statistics tags hold a length. A Matroska
+        file written live declares no duration at all, and FFmpeg then guesses one from the bitrate and gives it to
+        every stream, so an untagged Matroska stream that has a duration is not trusted. Other formats' durations
+        may be guesses too (a raw elementary stream's, from its bitrate), so only ``_DECLARING_FORMATS`` are.
         """
         s, c = self._stream, self._container
+        fmt = c.format.name or ""
         start = Fraction(s.start_time or 0) * s.time_base if s.time_base is not None else Fraction(0)
         length = _stream_length(s)
+        if "matroska" in fmt or "webm" in fmt:
+            tagged, is_length = _tagged_duration(s)
+            if tagged is not None:
+                # a tag at or before the video's start cannot be its end: it is a length whoever wrote it
+                return start, (start + tagged if is_length or tagged <= start else tagged), True
+            if length is not None:  # FFmpeg's guess (or the segment's duration handed to the stream)
+                return start, start + length, False
+            if c.duration is not None:
+                return start, Fraction(c.duration, av.time_base), True
+            return None
+        declaring = any(name in fmt for name in _DECLARING_FORMATS)
         if length is not None:
-            return start, start + length
-        matroska = "matroska" in (c.format.name or "") or "webm" in (c.format.name or "")
-        tagged = _tagged_duration(s)
-        if tagged is not None and matroska:
-            return start, tagged
+            return start, start + length, declaring
         if c.duration is not None:
-            if matroska:
-                return start, Fraction(c.duration, av.time_base)
-            c_start = Fraction(c.start_time or 0, av.time_base) if c.start_time is not None else start
-            return c_start, c_start + Fraction(c.duration, av.time_base)
+            c_start = Fraction(c.start_time, av.time_base) if c.start_time is not None else start
+            return c_start, c_start + Fraction(c.duration, av.time_base), declaring
         return None
 
-    def _note_shortfall(self, first: Fraction, last: Fraction) -> None:
-        """Set ``decoded_seconds`` from the first and last frames' times, and ``truncated`` when the frames stop
-        well short of the declared end."""
-        step = 1 / self._stream.average_rate if self._stream.average_rate else Fraction(0)
+    def _note_shortfall(self, first: Fraction, last: Fraction, last_length: Fraction) -> None:
+        """Set ``decoded_seconds`` from the first frame's time to the end of the last (which lasts ``last_length``),
+        and ``truncated`` when the frames stop well short of a trusted declared end."""
         span = self._declared_span()
-        start = span[0] if span is not None and span[0] <= first else first
-        self.decoded_seconds = last + step - start
-        if span is None or span[1] <= span[0]:
+        # frames that start outside the declared span (FFmpeg did not probe far enough to find where the video
+        # starts, e.g. video from 1:00:00 behind audio from 0) say nothing about a shortfall
+        consistent = span is not None and span[0] <= first < span[1]
+        end = last + last_length
+        self.decoded_seconds = end - (span[0] if consistent else first)
+        if not consistent or not span[2]:
             return
-        shortfall = span[1] - (last + step)
-        if shortfall > max(Fraction(_SHORTFALL_MIN_S), _SHORTFALL_FRACTION * (span[1] - span[0])):
+        if span[1] - end > max(Fraction(_SHORTFALL_MIN_S), _SHORTFALL_FRACTION * (span[1] - span[0])):
             self.truncated = True
+
+    def _frame_length(self, vf: av.VideoFrame) -> Fraction:
+        """How long a decoded frame is shown: its own duration where the file stores one (a variable-frame-rate
+        recording can hold its last frame for seconds, and its declared duration includes that), else one frame at
+        the stream's average rate."""
+        tb = vf.time_base or self._stream.time_base
+        own = getattr(vf, "duration", None)
+        if own and tb is not None and own > 0:
+            return Fraction(own) * tb
+        return 1 / self._stream.average_rate if self._stream.average_rate else Fraction(0)
 
     # -- decoding ----------------------------------------------------------
     def _decoded(self) -> Iterator[av.VideoFrame]:
@@ -268,13 +299,13 @@ class PyAVSource(VideoSource):
         size = self._target_size()
         index = -1
         produced = 0
-        first = last = None
+        first = last = last_vf = None
         self.decoded_seconds = None
         try:
             for index, vf, pts in timed_frames(self._container, self._stream, self):
                 if first is None:
                     first = pts
-                last = pts
+                last, last_vf = pts, vf
                 if not sampler.keep(pts):
                     continue
                 if size is not None:
@@ -288,7 +319,7 @@ class PyAVSource(VideoSource):
             if produced == 0:
                 raise CorruptVideoError(f"could not decode {self.path}: {exc}") from exc
         if first is not None:
-            self._note_shortfall(first, last)
+            self._note_shortfall(first, last, self._frame_length(last_vf))
         if produced == 0 and index < 0:
             raise CorruptVideoError(f"no decodable video frame in {self.path}")
 

@@ -105,10 +105,12 @@ def test_a_truncated_file_is_flagged_whatever_the_verdict():
     genuine = _track(0, 0.1, verdict=Verdict.likely_genuine)
     out = caveats([genuine], small_face_px=112.0, truncated=True, decoded_s=274.5, duration_s=610.0)
     assert len(out) == 1
-    assert "4:34 of the 10:10" in out[0] and "(45%)" in out[0] and "covers only that part" in out[0]
-    # stopped on damaged data, with no declared duration to compare: said without figures
-    (damaged,) = caveats([genuine], small_face_px=112.0, truncated=True, decoded_s=30.0, duration_s=None)
-    assert "damaged data" in damaged and "%" not in damaged
+    assert "4:34 of the 10:10" in out[0] and "(45%)" in out[0] and "covers only what was decoded" in out[0]
+    # stopped on damaged data, with no declared duration to compare, or near the end: said without figures
+    for decoded_s, duration_s in ((30.0, None), (598.0, 610.0), (640.0, 610.0)):
+        (damaged,) = caveats([genuine], small_face_px=112.0, truncated=True, decoded_s=decoded_s,
+                             duration_s=duration_s)
+        assert "damaged data" in damaged and "%" not in damaged
     # no face at all in what was decoded is still only that part of the file
     assert len(caveats([], small_face_px=None, truncated=True, decoded_s=3.0, duration_s=9.0)) == 1
     assert caveats([genuine], small_face_px=112.0, truncated=False, decoded_s=610.0, duration_s=610.0) == []

@@ -96,12 +96,12 @@ def test_truncated_file_gives_partial_frames_or_clear_error(genuine_clip, tmp_pa
     assert len(frames) < 45
 
 
-def _write_clip(path, seconds, fps=10, codec="libx264", audio_seconds=None, start_s=0):
+def _write_clip(path, seconds, fps=10, codec="libx264", audio_seconds=None, start_s=0, container_options=None):
     """A small clip of changing grey frames, with a silent audio track of ``audio_seconds`` when given, whose
     first frame is at ``start_s``."""
     import av
 
-    with av.open(str(path), "w") as c:
+    with av.open(str(path), "w", options=container_options or {}) as c:
         vs = c.add_stream(codec, rate=fps)
         vs.width, vs.height, vs.pix_fmt = 160, 120, "yuv420p"
         vs.time_base = Fraction(1, fps)
@@ -128,17 +128,34 @@ def _write_clip(path, seconds, fps=10, codec="libx264", audio_seconds=None, star
     return path
 
 
-def test_a_file_cut_off_mid_stream_counts_as_truncated(tmp_path):
-    # WebM (browser capture) streams: cut off, it still opens and its frames just stop, with no decode error;
-    # only its header's duration tells that most of the call is missing
-    whole = _write_clip(tmp_path / "call.webm", seconds=8, codec="libvpx-vp9")
+def test_older_mkvmerge_tags_are_read_too():
+    from types import SimpleNamespace
+
+    from detector.video.pyav_source import _tagged_duration
+
+    tags = {"DURATION-eng": "00:01:05.500000000", "_STATISTICS_WRITING_APP-eng": "mkvmerge v9.0.1"}
+    assert _tagged_duration(SimpleNamespace(metadata=tags)) == (Fraction(131, 2), True)
+    assert _tagged_duration(SimpleNamespace(metadata={"DURATION": "00:00:07.250000000"})) == (Fraction(29, 4), False)
+    assert _tagged_duration(SimpleNamespace(metadata={"DURATION": "00:00:00.000000000"})) == (None, False)
+    assert _tagged_duration(SimpleNamespace(metadata={"DURATION": "soon"})) == (None, False)
+
+
+@pytest.mark.parametrize("suffix,codec,options", [
+    ("webm", "libvpx-vp9", {}),                    # WebM (browser capture)
+    ("mp4", "libx264", {"movflags": "faststart"}),  # MP4 with its index at the front
+])
+def test_a_file_cut_off_mid_stream_counts_as_truncated(tmp_path, suffix, codec, options):
+    # cut off, such a file still opens and its frames just stop, with no decode error; only its header's
+    # duration tells that most of the call is missing
+    whole = _write_clip(tmp_path / f"call.{suffix}", seconds=8, codec=codec, container_options=options)
     with open_video(whole) as src:
         frames = list(src.frames(rate=5))
         assert not src.truncated
         assert float(src.decoded_seconds) == pytest.approx(float(src.info.duration), abs=0.01)
     data = whole.read_bytes()
-    cut = tmp_path / "cut.webm"
-    cut.write_bytes(data[: len(data) * 2 // 5])
+    media = max(data.find(b"mdat"), 0)  # an MP4's index comes first: keep it and 40% of the media after it
+    cut = tmp_path / f"cut.{suffix}"
+    cut.write_bytes(data[: media + (len(data) - media) * 2 // 5])
     with open_video(cut) as src:
         kept = list(src.frames(rate=5))
         assert src.info.duration == pytest.approx(8.0, abs=0.05)  # the header still says 8 s
@@ -178,7 +195,7 @@ def test_a_recording_that_starts_late_keeps_its_times_and_its_length(tmp_path, s
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(pyav_source, "_stream_length", lambda stream: None)
-        mp.setattr(pyav_source, "_tagged_duration", lambda stream: None)
+        mp.setattr(pyav_source, "_tagged_duration", lambda stream: (None, False))
         with open_video(p) as src:
             assert float(src.info.duration) == pytest.approx(5.0, abs=0.05)
             list(src.frames(rate=5))
@@ -193,12 +210,130 @@ def test_a_recording_that_starts_late_keeps_its_times_and_its_length(tmp_path, s
             assert src.truncated and float(src.decoded_seconds) < 4.0
 
 
+def test_a_last_frame_held_on_screen_is_not_a_shortfall(tmp_path):
+    # a screen recording or a frozen camera: 10 s of frames, then the last one shown for 8 s more, which the
+    # MP4's duration (17.9 s) includes; every frame decodes
+    import av
+
+    p = tmp_path / "held.mp4"
+    with av.open(str(p), "w") as c:
+        s = c.add_stream("libx264", rate=10)
+        s.width, s.height, s.pix_fmt, s.time_base = 160, 120, "yuv420p", Fraction(1, 10)
+        s.codec_context.options = {"bf": "0"}
+        packets = []
+        for i in range(100):
+            vf = av.VideoFrame.from_ndarray(np.full((120, 160, 3), (i * 7) % 255, np.uint8), format="rgb24")
+            vf.pts, vf.time_base = i, Fraction(1, 10)
+            packets += list(s.encode(vf))
+        packets += list(s.encode())
+        for pk in packets:
+            if pk.pts == 99:
+                pk.duration = 80
+            c.mux(pk)
+    with open_video(p) as src:
+        assert float(src.info.duration) == pytest.approx(17.9, abs=0.1)
+        list(src.frames(rate=5))
+        assert not src.truncated
+        assert float(src.decoded_seconds) == pytest.approx(17.9, abs=0.1)
+
+
+def test_a_matroska_duration_guessed_from_the_bitrate_is_not_evidence(tmp_path):
+    # written live (a pipe, MediaRecorder): no duration in the header, so FFmpeg guesses one from the bitrate of
+    # the PCM audio, here about 14 s for a complete 10 s file; and the video track's own duration tag, where a
+    # writer that could seek back left one, is read as mkvmerge means it when its statistics say so
+    import io
+
+    import av
+
+    class Pipe(io.RawIOBase):
+        def __init__(self, f):
+            self.f = f
+
+        def writable(self):
+            return True
+
+        def seekable(self):
+            return False
+
+        def write(self, b):
+            self.f.write(b)
+            return len(b)
+
+    p = tmp_path / "live.mkv"
+    with open(p, "wb") as raw, av.open(Pipe(raw), "w", format="matroska") as c:
+        vs = c.add_stream("libvpx-vp9", rate=10)
+        vs.width, vs.height, vs.pix_fmt, vs.time_base = 160, 120, "yuv420p", Fraction(1, 10)
+        au = c.add_stream("pcm_s16le", rate=48000)
+        au.layout = "mono"
+        rng = np.random.default_rng(0)
+        for i in range(100):
+            img = rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)
+            vf = av.VideoFrame.from_ndarray(img, format="rgb24")
+            vf.pts, vf.time_base = i, Fraction(1, 10)
+            for pk in vs.encode(vf):
+                c.mux(pk)
+            for j in range(5):
+                fr = av.AudioFrame.from_ndarray(np.zeros((1, 960), np.int16), format="s16", layout="mono")
+                fr.sample_rate, fr.pts = 48000, (i * 5 + j) * 960
+                for pk in au.encode(fr):
+                    c.mux(pk)
+        for st in (vs, au):
+            for pk in st.encode():
+                c.mux(pk)
+    with open_video(p) as src:
+        list(src.frames(rate=5))
+        assert src.info.duration is None or float(src.info.duration) > 11  # the guess, not the 10 s decoded
+        assert not src.truncated
+        assert float(src.decoded_seconds) == pytest.approx(10.0, abs=0.15)
+
+
+@pytest.mark.parametrize("start_s,marked", [(3, True), (60, False)])
+def test_an_mkvmerge_duration_tag_is_a_length(tmp_path, start_s, marked):
+    # 5 s of video from 3 s (or 60 s) on: FFmpeg tags the video's end (00:00:08), mkvmerge its length (00:00:05)
+    # and marks its statistics tags with _STATISTICS_WRITING_APP; a tag that ends before the video starts can
+    # only be a length, marked or not
+    import av
+
+    p = tmp_path / "late.mkv"
+    with av.open(str(p), "w") as c:
+        vs = c.add_stream("libx264", rate=10)
+        vs.width, vs.height, vs.pix_fmt, vs.time_base = 160, 120, "yuv420p", Fraction(1, 10)
+        if marked:
+            vs.metadata["_STATISTICS_WRITING_APP"] = "mkvmerge v80.0"
+        for i in range(50):
+            vf = av.VideoFrame.from_ndarray(np.full((120, 160, 3), i * 5, np.uint8), format="rgb24")
+            vf.pts, vf.time_base = start_s * 10 + i, Fraction(1, 10)
+            for pk in vs.encode(vf):
+                c.mux(pk)
+        for pk in vs.encode():
+            c.mux(pk)
+    data = p.read_bytes()
+    end_tag = f"00:{(start_s + 5) // 60:02d}:{(start_s + 5) % 60:02d}.000000000".encode()
+    assert data.count(end_tag) == 1
+    p.write_bytes(data.replace(end_tag, b"00:00:05.000000000"))
+    with open_video(p) as src:
+        assert float(src.info.duration) == pytest.approx(5.0, abs=0.05)
+        list(src.frames(rate=5))
+        assert not src.truncated and float(src.decoded_seconds) == pytest.approx(5.0, abs=0.05)
+
+
+def test_video_starting_beyond_what_ffmpeg_probes_is_measured_from_its_first_frame(tmp_path):
+    # MPEG-TS with audio from 0 and video from 1:00:00: FFmpeg reports the video as starting at 0 and lasting
+    # about 10 s, so the frames lie outside the declared span and say nothing about a shortfall
+    p = _write_clip(tmp_path / "late.ts", seconds=5, start_s=3600, audio_seconds=10)
+    with open_video(p) as src:
+        frames = list(src.frames(rate=5))
+        assert float(frames[0].pts) == pytest.approx(3600.0, abs=0.1)
+        assert not src.truncated
+        assert float(src.decoded_seconds) == pytest.approx(5.0, abs=0.1)
+
+
 def test_a_shortfall_within_the_margin_is_not_truncation(tmp_path, monkeypatch):
-    # without the track's own duration (a Matroska file cut before its tags), the container's covers the
-    # audio too: a second of audio after the video's end must not be called a cut-off file, three must
+    # without the track's own duration (a Matroska file from a muxer that writes no track tags), the segment's
+    # covers the audio too: a second of audio after the video's end must not be called a cut-off file, three must
     import detector.video.pyav_source as pyav_source
 
-    monkeypatch.setattr(pyav_source, "_tagged_duration", lambda stream: None)
+    monkeypatch.setattr(pyav_source, "_tagged_duration", lambda stream: (None, False))
     for audio_s, cut_off in ((3, False), (5, True)):
         p = _write_clip(tmp_path / f"av{audio_s}.mkv", seconds=2, audio_seconds=audio_s)
         with open_video(p) as src:
