@@ -68,18 +68,23 @@ def _stream_length(stream) -> Fraction | None:
     return Fraction(stream.duration) * stream.time_base
 
 
-def _tagged_duration(stream) -> tuple[Fraction | None, bool]:
+def _tagged_duration(stream, container_metadata=None) -> tuple[Fraction | None, bool]:
     """A Matroska/WebM track's duration tag ("HH:MM:SS.nnnnnnnnn"; ``DURATION``, or ``DURATION-eng`` from older
     mkvmerge), and whether it is a length: mkvmerge's statistics tags (marked by ``_STATISTICS_WRITING_APP``) hold
-    one, FFmpeg's muxer the end time. (None, False) when there is none."""
+    one, FFmpeg's muxer the end time; ``container_metadata`` (the file's) names the writing app. (None, False)
+    when there is none."""
     meta = {str(k).upper(): v for k, v in (stream.metadata or {}).items()}
-    tag = next((v for k, v in meta.items() if k == "DURATION" or k.startswith("DURATION-")), None)
+    # the plain key first: a file remuxed by FFmpeg keeps the old mkvmerge ``DURATION-eng`` beside FFmpeg's own
+    tag = meta.get("DURATION") or next((v for k, v in meta.items() if k.startswith("DURATION-")), None)
     try:
         h, m, sec = str(tag).strip().split(":")
         value = int(h) * 3600 + int(m) * 60 + Fraction(sec)
     except (ValueError, ZeroDivisionError):
         return None, False
-    is_length = any(k.startswith("_STATISTICS_WRITING_APP") for k in meta)
+    # FFmpeg copies the statistics marker when it remuxes a mkvmerge file but writes its own DURATION as the end,
+    # so the marker says "length" only in a file FFmpeg did not write (its writing app reads "Lavf...")
+    writer = str((container_metadata or {}).get("encoder") or (container_metadata or {}).get("ENCODER") or "")
+    is_length = any(k.startswith("_STATISTICS_WRITING_APP") for k in meta) and not writer.startswith("Lavf")
     return (value, is_length) if value > 0 else (None, False)
 
 
@@ -241,7 +246,7 @@ class PyAVSource(VideoSource):
         start = Fraction(s.start_time or 0) * s.time_base if s.time_base is not None else Fraction(0)
         length = _stream_length(s)
         if "matroska" in fmt or "webm" in fmt:
-            tagged, is_length = _tagged_duration(s)
+            tagged, is_length = _tagged_duration(s, c.metadata)
             if tagged is not None:
                 # a tag at or before the video's start cannot be its end: it is a length whoever wrote it
                 return start, (start + tagged if is_length or tagged <= start else tagged), True
@@ -258,14 +263,13 @@ class PyAVSource(VideoSource):
             return c_start, c_start + Fraction(c.duration, av.time_base), declaring
         return None
 
-    def _note_shortfall(self, first: Fraction, last: Fraction, last_length: Fraction) -> None:
-        """Set ``decoded_seconds`` from the first frame's time to the end of the last (which lasts ``last_length``),
-        and ``truncated`` when the frames stop well short of a trusted declared end."""
+    def _note_shortfall(self, first: Fraction, end: Fraction) -> None:
+        """Set ``decoded_seconds`` from the first frame's time to ``end``, where the decoded frames stop being
+        shown, and ``truncated`` when that is well short of a trusted declared end."""
         span = self._declared_span()
         # frames that start outside the declared span (FFmpeg did not probe far enough to find where the video
         # starts, e.g. video from 1:00:00 behind audio from 0) say nothing about a shortfall
         consistent = span is not None and span[0] <= first < span[1]
-        end = last + last_length
         self.decoded_seconds = end - (span[0] if consistent else first)
         if not consistent or not span[2]:
             return
@@ -299,13 +303,16 @@ class PyAVSource(VideoSource):
         size = self._target_size()
         index = -1
         produced = 0
-        first = last = last_vf = None
+        first = end = None
         self.decoded_seconds = None
         try:
             for index, vf, pts in timed_frames(self._container, self._stream, self):
                 if first is None:
                     first = pts
-                last, last_vf = pts, vf
+                # the furthest any frame is shown: a held tail's duration belongs to the last sample in decode
+                # order, which with B-frames is not the last frame shown
+                shown_until = pts + self._frame_length(vf)
+                end = shown_until if end is None or shown_until > end else end
                 if not sampler.keep(pts):
                     continue
                 if size is not None:
@@ -319,7 +326,7 @@ class PyAVSource(VideoSource):
             if produced == 0:
                 raise CorruptVideoError(f"could not decode {self.path}: {exc}") from exc
         if first is not None:
-            self._note_shortfall(first, last, self._frame_length(last_vf))
+            self._note_shortfall(first, end)
         if produced == 0 and index < 0:
             raise CorruptVideoError(f"no decodable video frame in {self.path}")
 
