@@ -14,6 +14,12 @@ from detector.errors import ConfigError
 # computed by an older analysis are then recomputed, not reused.
 ANALYSIS_VERSION = "5"
 
+# Bump when a report says something else for the same features and models: a new caveat, another verdict or
+# evidence rule, a field that changes what a reader concludes. Batch results (keyed by :meth:`ScanOptions.result_key`)
+# made by an older report are then rescanned instead of resumed; cached features are not, since they do not change.
+# 2: the caveat for a recording that stops early (decoded span against the declared duration, session 20).
+REPORT_VERSION = "2"
+
 
 @functools.lru_cache(maxsize=8)
 def _models_fingerprint(folder: str, files: tuple[tuple[str, int, int], ...]) -> str:
@@ -107,19 +113,21 @@ class ScanOptions:
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def result_key(self) -> str:
-        """:meth:`score_key` plus the content of the bundled model files (``models/*.onnx`` and ``*.json``).
+        """:meth:`score_key` plus the content of the bundled model files (``models/*.onnx`` and ``*.json``) and
+        :data:`REPORT_VERSION`.
 
-        A report depends on the models as well as on the settings: batch runs reuse an earlier result only
-        under this key, so retraining the fusion re-scores an archive instead of keeping verdicts the new
-        model would not give. (Cached *features*, which no fusion model touches, stay keyed by
-        :meth:`score_key`.)
+        A report depends on the models and on how reports are written as well as on the settings: batch runs
+        reuse an earlier result only under this key, so retraining the fusion, or a release whose reports warn
+        of something older ones did not, re-scores an archive instead of keeping reports the new code would not
+        write. (Cached *features*, which neither touches, stay keyed by :meth:`score_key`.)
         """
         from detector.paths import models_dir  # late import, as above
 
         folder = models_dir()
         files = tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size)
                       for p in sorted([*folder.glob("*.onnx"), *folder.glob("*.json")]))
-        return hashlib.sha256((self.score_key() + _models_fingerprint(str(folder), files)).encode()).hexdigest()[:16]
+        return hashlib.sha256((self.score_key() + _models_fingerprint(str(folder), files)
+                               + f"|report {REPORT_VERSION}").encode()).hexdigest()[:16]
 
     def feature_settings(self) -> dict:
         """The settings that define what a track's features measure, as fusion metadata records them (with the

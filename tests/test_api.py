@@ -158,6 +158,15 @@ def test_result_key_changes_with_the_model_files_but_the_feature_key_does_not(tm
     assert ScanOptions(analysis_fps=5).result_key() != opts.result_key()
 
 
+def test_result_key_changes_with_the_report_version_but_the_feature_key_does_not(monkeypatch):
+    import detector.options as options_module
+
+    opts = ScanOptions()
+    before, features_before = opts.result_key(), opts.score_key()
+    monkeypatch.setattr(options_module, "REPORT_VERSION", "older")  # reports written by another release
+    assert opts.result_key() != before and opts.score_key() == features_before
+
+
 def test_scanning_with_other_crops_than_the_fusion_was_fitted_on_is_a_config_error(tmp_path, monkeypatch):
     from detector.paths import models_dir
 
