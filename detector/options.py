@@ -17,7 +17,8 @@ ANALYSIS_VERSION = "5"
 # Bump when a report says something else for the same features and models: a new caveat, another verdict or
 # evidence rule, a field that changes what a reader concludes. Batch results (keyed by :meth:`ScanOptions.result_key`)
 # made by an older report are then rescanned instead of resumed; cached features are not, since they do not change.
-# 2: the caveat for a recording that stops early (decoded span against the declared duration, session 20).
+# 2: the caveat for a recording that stops early (session 20), and a live-written Matroska file's length taken from
+# its decoded frames rather than FFmpeg's bitrate guess (session 21).
 REPORT_VERSION = "2"
 
 

@@ -49,3 +49,51 @@ def no_face_clip(synth_dir) -> Path:
         for p in s.encode():
             c.mux(p)
     return path
+
+
+@pytest.fixture(scope="session")
+def live_mkv(synth_dir) -> Path:
+    """A complete 10 s VP9 + PCM Matroska file written as a live recorder writes it: to a pipe, so its header
+    declares no duration (FFmpeg then guesses one from the bitrate, about 14 s here)."""
+    import io
+    from fractions import Fraction
+
+    import av
+    import numpy as np
+
+    class Pipe(io.RawIOBase):
+        def __init__(self, f):
+            self.f = f
+
+        def writable(self):
+            return True
+
+        def seekable(self):
+            return False
+
+        def write(self, b):
+            self.f.write(b)
+            return len(b)
+
+    path = synth_dir / "live.mkv"
+    with open(path, "wb") as raw, av.open(Pipe(raw), "w", format="matroska") as c:
+        vs = c.add_stream("libvpx-vp9", rate=10)
+        vs.width, vs.height, vs.pix_fmt, vs.time_base = 160, 120, "yuv420p", Fraction(1, 10)
+        au = c.add_stream("pcm_s16le", rate=48000)
+        au.layout = "mono"
+        rng = np.random.default_rng(0)
+        for i in range(100):
+            img = rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)
+            vf = av.VideoFrame.from_ndarray(img, format="rgb24")
+            vf.pts, vf.time_base = i, Fraction(1, 10)
+            for pk in vs.encode(vf):
+                c.mux(pk)
+            for j in range(5):
+                fr = av.AudioFrame.from_ndarray(np.zeros((1, 960), np.int16), format="s16", layout="mono")
+                fr.sample_rate, fr.pts = 48000, (i * 5 + j) * 960
+                for pk in au.encode(fr):
+                    c.mux(pk)
+        for st in (vs, au):
+            for pk in st.encode():
+                c.mux(pk)
+    return path

@@ -95,6 +95,23 @@ def test_a_recording_cut_off_mid_call_is_scanned_as_far_as_it_goes_and_says_so(a
     assert not any(c.startswith("The video stops early") for c in full.caveats)
 
 
+def test_a_live_written_matroska_file_reports_the_length_decoded_not_ffmpegs_guess(analyzer, live_mkv, tmp_path):
+    from detector.video import open_video
+
+    with open_video(live_mkv) as src:
+        assume = src.info
+    if assume.duration is None:
+        pytest.skip("this FFmpeg build guesses no duration for a live-written Matroska file")
+    assert assume.duration_estimated and float(assume.duration) > 11  # the guess the report must not repeat
+    r = analyzer.scan(live_mkv)
+    assert r.video.duration_s == pytest.approx(10.0, abs=0.15) and r.video.decoded_s == r.video.duration_s
+    assert not r.video.truncated and not any(c.startswith("The video stops early") for c in r.caveats)
+    cut = tmp_path / "cut-live.mkv"  # cut off as well: the guess is no length, and none is made up
+    cut.write_bytes(live_mkv.read_bytes()[: live_mkv.stat().st_size // 2])
+    r = analyzer.scan(cut)
+    assert r.video.duration_s is None or (r.video.duration_s == r.video.decoded_s and r.video.duration_s < 6)
+
+
 def test_progress_runs_from_the_first_frame_of_a_recording_that_starts_late(analyzer, tmp_path):
     import av
     from fractions import Fraction

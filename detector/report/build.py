@@ -16,6 +16,7 @@ from detector.checks import CHECKS
 from detector.fusion.model import FusionModel, WindowScore
 from detector.report.model import (CheckResult, Evidence, Report, Segment, Thresholds, TimelinePoint,
                                    TrackReport, Verdict, VideoMeta)
+from detector.video.source import VideoInfo
 
 # Tracks seen in fewer frames than this are detector noise (a face-like
 # poster, a flicker of the detector) and are not reported at all.
@@ -163,6 +164,20 @@ def _settings_caveat(differences: list[str]) -> str:
             "takes --fps and --checks, and measures with this version of the analysis).")
 
 
+def _reported_duration(info: VideoInfo, analysis: CallAnalysis) -> float | None:
+    """The recording's length for the report: its declared duration, or, where FFmpeg only guessed one from the
+    bitrate (a Matroska/WebM file written live declares none; the guess was 13.8 s for a complete 10 s test
+    file), the span its frames were decoded over, which is the length when decoding reached
+    the end. A guessed duration on a file that could not be decoded to its end is no length at all: None."""
+    if info.duration is None:
+        return None
+    if not info.duration_estimated:
+        return round(float(info.duration), 3)
+    if analysis.truncated or analysis.decoded_seconds is None:
+        return None
+    return round(analysis.decoded_seconds, 3)
+
+
 def _truncation_caveat(decoded_s: float | None, duration_s: float | None) -> str:
     # the figures only where they show the shortfall: a file that stopped decoding on damaged data near its end,
     # or whose header under-declares, would read "98%" or "104%"
@@ -274,7 +289,7 @@ def build_report(analysis: CallAnalysis, fusion: FusionModel | None, sha256: str
     video = VideoMeta(
         path=info.path, file_name=os.path.basename(info.path), sha256=sha256, size_bytes=info.size_bytes,
         container=info.container, codec=info.codec, width=info.width, height=info.height, rotation=info.rotation,
-        duration_s=None if info.duration is None else round(float(info.duration), 3),
+        duration_s=_reported_duration(info, analysis),
         average_fps=None if info.average_rate is None else round(float(info.average_rate), 3),
         analysed_frames=analysis.analysed_frames, decoded_frames=analysis.decoded_frames,
         analysis_fps=opts.analysis_fps, truncated=analysis.truncated,

@@ -215,6 +215,7 @@ class PyAVSource(VideoSource):
                 average_rate=s.average_rate,
                 frame_count=s.frames or None,
                 size_bytes=os.path.getsize(self.path),
+                duration_estimated=duration is not None and not span[2],
             )
         return self._info
 

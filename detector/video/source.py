@@ -29,6 +29,9 @@ class VideoInfo:
     average_rate: Fraction | None  # frames per second, informational only
     frame_count: int | None  # as declared by the container, may be absent/wrong
     size_bytes: int
+    #: ``duration`` is FFmpeg's guess from the bitrate (a Matroska/WebM file written live declares none), so it
+    #: may be seconds off: the decoded span (:attr:`PyAVSource.decoded_seconds`) is then the length to report
+    duration_estimated: bool = False
 
 
 @dataclass

@@ -236,7 +236,9 @@ async def receive_upload(headers, body: AsyncIterator[bytes], incoming_dir: Path
         # anything unfinished (refusal, client gone, server stopping) leaves no file behind
         target.abort()
         raise
-    duration = float(info.duration) if getattr(info, "duration", None) else None
+    # a duration FFmpeg guessed from the bitrate is not shown as the recording's; its report gives the decoded one
+    duration = (float(info.duration) if getattr(info, "duration", None) and not getattr(info, "duration_estimated", False)
+                else None)
     return ReceivedUpload(job_id=job_id, original_name=display_name(name), size_bytes=target.size,
                           duration_s=duration)
 

@@ -489,3 +489,12 @@ def test_jobs_queued_before_speaker_view_was_stored_take_the_servers_setting(tmp
     with make_client(tmp_path, analyzer, scan_options=ScanOptions(shot_cuts=True)) as client:
         assert wait_done(client, job_id)["state"] == "done"
     assert analyzer.shot_cuts == [None]  # None: the analyzer's own setting, the server's --speaker-view
+
+
+def test_a_duration_ffmpeg_only_guessed_is_not_listed_as_the_recordings(tmp_path, tiny_video, live_mkv):
+    with make_client(tmp_path) as client:
+        declared = upload(client, tiny_video).json()
+        guessed = upload(client, live_mkv).json()
+        assert declared["duration_s"] and declared["duration_s"] > 0
+        assert guessed["duration_s"] is None  # its header declares none; the report gives the decoded length
+        wait_done(client, guessed["id"])
