@@ -166,9 +166,9 @@ def _settings_caveat(differences: list[str]) -> str:
 
 def _reported_duration(info: VideoInfo, analysis: CallAnalysis) -> float | None:
     """The recording's length for the report: its declared duration, or, where FFmpeg only guessed one from the
-    bitrate (a Matroska/WebM file written live declares none; the guess was 13.8 s for a complete 10 s test
-    file), the span its frames were decoded over, which is the length when decoding reached
-    the end. A guessed duration on a file that could not be decoded to its end is no length at all: None."""
+    bitrate (a Matroska/WebM file written live declares none; the guess was 21.2 s for the complete 10 s file the
+    tests write), the span its frames were decoded over, which is the length when decoding reached the end.
+    A guessed duration on a file that could not be decoded to its end is no length at all: None."""
     if info.duration is None:
         return None
     if not info.duration_estimated:

@@ -170,6 +170,8 @@ class PyAVSource(VideoSource):
             self._stream.codec_context.thread_count = threads
         self._rotation: int | None = None
         self._info: VideoInfo | None = None
+        # frames' durations are the sample table's steps between decode times (MP4, MOV and their kin)
+        self._sample_durations = "mp4" in (self._container.format.name or "")
         self.truncated = False  # set when decoding stopped early on errors, or the frames ended well before the
         # duration the header declares (see _SHORTFALL_MIN_S)
         self.decode_errors = 0
@@ -304,16 +306,17 @@ class PyAVSource(VideoSource):
         size = self._target_size()
         index = -1
         produced = 0
-        first = end = None
+        first = last = furthest = None
+        last_length = total = Fraction(0)
         self.decoded_seconds = None
         try:
             for index, vf, pts in timed_frames(self._container, self._stream, self):
                 if first is None:
                     first = pts
-                # the furthest any frame is shown: a held tail's duration belongs to the last sample in decode
-                # order, which with B-frames is not the last frame shown
-                shown_until = pts + self._frame_length(vf)
-                end = shown_until if end is None or shown_until > end else end
+                length = self._frame_length(vf)
+                last, last_length = pts, length  # timed_frames yields rising timestamps
+                furthest = pts + length if furthest is None or pts + length > furthest else furthest
+                total += length
                 if not sampler.keep(pts):
                     continue
                 if size is not None:
@@ -327,6 +330,16 @@ class PyAVSource(VideoSource):
             if produced == 0:
                 raise CorruptVideoError(f"could not decode {self.path}: {exc}") from exc
         if first is not None:
+            # Where the decoded frames stop being shown. In MP4/MOV a frame's own duration is its sample's, the
+            # step to the next sample in *decode* order, so with B-frames a long one lands on another frame than
+            # the one shown before the pause: a held tail on a B-frame shown before the last, a mid-call pause (the
+            # camera stalled) on the frame decoded before it, which is shown after it. Their sum is the decode
+            # timeline's span whatever the order, so it counts either once. Elsewhere durations are nominal
+            # (Matroska's default duration, one frame at the declared rate, even over a pause or at twice that
+            # rate), so a sum could overshoot, and the furthest any frame is shown is the measure.
+            end = furthest
+            if self._sample_durations:  # never short of the last frame shown, should a frame have been dropped
+                end = max(last + last_length, first + total)
             self._note_shortfall(first, end)
         if produced == 0 and index < 0:
             raise CorruptVideoError(f"no decodable video frame in {self.path}")

@@ -213,14 +213,15 @@ def test_a_recording_that_starts_late_keeps_its_times_and_its_length(tmp_path, s
             assert src.truncated and float(src.decoded_seconds) < 4.0
 
 
+@pytest.mark.parametrize("suffix", ["mp4", "mkv"])
 @pytest.mark.parametrize("b_frames", [0, 3])
-def test_a_last_frame_held_on_screen_is_not_a_shortfall(tmp_path, b_frames):
+def test_a_last_frame_held_on_screen_is_not_a_shortfall(tmp_path, b_frames, suffix):
     # a screen recording or a frozen camera: 10 s of frames, then the last sample shown for 8 s more, which the
-    # MP4's duration includes; every frame decodes. With B-frames the last sample in decode order is not the last
+    # file's duration includes; every frame decodes. With B-frames the last sample in decode order is not the last
     # frame shown
     import av
 
-    p = tmp_path / "held.mp4"
+    p = tmp_path / f"held.{suffix}"
     with av.open(str(p), "w") as c:
         s = c.add_stream("libx264", rate=10)
         s.width, s.height, s.pix_fmt, s.time_base = 160, 120, "yuv420p", Fraction(1, 10)
@@ -242,6 +243,57 @@ def test_a_last_frame_held_on_screen_is_not_a_shortfall(tmp_path, b_frames):
         list(src.frames(rate=5))
         assert not src.truncated
         assert float(src.decoded_seconds) == pytest.approx(float(src.info.duration), abs=0.15)
+
+
+@pytest.mark.parametrize("suffix", ["mp4", "mkv"])
+@pytest.mark.parametrize("b_frames", [0, 3])
+def test_a_pause_mid_call_counts_once(tmp_path, b_frames, suffix):
+    # the camera stalls for a minute mid-call and a variable-frame-rate recording holds one frame over the pause:
+    # its decoded span is the file's length, not longer. With B-frames the long sample duration belongs to the
+    # frame decoded before the pause, which is shown after it (decoded_s had read 123 s for this 66 s file)
+    import av
+
+    p = tmp_path / f"pause.{suffix}"
+    with av.open(str(p), "w") as c:
+        s = c.add_stream("libx264", rate=15)
+        s.width, s.height, s.pix_fmt, s.time_base = 160, 120, "yuv420p", Fraction(1, 15000)
+        s.codec_context.options = {"bf": str(b_frames)}
+        times = [i * 1000 for i in range(45)] + [945000 + i * 1000 for i in range(46)]
+        for i, t in enumerate(times):
+            vf = av.VideoFrame.from_ndarray(np.full((120, 160, 3), (i * 7) % 255, np.uint8), format="rgb24")
+            vf.pts, vf.time_base = t, Fraction(1, 15000)
+            for pk in s.encode(vf):
+                c.mux(pk)
+        for pk in s.encode():
+            c.mux(pk)
+    with open_video(p) as src:
+        assert float(src.info.duration) == pytest.approx(66.07, abs=0.05)
+        seen = [f.seconds for f in src.frames(rate=5)]
+        assert any(s > 63 for s in seen) and not any(3 < s < 63 for s in seen)
+        assert not src.truncated
+        assert float(src.decoded_seconds) == pytest.approx(float(src.info.duration), abs=0.1)
+
+
+def test_matroska_frame_durations_are_not_summed(tmp_path):
+    # outside MP4/MOV a frame's duration is nominal, not a step between samples: here each block claims 0.3 s
+    # while frames come every 0.1 s, so adding them up would measure 30 s for a 10.2 s file
+    import av
+
+    p = tmp_path / "overlap.mkv"
+    with av.open(str(p), "w") as c:
+        s = c.add_stream("libx264", rate=10)
+        s.width, s.height, s.pix_fmt, s.time_base = 160, 120, "yuv420p", Fraction(1, 10)
+        packets = []
+        for i in range(100):
+            vf = av.VideoFrame.from_ndarray(np.full((120, 160, 3), (i * 7) % 255, np.uint8), format="rgb24")
+            vf.pts, vf.time_base = i, Fraction(1, 10)
+            packets += list(s.encode(vf))
+        for pk in packets + list(s.encode()):
+            pk.duration = 3
+            c.mux(pk)
+    with open_video(p) as src:
+        list(src.frames(rate=5))
+        assert float(src.decoded_seconds) == pytest.approx(10.2, abs=0.05) and not src.truncated
 
 
 def test_a_matroska_duration_guessed_from_the_bitrate_is_not_evidence(live_mkv):
