@@ -54,7 +54,7 @@ def no_face_clip(synth_dir) -> Path:
 @pytest.fixture(scope="session")
 def live_mkv(synth_dir) -> Path:
     """A complete 10 s VP9 + PCM Matroska file written as a live recorder writes it: to a pipe, so its header
-    declares no duration (FFmpeg then guesses one from the bitrate, about 14 s here)."""
+    declares no duration (FFmpeg then guesses one from the bitrate: 21.2 s with the FFmpeg tested)."""
     import io
     from fractions import Fraction
 
