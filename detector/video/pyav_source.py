@@ -15,6 +15,7 @@ import av
 import numpy as np
 
 from detector.errors import CorruptVideoError, InputError, NotAVideoError
+from detector.video.matroska import ends_inside_an_element
 from detector.video.source import Frame, RateSampler, VideoInfo, VideoSource
 
 # How many consecutive undecodable packets we tolerate before calling the
@@ -170,8 +171,10 @@ class PyAVSource(VideoSource):
             self._stream.codec_context.thread_count = threads
         self._rotation: int | None = None
         self._info: VideoInfo | None = None
+        fmt = self._container.format.name or ""
         # frames' durations are the sample table's steps between decode times (MP4, MOV and their kin)
-        self._sample_durations = "mp4" in (self._container.format.name or "")
+        self._sample_durations = "mp4" in fmt
+        self._matroska = "matroska" in fmt or "webm" in fmt
         self.truncated = False  # set when decoding stopped early on errors, or the frames ended well before the
         # duration the header declares (see _SHORTFALL_MIN_S)
         self.decode_errors = 0
@@ -289,6 +292,15 @@ class PyAVSource(VideoSource):
             return Fraction(own) * tb
         return 1 / self._stream.average_rate if self._stream.average_rate else Fraction(0)
 
+    def _ends_inside_an_element(self) -> bool:
+        """A Matroska/WebM file that ends inside one of its own elements was cut off, however much of it
+        decoded: FFmpeg stops at its last whole block without an error, and a file written live declares no
+        duration to fall short of (see :mod:`detector.video.matroska`)."""
+        try:
+            return ends_inside_an_element(self.path)
+        except OSError:  # the file went away or cannot be read again: nothing to judge
+            return False
+
     # -- decoding ----------------------------------------------------------
     def _decoded(self) -> Iterator[av.VideoFrame]:
         """Decode every frame, tolerating a few broken packets."""
@@ -341,6 +353,8 @@ class PyAVSource(VideoSource):
             if self._sample_durations:  # never short of the last frame shown, should a frame have been dropped
                 end = max(last + last_length, first + total)
             self._note_shortfall(first, end)
+            if not self.truncated and self._matroska and self._ends_inside_an_element():
+                self.truncated = True
         if produced == 0 and index < 0:
             raise CorruptVideoError(f"no decodable video frame in {self.path}")
 

@@ -301,6 +301,18 @@ def test_a_matroska_duration_guessed_from_the_bitrate_is_not_evidence(live_mkv):
         assert float(src.decoded_seconds) == pytest.approx(10.0, abs=0.15)
 
 
+@pytest.mark.parametrize("fraction", [0.5, 0.9, 0.99])
+def test_a_matroska_file_cut_inside_a_block_is_truncated_without_a_duration_to_compare(live_mkv, tmp_path, fraction):
+    # a live-written file declares no duration, so only its element sizes show the cut; and a cut of under 2 s
+    # (the 0.99 one) is below what a shortfall against a declared duration could tell
+    data = live_mkv.read_bytes()
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(data[: int(len(data) * fraction)])
+    with open_video(cut) as src:
+        list(src.frames(rate=5))
+        assert src.truncated and 0 < float(src.decoded_seconds) < 10.0
+
+
 def _as_if_written_by_mkvmerge(data: bytes) -> bytes:
     # the file's writing app, which FFmpeg exposes as its ENCODER ("Lavf..." for FFmpeg), renamed in place
     import re
@@ -355,6 +367,13 @@ def test_video_starting_beyond_what_ffmpeg_probes_is_measured_from_its_first_fra
         assert float(frames[0].pts) == pytest.approx(3600.0, abs=0.1)
         assert not src.truncated
         assert float(src.decoded_seconds) == pytest.approx(5.0, abs=0.1)
+    # the same in Matroska, cut off: no span to compare with, but the file ends inside an element
+    p = _write_clip(tmp_path / "late.mkv", seconds=5, start_s=3600, audio_seconds=10)
+    cut = tmp_path / "late_cut.mkv"
+    cut.write_bytes(p.read_bytes()[: p.stat().st_size * 9 // 10])  # the video lies after the audio, at the end
+    with open_video(cut) as src:
+        list(src.frames(rate=5))
+        assert src.truncated
 
 
 def test_a_shortfall_within_the_margin_is_not_truncation(tmp_path, monkeypatch):
