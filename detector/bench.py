@@ -63,8 +63,9 @@ def run_bench(path: Path, fps: float = 10.0, speaker_view: bool = False, rounds:
             analyzer.scan(path)
             repeats.append((time.perf_counter() - t2, cpu_seconds() - cpu2))
     t_startup = t1 - t_start
-    # the report's duration: the decoded span where the header's was only FFmpeg's guess from the bitrate
-    duration = report.video.duration_s or (float(info.duration) if info.duration else 0.0)
+    # the video seconds the scan went through: the decoded span (never FFmpeg's bitrate guess of a live-written
+    # file's length, nor the part of a cut file that is missing); the header's duration for older reports
+    duration = report.video.decoded_s or report.video.duration_s or 0.0
     analysed = report.video.analysed_frames
     lines = [
         f"file: {path} ({info.width}x{info.height}, {info.codec}, {duration:.1f} s, {n_decoded} frames)",

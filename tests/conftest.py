@@ -51,10 +51,9 @@ def no_face_clip(synth_dir) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def live_mkv(synth_dir) -> Path:
-    """A complete 10 s VP9 + PCM Matroska file written as a live recorder writes it: to a pipe, so its header
-    declares no duration (FFmpeg then guesses one from the bitrate: 21.2 s with the FFmpeg tested)."""
+def _write_live_matroska(path: Path, audio_codec: str) -> Path:
+    """A complete 10 s VP9 Matroska/WebM file with silent audio, written as a live recorder writes it: to a pipe,
+    so its header declares no duration."""
     import io
     from fractions import Fraction
 
@@ -75,11 +74,11 @@ def live_mkv(synth_dir) -> Path:
             self.f.write(b)
             return len(b)
 
-    path = synth_dir / "live.mkv"
-    with open(path, "wb") as raw, av.open(Pipe(raw), "w", format="matroska") as c:
+    pcm = audio_codec.startswith("pcm")
+    with open(path, "wb") as raw, av.open(Pipe(raw), "w", format="matroska" if pcm else "webm") as c:
         vs = c.add_stream("libvpx-vp9", rate=10)
         vs.width, vs.height, vs.pix_fmt, vs.time_base = 160, 120, "yuv420p", Fraction(1, 10)
-        au = c.add_stream("pcm_s16le", rate=48000)
+        au = c.add_stream(audio_codec, rate=48000)
         au.layout = "mono"
         rng = np.random.default_rng(0)
         for i in range(100):
@@ -89,7 +88,8 @@ def live_mkv(synth_dir) -> Path:
             for pk in vs.encode(vf):
                 c.mux(pk)
             for j in range(5):
-                fr = av.AudioFrame.from_ndarray(np.zeros((1, 960), np.int16), format="s16", layout="mono")
+                fr = (av.AudioFrame.from_ndarray(np.zeros((1, 960), np.int16), format="s16", layout="mono") if pcm
+                      else av.AudioFrame.from_ndarray(np.zeros((1, 960), np.float32), format="flt", layout="mono"))
                 fr.sample_rate, fr.pts = 48000, (i * 5 + j) * 960
                 for pk in au.encode(fr):
                     c.mux(pk)
@@ -97,3 +97,15 @@ def live_mkv(synth_dir) -> Path:
             for pk in st.encode():
                 c.mux(pk)
     return path
+
+
+@pytest.fixture(scope="session")
+def live_mkv(synth_dir) -> Path:
+    """VP9 + PCM written live: FFmpeg guesses a duration from the PCM bitrate (21.2 s with the FFmpeg tested)."""
+    return _write_live_matroska(synth_dir / "live.mkv", "pcm_s16le")
+
+
+@pytest.fixture(scope="session")
+def live_webm(synth_dir) -> Path:
+    """VP9 + Opus written live, as a browser's MediaRecorder writes a call: no duration, and none guessed."""
+    return _write_live_matroska(synth_dir / "live.webm", "libopus")

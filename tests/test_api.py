@@ -114,6 +114,17 @@ def test_a_live_written_matroska_file_reports_the_length_decoded_not_ffmpegs_gue
     assert len(stops) == 1 and "header declares" not in stops[0]  # no figures against a duration it lacks
 
 
+def test_a_browser_recording_that_declares_no_duration_reports_the_length_decoded(analyzer, live_webm, tmp_path):
+    # VP9 + Opus written live, as MediaRecorder writes a call: no duration at all, and FFmpeg guesses none
+    r = analyzer.scan(live_webm)
+    assert r.video.duration_s == pytest.approx(10.0, abs=0.15) and r.video.decoded_s == r.video.duration_s
+    assert not r.video.truncated
+    cut = tmp_path / "cut-live.webm"
+    cut.write_bytes(live_webm.read_bytes()[: live_webm.stat().st_size * 3 // 4])
+    r = analyzer.scan(cut)
+    assert r.video.truncated and r.video.duration_s is None and 5.0 < r.video.decoded_s < 9.0
+
+
 def test_progress_runs_from_the_first_frame_of_a_recording_that_starts_late(analyzer, tmp_path):
     import av
     from fractions import Fraction

@@ -165,13 +165,11 @@ def _settings_caveat(differences: list[str]) -> str:
 
 
 def _reported_duration(info: VideoInfo, analysis: CallAnalysis) -> float | None:
-    """The recording's length for the report: its declared duration, or, where FFmpeg only guessed one from the
-    bitrate (a Matroska/WebM file written live declares none; the guess was 21.2 s for the complete 10 s file the
-    tests write), the span its frames were decoded over, which is the length when decoding reached the end.
-    A guessed duration on a file that could not be decoded to its end is no length at all: None."""
-    if info.duration is None:
-        return None
-    if not info.duration_estimated:
+    """The recording's length for the report: its declared duration; where it declares none (a Matroska/WebM
+    file written live, such as a browser's MediaRecorder recording) or FFmpeg only guessed one from the bitrate
+    (21.2 s for the complete 10 s file the tests write), the span its frames were decoded over, which is the
+    length when decoding reached the end. A file that did not decode to its end then has no known length: None."""
+    if info.duration is not None and not info.duration_estimated:
         return round(float(info.duration), 3)
     if analysis.truncated or analysis.decoded_seconds is None:
         return None

@@ -57,7 +57,7 @@ class VideoMeta(BaseModel):
     width: int
     height: int
     rotation: int = 0
-    #: seconds, as the header declares them; where it declares none and FFmpeg guessed from the bitrate (a
+    #: seconds, as the header declares them; where it declares none or FFmpeg guessed from the bitrate (a
     #: Matroska/WebM file written live), the span decoded, or None if decoding did not reach the end
     duration_s: Optional[float] = None
     average_fps: Optional[float] = None

@@ -220,7 +220,9 @@ class PyAVSource(VideoSource):
                 average_rate=s.average_rate,
                 frame_count=s.frames or None,
                 size_bytes=os.path.getsize(self.path),
-                duration_estimated=duration is not None and not span[2],
+                # in Matroska only FFmpeg's bitrate guess is untrusted (elsewhere an untrusted duration is the
+                # header's own, e.g. FLV's or MXF's, and stays the recording's)
+                duration_estimated=duration is not None and self._matroska and not span[2],
             )
         return self._info
 

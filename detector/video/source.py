@@ -30,7 +30,8 @@ class VideoInfo:
     frame_count: int | None  # as declared by the container, may be absent/wrong
     size_bytes: int
     #: ``duration`` is FFmpeg's guess from the bitrate (a Matroska/WebM file written live declares none), so it
-    #: may be seconds off: the decoded span (:attr:`PyAVSource.decoded_seconds`) is then the length to report
+    #: may be seconds off: the decoded span (:attr:`PyAVSource.decoded_seconds`) is then the length to report.
+    #: A header's own duration, even from a format whose durations are not trusted to find cuts, is not a guess
     duration_estimated: bool = False
 
 

@@ -289,6 +289,35 @@ def test_matroska_frame_durations_are_not_summed(tmp_path):
         assert float(src.decoded_seconds) == pytest.approx(10.2, abs=0.05) and not src.truncated
 
 
+def test_a_header_duration_from_a_format_not_trusted_for_cuts_is_not_a_guess(tmp_path):
+    # FLV declares its length in onMetaData: not trusted to find a cut, but the recording's length all the same,
+    # cut or not (it had been replaced by the decoded span, hiding that a cut FLV was short)
+    p = _write_clip(tmp_path / "call.flv", seconds=20, codec="flv")
+    cut = tmp_path / "cut.flv"
+    cut.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
+    for f in (p, cut):
+        with open_video(f) as src:
+            list(src.frames(rate=5))
+            assert float(src.info.duration) == pytest.approx(20.0, abs=0.2) and not src.info.duration_estimated
+
+
+def test_mp4_frame_durations_summed_never_end_before_the_last_frame_shown(tmp_path, monkeypatch):
+    # frames that timed_frames drops (stamps out of order) take their durations with them: the sum then falls
+    # short, and the last frame shown is the floor (a complete file would otherwise be called cut off)
+    import detector.video.pyav_source as pyav_source
+
+    p = _write_clip(tmp_path / "call.mp4", seconds=10)
+    real = pyav_source.timed_frames
+
+    def dropping(container, stream, stats):
+        return ((i, vf, pts) for i, vf, pts in real(container, stream, stats) if not 10 <= i < 90)
+
+    monkeypatch.setattr(pyav_source, "timed_frames", dropping)
+    with open_video(p) as src:
+        list(src.frames(rate=5))
+        assert float(src.decoded_seconds) == pytest.approx(10.0, abs=0.15) and not src.truncated
+
+
 def test_a_matroska_duration_guessed_from_the_bitrate_is_not_evidence(live_mkv):
     # written live (a pipe, MediaRecorder): no duration in the header, so FFmpeg guesses one from the bitrate of
     # the PCM audio, 21.2 s with the FFmpeg tested, for a complete 10 s file

@@ -497,4 +497,4 @@ def test_a_duration_ffmpeg_only_guessed_is_not_listed_as_the_recordings(tmp_path
         guessed = upload(client, live_mkv).json()
         assert declared["duration_s"] and declared["duration_s"] > 0
         assert guessed["duration_s"] is None  # its header declares none; the report gives the decoded length
-        wait_done(client, guessed["id"])
+        assert wait_done(client, guessed["id"])["state"] == "done"
