@@ -125,6 +125,27 @@ def test_a_browser_recording_that_declares_no_duration_reports_the_length_decode
     assert r.video.truncated and r.video.duration_s is None and 5.0 < r.video.decoded_s < 9.0
 
 
+def test_a_raw_stream_that_declares_nothing_gets_no_made_up_length(analyzer, tmp_path):
+    # a raw H.264 stream: no container, no duration, no element sizes to vouch for its end (FFmpeg even assumes
+    # 25 fps for these 10 fps frames), so the report gives no length rather than the span decoded
+    import av
+    from fractions import Fraction
+
+    path = tmp_path / "call.h264"
+    with av.open(str(path), "w", format="h264") as c:
+        s = c.add_stream("libx264", rate=10)
+        s.width, s.height, s.pix_fmt = 160, 120, "yuv420p"
+        for i in range(50):
+            vf = av.VideoFrame.from_ndarray(np.full((120, 160, 3), i * 5, np.uint8), format="rgb24")
+            vf.pts, vf.time_base = i, Fraction(1, 10)
+            for pk in s.encode(vf):
+                c.mux(pk)
+        for pk in s.encode():
+            c.mux(pk)
+    r = analyzer.scan(path)
+    assert r.video.duration_s is None and r.video.decoded_s > 0
+
+
 def test_progress_runs_from_the_first_frame_of_a_recording_that_starts_late(analyzer, tmp_path):
     import av
     from fractions import Fraction

@@ -165,13 +165,16 @@ def _settings_caveat(differences: list[str]) -> str:
 
 
 def _reported_duration(info: VideoInfo, analysis: CallAnalysis) -> float | None:
-    """The recording's length for the report: its declared duration; where it declares none (a Matroska/WebM
-    file written live, such as a browser's MediaRecorder recording) or FFmpeg only guessed one from the bitrate
-    (21.2 s for the complete 10 s file the tests write), the span its frames were decoded over, which is the
-    length when decoding reached the end. A file that did not decode to its end then has no known length: None."""
+    """The recording's length for the report: its declared duration; where a Matroska/WebM file declares none (one
+    written live, such as a browser's MediaRecorder recording) or FFmpeg only guessed one from the bitrate (21.2 s
+    for the complete 10 s file the tests write), the span its frames were decoded over, since the file's element
+    sizes show whether decoding reached its end (:mod:`detector.video.matroska`). Nothing vouches for the end of
+    other files that declare nothing (a raw H.264 stream), and a file that did not decode to its end has no known
+    length: None."""
     if info.duration is not None and not info.duration_estimated:
         return round(float(info.duration), 3)
-    if analysis.truncated or analysis.decoded_seconds is None:
+    matroska = "matroska" in info.container or "webm" in info.container
+    if not matroska or analysis.truncated or analysis.decoded_seconds is None:
         return None
     return round(analysis.decoded_seconds, 3)
 
@@ -183,7 +186,7 @@ def _truncation_caveat(decoded_s: float | None, duration_s: float | None) -> str
         part = (f"video frames could be decoded for only {fmt_time(decoded_s)} of the {fmt_time(duration_s)} its "
                 f"header declares ({decoded_s / duration_s:.0%})")
     else:
-        part = "decoding stopped on damaged data"
+        part = "the file ends partway through, or decoding stopped on damaged data"
     return (f"The video stops early or the file is damaged: {part}. The verdict covers only what was decoded, so "
             "a face swap in the rest would go unseen; if the recording should go on, scan a complete copy.")
 

@@ -1,9 +1,6 @@
 """Cut Matroska/WebM files are told by their own element sizes (hand-built EBML, and files PyAV writes)."""
 from __future__ import annotations
 
-from fractions import Fraction
-
-import numpy as np
 import pytest
 
 from detector.video.matroska import ends_inside_an_element
@@ -69,20 +66,10 @@ def test_what_does_not_parse_as_matroska_is_not_judged(tmp_path, data):
 
 
 def test_files_ffmpeg_writes_are_judged_whole_and_cut(tmp_path, live_mkv):
-    import av
+    from test_pyav_source import _write_clip  # the sibling module's clip writer
 
     for suffix, codec in (("webm", "libvpx-vp9"), ("mkv", "libx264")):
-        p = tmp_path / f"whole.{suffix}"
-        with av.open(str(p), "w") as c:
-            s = c.add_stream(codec, rate=10)
-            s.width, s.height, s.pix_fmt = 160, 120, "yuv420p"
-            for i in range(30):
-                vf = av.VideoFrame.from_ndarray(np.full((120, 160, 3), i * 8, np.uint8), format="rgb24")
-                vf.pts, vf.time_base = i, Fraction(1, 10)
-                for pk in s.encode(vf):
-                    c.mux(pk)
-            for pk in s.encode():
-                c.mux(pk)
+        p = _write_clip(tmp_path / f"whole.{suffix}", seconds=3, codec=codec)
         data = p.read_bytes()
         assert not ends_inside_an_element(p)
         assert ends_inside_an_element(_write(tmp_path, data[: len(data) * 97 // 100], f"cut.{suffix}"))
@@ -103,3 +90,28 @@ def test_an_unknown_size_only_a_cluster_may_have_is_not_judged(tmp_path):
     tags = _element(0x1254C367, b"", unknown_size=True)  # Tags of unknown size: not a layout to reason about
     assert not ends_inside_an_element(_write(tmp_path, data + tags + _element(0xA3, bytes(60))[:-5]))
     assert ends_inside_an_element(_write(tmp_path, data + _element(0xA3, bytes(60))[:-5]))
+
+
+@pytest.mark.parametrize("tail", [b"\r\n", b"OK\n", b'{"done":true}', b"\x00" * 64])
+def test_bytes_left_after_a_complete_browser_recording_are_not_a_cut(tmp_path, tail):
+    # an upload handler's CRLF, a status line, a trailer: not elements a Segment holds, so not judged
+    data, _ = _browser_style()
+    assert not ends_inside_an_element(_write(tmp_path, data + tail))
+
+
+def test_a_cut_inside_an_element_id_and_the_one_byte_unknown_size(tmp_path):
+    data, _ = _browser_style()
+    assert ends_inside_an_element(_write(tmp_path, data + b"\x1f\x43"))  # the next Cluster's id, cut after 2 bytes
+    one_byte = data.replace(_UNKNOWN_SIZE, b"\xff", 1)  # the Segment's unknown size written in its 1-byte form
+    assert not ends_inside_an_element(_write(tmp_path, one_byte))
+    assert ends_inside_an_element(_write(tmp_path, one_byte[:-10]))
+
+
+def test_the_walk_gives_up_on_more_elements_than_a_recording_has(tmp_path, monkeypatch):
+    import detector.video.matroska as matroska
+
+    data, ends = _browser_style(clusters=3, blocks=5)
+    cut = _write(tmp_path, data[: ends[-1] - 10])
+    assert ends_inside_an_element(cut)
+    monkeypatch.setattr(matroska, "_MAX_ELEMENTS", 10)  # fewer than the file holds: not judged
+    assert not ends_inside_an_element(cut)
