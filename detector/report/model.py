@@ -64,8 +64,9 @@ class VideoMeta(BaseModel):
     analysed_frames: int = 0
     decoded_frames: int = 0
     analysis_fps: float
-    #: the file ends early or is damaged: decoding stopped on errors, or the frames stopped well short of
-    #: ``duration_s`` (the duration its header declares); what could be decoded was analysed
+    #: the file ends early or is damaged: decoding stopped on errors, the frames stopped well short of the
+    #: duration its header declares, or a Matroska/WebM file ends inside one of its elements; what could be
+    #: decoded was analysed
     truncated: bool = False
     #: seconds of the recording that could be decoded (None in reports from before it was recorded)
     decoded_s: Optional[float] = None

@@ -48,9 +48,9 @@ class _EndsInside(Exception):
     """The file ends inside an element (its header or its body)."""
 
 
-def _read_vint(f: BinaryIO, keep_marker: bool) -> tuple[int, int]:
-    """(value, length in bytes) of an EBML variable-length integer; a size with every value bit set is
-    :data:`_UNKNOWN`."""
+def _read_vint(f: BinaryIO, keep_marker: bool) -> int:
+    """The value of an EBML variable-length integer (an id keeps its length marker); a size with every value bit
+    set is :data:`_UNKNOWN`."""
     first = f.read(1)
     if not first:
         raise EOFError
@@ -67,21 +67,21 @@ def _read_vint(f: BinaryIO, keep_marker: bool) -> tuple[int, int]:
     for b in rest:
         value = (value << 8) | b
     if not keep_marker and value == (1 << (7 * length)) - 1:
-        return _UNKNOWN, length
-    return value, length
+        return _UNKNOWN
+    return value
 
 
 def _read_header(f: BinaryIO, allowed: frozenset[int] | None = None) -> tuple[int, int] | None:
     """(element id, body size or _UNKNOWN) at the current position; None exactly at the end of the file. An id
     outside ``allowed`` is not judged, before its size is read."""
     try:
-        element_id, _ = _read_vint(f, keep_marker=True)
+        element_id = _read_vint(f, keep_marker=True)
     except EOFError:
         return None
     if allowed is not None and element_id not in allowed:
         raise _NotMatroska(f"element {element_id:#x} does not belong here")
     try:
-        size, _ = _read_vint(f, keep_marker=False)
+        size = _read_vint(f, keep_marker=False)
     except EOFError:
         raise _EndsInside from None
     return element_id, size

@@ -250,10 +250,9 @@ class PyAVSource(VideoSource):
         may be guesses too (a raw elementary stream's, from its bitrate), so only ``_DECLARING_FORMATS`` are.
         """
         s, c = self._stream, self._container
-        fmt = c.format.name or ""
         start = Fraction(s.start_time or 0) * s.time_base if s.time_base is not None else Fraction(0)
         length = _stream_length(s)
-        if "matroska" in fmt or "webm" in fmt:
+        if self._matroska:
             tagged, is_length = _tagged_duration(s, c.metadata)
             if tagged is not None:
                 # a tag at or before the video's start cannot be its end: it is a length whoever wrote it
@@ -263,7 +262,7 @@ class PyAVSource(VideoSource):
             if c.duration is not None:
                 return start, Fraction(c.duration, av.time_base), True
             return None
-        declaring = any(name in fmt for name in _DECLARING_FORMATS)
+        declaring = any(name in (c.format.name or "") for name in _DECLARING_FORMATS)
         if length is not None:
             return start, start + length, declaring
         if c.duration is not None:
@@ -329,7 +328,8 @@ class PyAVSource(VideoSource):
                     first = pts
                 length = self._frame_length(vf)
                 last, last_length = pts, length  # timed_frames yields rising timestamps
-                furthest = pts + length if furthest is None or pts + length > furthest else furthest
+                shown_until = pts + length
+                furthest = shown_until if furthest is None or shown_until > furthest else furthest
                 total += length
                 if not sampler.keep(pts):
                     continue
