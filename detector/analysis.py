@@ -138,6 +138,8 @@ class CallAnalysis:
     cuts_crossed: list[float] = field(default_factory=list)
     #: seconds of the recording that could be decoded (:attr:`PyAVSource.decoded_seconds`); None when unknown
     decoded_seconds: float | None = None
+    #: of ``decoded_frames``, those the scan had no need to decode (:attr:`PyAVSource.undecoded_frames`)
+    undecoded_frames: int = 0
 
     @property
     def check_names(self) -> list[str]:
@@ -385,6 +387,7 @@ def analyse_video(path: str, options: ScanOptions, context: CheckContext,
             stage.abort()
             raise
         decoded = source.decoded_frames
+        undecoded = source.undecoded_frames
         truncated = source.truncated
         decoded_seconds = None if source.decoded_seconds is None else float(source.decoded_seconds)
     if options.shot_cuts and cuts.cuts:
@@ -393,4 +396,4 @@ def analyse_video(path: str, options: ScanOptions, context: CheckContext,
     return CallAnalysis(info=info, options=options, tracks=sorted(tracks, key=lambda t: t.track_id),
                         analysed_frames=analysed, decoded_frames=decoded, truncated=truncated, timings=timings,
                         shot_cuts=list(cuts.cuts), cuts_crossed=list(crossings.times),
-                        decoded_seconds=decoded_seconds)
+                        decoded_seconds=decoded_seconds, undecoded_frames=undecoded)

@@ -72,7 +72,8 @@ def run_bench(path: Path, fps: float = 10.0, speaker_view: bool = False, rounds:
         f"decode only:        {n_decoded / t_decode:8.1f} frames/s  ({t_decode:.2f} s)",
         f"scan at {fps:g} fps:   {analysed / t_scan:8.1f} analysed frames/s  ({t_scan:.2f} s, "
         + ("speaker view, " if speaker_view else "") +
-        f"{n_decoded / t_scan:.1f} decoded frames/s)",
+        f"{n_decoded / t_scan:.1f} frames/s read, {report.video.undecoded_frames} of them left undecoded: "
+        "non-reference frames between analysed ones)",
         f"start-up:           {t_startup:8.2f} s  (loading MediaPipe and the models, once per process)",
         f"real-time factor:   {duration / t_scan:8.2f} x  (video seconds per wall second; "
         f"{duration / (t_startup + t_scan):.2f} x with start-up)",

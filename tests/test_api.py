@@ -33,6 +33,29 @@ def test_scan_returns_a_full_report(analyzer, swap_clip):
     assert json.loads(r.to_json())["schema_version"] == "1.0"
 
 
+def test_frames_left_undecoded_change_nothing_a_report_says(analyzer, swap_clip, monkeypatch):
+    # the scan leaves undecoded the non-reference frames its clock skips; decoding every frame gives the same report
+    import functools
+
+    import detector.analysis as analysis
+    from detector.video import PyAVSource
+
+    skipping = analyzer.scan(swap_clip)
+    monkeypatch.setattr(analysis, "PyAVSource", functools.partial(PyAVSource, skip_unreferenced=False))
+    full = analyzer.scan(swap_clip)
+    assert skipping.video.undecoded_frames > 0 and full.video.undecoded_frames == 0
+    assert skipping.video.decoded_frames == full.video.decoded_frames == 45
+
+    def comparable(report):
+        d = report.model_dump(mode="json")
+        for key in ("timings_s", "created_at"):
+            d.pop(key)
+        d["video"].pop("undecoded_frames")
+        return d
+
+    assert comparable(skipping) == comparable(full)
+
+
 def test_call_probability_is_its_most_suspicious_participant(analyzer, genuine_clip):
     r = analyzer.scan(genuine_clip)
     assert r.probability == max(t.probability for t in r.tracks if t.probability is not None)

@@ -81,7 +81,7 @@ def test_bench_reports_ratios(genuine_clip):
     res = runner.invoke(app, ["bench", str(genuine_clip)])
     assert res.exit_code == 0, res.output
     for key in ("decode only", "start-up", "real-time factor", "with start-up", "scan / decode-only", "cores busy",
-                "peak RSS"):
+                "peak RSS", "left undecoded"):
         assert key in res.output
     assert "over " not in res.output  # one scan: no spread to give
 

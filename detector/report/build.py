@@ -293,6 +293,7 @@ def build_report(analysis: CallAnalysis, fusion: FusionModel | None, sha256: str
         duration_s=_reported_duration(info, analysis),
         average_fps=None if info.average_rate is None else round(float(info.average_rate), 3),
         analysed_frames=analysis.analysed_frames, decoded_frames=analysis.decoded_frames,
+        undecoded_frames=analysis.undecoded_frames,
         analysis_fps=opts.analysis_fps, truncated=analysis.truncated,
         decoded_s=None if analysis.decoded_seconds is None else round(analysis.decoded_seconds, 3),
         shot_cuts_s=[round(c, 3) for c in analysis.shot_cuts],

@@ -62,7 +62,11 @@ class VideoMeta(BaseModel):
     duration_s: Optional[float] = None
     average_fps: Optional[float] = None
     analysed_frames: int = 0
+    #: frames of the video stream the scan went through, ``undecoded_frames`` included
     decoded_frames: int = 0
+    #: frames the scan had no need to decode: non-reference H.264 frames between the analysed ones, which no
+    #: other frame is predicted from (they count towards the frame count and the length all the same)
+    undecoded_frames: int = 0
     analysis_fps: float
     #: the file ends early or is damaged: decoding stopped on errors, the frames stopped well short of the
     #: duration its header declares, or a Matroska/WebM file ends inside one of its elements; what could be

@@ -15,6 +15,7 @@ import av
 import numpy as np
 
 from detector.errors import CorruptVideoError, InputError, NotAVideoError
+from detector.video.frame_skipping import UnreferencedFrameSkipper, h264_nal_length_size
 from detector.video.matroska import ends_inside_an_element
 from detector.video.source import Frame, RateSampler, VideoInfo, VideoSource
 
@@ -89,15 +90,21 @@ def _tagged_duration(stream, container_metadata=None) -> tuple[Fraction | None, 
     return (value, is_length) if value > 0 else (None, False)
 
 
-def decode_tolerantly(container, stream, stats) -> Iterator[av.VideoFrame]:
+def decode_tolerantly(container, stream, stats, skipper: UnreferencedFrameSkipper | None = None
+                      ) -> Iterator[av.VideoFrame]:
     """Decode every frame of ``stream``, skipping broken packets.
 
     ``stats`` (any object with ``decode_errors`` and ``truncated``, e.g. a
     :class:`PyAVSource`) counts the packets skipped; after more than
     ``_MAX_DECODE_ERRORS`` in a row the rest counts as truncated and decoding stops.
+    With a ``skipper``, the frames it finds no use for are not decoded at all.
     """
     errors_in_row = 0
-    for packet in container.demux(stream):
+    demuxed = container.demux(stream)
+    planned = ((packet, True) for packet in demuxed) if skipper is None else skipper.packets(demuxed)
+    for packet, decode in planned:
+        if not decode:
+            continue
         try:
             frames = packet.decode()
         except av.error.FFmpegError:
@@ -111,20 +118,22 @@ def decode_tolerantly(container, stream, stats) -> Iterator[av.VideoFrame]:
         yield from frames
 
 
-def timed_frames(container, stream, stats) -> Iterator[tuple[int, av.VideoFrame, Fraction]]:
+def timed_frames(container, stream, stats, skipper: UnreferencedFrameSkipper | None = None
+                 ) -> Iterator[tuple[int, av.VideoFrame, Fraction]]:
     """(index in decode order, frame as decoded, presentation time in seconds) of every frame kept.
 
     A frame without a timestamp gets the previous one's plus a frame at the
     declared rate; a frame whose time does not follow the previous one's
     (B-frame reordering glitches, duplicated stamps) is dropped, so times only
     increase. ``stats`` is as for :func:`decode_tolerantly`, and its
-    ``decoded_frames`` counts every frame decoded, kept or not. Frames are
+    ``decoded_frames`` counts every frame decoded, kept or not, and ``skipper`` is as for
+    :func:`decode_tolerantly` (the index then counts decoded frames only). Frames are
     neither rotated nor resized: :meth:`PyAVSource.frames` does that, and the
     training re-encoder (``detector.fusion.augment``) wants them as decoded.
     """
     tb = stream.time_base
     last_pts: Fraction | None = None
-    for index, vf in enumerate(decode_tolerantly(container, stream, stats)):
+    for index, vf in enumerate(decode_tolerantly(container, stream, stats, skipper)):
         stats.decoded_frames = index + 1
         if vf.pts is None:
             # no timestamp: extrapolate from the previous one at the declared rate
@@ -147,9 +156,13 @@ class PyAVSource(VideoSource):
     keeps colour conversion and per-frame checks cheap.
     """
 
-    def __init__(self, path: str | os.PathLike, max_side: int | None = 1280, threads: int = 0):
+    def __init__(self, path: str | os.PathLike, max_side: int | None = 1280, threads: int = 0,
+                 skip_unreferenced: bool = True):
         self.path = os.fspath(path)
         self.max_side = max_side
+        # sampling at a rate, leave undecoded the H.264 frames the clock does not pick and no frame is predicted
+        # from (detector.video.frame_skipping): the frames analysed are the same, bit for bit
+        self.skip_unreferenced = skip_unreferenced
         if not os.path.exists(self.path):
             raise InputError(f"no such file: {self.path}")
         if os.path.isdir(self.path):
@@ -178,7 +191,10 @@ class PyAVSource(VideoSource):
         self.truncated = False  # set when decoding stopped early on errors, or the frames ended well before the
         # duration the header declares (see _SHORTFALL_MIN_S)
         self.decode_errors = 0
-        self.decoded_frames = 0  # every frame decoded by the last frames() pass, kept or not
+        #: every frame the last frames() pass went through, kept or not: those decoded, and the
+        #: ``undecoded_frames`` it had no need to decode
+        self.decoded_frames = 0
+        self.undecoded_frames = 0
         #: seconds of the recording the last frames() pass decoded: from the declared start to the end of the last
         #: frame (None before a pass, or when no frame was decoded)
         self.decoded_seconds: Fraction | None = None
@@ -313,8 +329,17 @@ class PyAVSource(VideoSource):
             if vf.pts is not None:
                 yield Fraction(vf.pts) * vf.time_base
 
+    def _frame_skipper(self, rate: Fraction | float | None) -> UnreferencedFrameSkipper | None:
+        """A planner of frames to leave undecoded, for an H.264 stream sampled at a rate (other codecs: none)."""
+        s = self._stream
+        if not self.skip_unreferenced or rate is None or s.codec_context.name != "h264" or s.time_base is None:
+            return None
+        return UnreferencedFrameSkipper(rate, s.time_base, h264_nal_length_size(s.codec_context.extradata),
+                                        average_rate=s.average_rate)
+
     def frames(self, rate: Fraction | float | None = None) -> Iterator[Frame]:
         sampler = RateSampler(rate)
+        skipper = self._frame_skipper(rate)
         rot = self._probe_rotation()
         size = self._target_size()
         index = -1
@@ -322,8 +347,9 @@ class PyAVSource(VideoSource):
         first = last = furthest = None
         last_length = total = Fraction(0)
         self.decoded_seconds = None
+        self.undecoded_frames = 0
         try:
-            for index, vf, pts in timed_frames(self._container, self._stream, self):
+            for index, vf, pts in timed_frames(self._container, self._stream, self, skipper):
                 if first is None:
                     first = pts
                 length = self._frame_length(vf)
@@ -331,18 +357,35 @@ class PyAVSource(VideoSource):
                 shown_until = pts + length
                 furthest = shown_until if furthest is None or shown_until > furthest else furthest
                 total += length
-                if not sampler.keep(pts):
+                kept = sampler.keep(pts)
+                if skipper is not None:
+                    skipper.observe(vf.pts, kept)
+                if not kept:
                     continue
                 if size is not None:
                     img = vf.to_ndarray(format="rgb24", width=size[0], height=size[1])
                 else:
                     img = vf.to_ndarray(format="rgb24")
                 produced += 1
-                yield Frame(index=index, pts=pts, image=_apply_rotation(img, rot))
+                # the frame's position among all the stream's frames, the undecoded ones shown before it included
+                position = index + (skipper.skipped_before(vf.pts) if skipper is not None and vf.pts is not None
+                                    else 0)
+                yield Frame(index=position, pts=pts, image=_apply_rotation(img, rot))
         except av.error.FFmpegError as exc:  # demuxer failure mid-file
             self.truncated = True
             if produced == 0:
                 raise CorruptVideoError(f"could not decode {self.path}: {exc}") from exc
+        if skipper is not None and skipper.skipped:
+            # the frames left undecoded are still the recording's: they count towards its length and frame count
+            self.undecoded_frames = skipper.skipped
+            self.decoded_frames += skipper.skipped
+            total += skipper.skipped_length
+            if first is None or skipper.skipped_first < first:
+                first = skipper.skipped_first
+            if last is None or skipper.skipped_last > last:
+                last, last_length = skipper.skipped_last, skipper.skipped_last_length
+            if furthest is None or skipper.skipped_end > furthest:
+                furthest = skipper.skipped_end
         if first is not None:
             # Where the decoded frames stop being shown. In MP4/MOV a frame's own duration is its sample's, the
             # step to the next sample in *decode* order, so with B-frames a long one lands on another frame than

@@ -39,7 +39,8 @@ class VideoInfo:
 class Frame:
     """One decoded frame, already rotated for display, in RGB."""
 
-    index: int  # position in decode order among *all* decoded frames
+    index: int  # position among *all* the stream's frames as the decoder gives them out (shown order), those
+    # a scan had no need to decode counted
     pts: Fraction  # presentation time in seconds, from the stream's time base
     image: np.ndarray = field(repr=False)  # HxWx3 uint8 RGB
 

@@ -1,0 +1,211 @@
+"""Leave undecoded the H.264 frames that nothing will look at.
+
+A scan analyses 10 frames a second of a 25-60 fps recording, yet every frame used to be decoded: a frame that
+another frame is predicted from has to be, but about half the frames of a typical H.264 recording are
+*non-reference* (B-frames whose slices all have ``nal_ref_idc`` 0), and no other frame reads their pixels. Such a
+frame that the analysis clock will not pick can go to the decoder not at all, and every other frame decodes to the
+same pixels, bit for bit (FFmpeg's own ``skip_frame=NONREF`` rests on the same fact, but it drops *every*
+non-reference frame, picked ones too).
+
+Which frames the clock picks is decided on presentation times, while packets arrive in decode order: a frame's
+decision depends on the frames shown before it, which can arrive up to the decoder's reorder depth after it (at
+most 16 frames in H.264). :class:`UnreferencedFrameSkipper` therefore holds a few packets back, runs a copy of the
+scan's :class:`~detector.video.source.RateSampler` over their presentation times in order, and lets a packet go
+undecoded only when that copy rejects its time and its NAL units say no frame refers to it. A sampler never
+changes its state on a time it rejects, so leaving such frames out changes no later decision.
+
+The copy predicts; the scan's own sampler still decides on the frames actually decoded. Where the two could
+disagree (a packet without a timestamp, the decoder dropping a frame the copy counted, timestamps that do not rise),
+the skipper stops skipping for the rest of the file, so a damaged or unusual file costs only the speed-up: at worst
+one analysed frame is taken a frame later than a full decode would have taken it.
+"""
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from fractions import Fraction
+from typing import Iterable, Iterator
+
+from detector.video.source import RateSampler
+
+#: packets held back before one is released: H.264 shows a frame at most 16 frames after it is decoded (its
+#: largest decoded picture buffer), so by then every frame shown before it has been demuxed
+LOOKAHEAD_PACKETS = 16
+
+# H.264 NAL unit types: a non-IDR coded slice, and the units that can share an access unit with it without
+# affecting later pictures (SEI, access unit delimiter, filler). Anything else (IDR slices, parameter sets that
+# later frames would use, data partitions, extensions) keeps the packet decoded.
+_NAL_SLICE = 1
+_NAL_HARMLESS = frozenset({6, 9, 12})
+
+
+def h264_nal_length_size(extradata: bytes | None) -> int:
+    """Bytes in each NAL unit's length prefix for an ``avcC`` stream (MP4, MOV, Matroska, FLV), or 0 for an
+    Annex B stream (MPEG-TS, raw H.264), whose NAL units are separated by start codes."""
+    if extradata and len(extradata) >= 7 and extradata[0] == 1:
+        return (extradata[4] & 3) + 1
+    return 0
+
+
+def _nal_headers(data: bytes | memoryview, nal_length_size: int) -> list[int] | None:
+    """The first byte (``forbidden_zero_bit``, ``nal_ref_idc``, ``nal_unit_type``) of each NAL unit, or None when
+    the packet is not laid out as the stream's format says (length prefixes that do not add up to the packet, no
+    start code at the front): a misread header could call a reference frame unreferenced."""
+    headers = []
+    if nal_length_size:
+        i, n = 0, len(data)
+        while i + nal_length_size < n:
+            size = int.from_bytes(data[i:i + nal_length_size], "big")
+            headers.append(data[i + nal_length_size])
+            i += nal_length_size + size
+        return headers if i == n else None
+    raw = bytes(data)
+    if not (raw.startswith(b"\x00\x00\x01") or raw.startswith(b"\x00\x00\x00\x01")):
+        return None
+    i = raw.find(b"\x00\x00\x01")
+    while i >= 0 and i + 3 < len(raw):
+        headers.append(raw[i + 3])
+        i = raw.find(b"\x00\x00\x01", i + 3)
+    return headers
+
+
+def is_unreferenced_h264(data: bytes | memoryview, nal_length_size: int) -> bool:
+    """True when this H.264 access unit is a picture no other picture is predicted from: it holds at least one
+    coded slice, every slice has ``nal_ref_idc`` 0, and nothing else but SEI, delimiters and filler."""
+    headers = _nal_headers(data, nal_length_size)
+    if not headers:
+        return False
+    slices = 0
+    for header in headers:
+        kind = header & 0x1F
+        if header & 0x80:  # forbidden_zero_bit set: not a NAL unit header as the format says
+            return False
+        if kind == _NAL_SLICE:
+            if header & 0x60:  # nal_ref_idc != 0: later pictures may be predicted from it
+                return False
+            slices += 1
+        elif kind not in _NAL_HARMLESS:
+            return False
+    return slices > 0
+
+
+class UnreferencedFrameSkipper:
+    """Plans, packet by packet, which frames of an H.264 stream sampled at ``rate`` need not be decoded.
+
+    :meth:`packets` passes the demuxed packets through with a flag saying whether to decode each; the caller feeds
+    the scan's own sampling decisions back through :meth:`observe` so that a disagreement ends skipping. The
+    frames left undecoded are summed up (``skipped``, ``skipped_length``, ``skipped_first``, ``skipped_last``,
+    ``skipped_last_length``, ``skipped_end``) for the caller's account of the recording's length.
+    """
+
+    def __init__(self, rate: Fraction | float, time_base: Fraction, nal_length_size: int,
+                 average_rate: Fraction | None = None):
+        self._shadow = RateSampler(rate)
+        self._tb = Fraction(time_base)
+        self._nal_length_size = nal_length_size
+        self._frame_step = 1 / Fraction(average_rate) if average_rate else Fraction(0)
+        self._pending: list[int] = []  # presentation times demuxed and not yet run through the shadow sampler
+        self._decided: dict[int, bool] = {}  # time -> the shadow sampler keeps it (for packets not yet released)
+        self._predicted: deque[tuple[int, bool]] = deque()  # decisions in presentation order, awaiting the frame
+        self._last_judged: int | None = None
+        self._skipped_times: list[int] = []  # heap of undecoded frames' times, for frame indices
+        self._skipped_counted = 0
+        self.active = True
+        self.skipped = 0
+        self.skipped_length = Fraction(0)
+        self.skipped_first: Fraction | None = None
+        self.skipped_last: Fraction | None = None
+        self.skipped_last_length = Fraction(0)
+        self.skipped_end: Fraction | None = None
+
+    def _stop(self) -> None:
+        self.active = False
+        self._pending.clear()
+        self._decided.clear()
+        self._predicted.clear()
+
+    def _take_in(self, packet) -> None:
+        if not self.active or not packet.size or packet.is_discard:
+            return  # the flushing packet; or one whose frame the decoder drops (before an edit list's start)
+        if packet.pts is None:
+            self._stop()  # the shadow sampler could not follow the frames' times
+            return
+        heapq.heappush(self._pending, packet.pts)
+
+    def _release(self, packet) -> tuple[object, bool]:
+        if not self.active or not packet.size or packet.is_discard or packet.pts is None:
+            return packet, True
+        while self._pending and self._pending[0] <= packet.pts:
+            t = heapq.heappop(self._pending)
+            if self._last_judged is not None and t <= self._last_judged:
+                self._stop()  # a frame shown earlier than one already judged arrived too late: cannot follow
+                return packet, True
+            self._last_judged = t
+            kept = self._shadow.keep(t * self._tb)
+            self._decided[t] = kept
+            self._predicted.append((t, kept))
+        kept = self._decided.pop(packet.pts, True)
+        if kept or not is_unreferenced_h264(memoryview(packet), self._nal_length_size):
+            return packet, True
+        self._note_skipped(packet)
+        return packet, False
+
+    def _note_skipped(self, packet) -> None:
+        pts = packet.pts * self._tb
+        tb = packet.time_base or self._tb
+        length = Fraction(packet.duration) * tb if packet.duration and packet.duration > 0 else self._frame_step
+        self.skipped += 1
+        self.skipped_length += length
+        heapq.heappush(self._skipped_times, packet.pts)
+        if self.skipped_first is None or pts < self.skipped_first:
+            self.skipped_first = pts
+        if self.skipped_last is None or pts > self.skipped_last:
+            self.skipped_last, self.skipped_last_length = pts, length
+        if self.skipped_end is None or pts + length > self.skipped_end:
+            self.skipped_end = pts + length
+
+    def packets(self, demuxed: Iterable) -> Iterator[tuple[object, bool]]:
+        """(packet, decode it) for every demuxed packet, in demux order, a few packets behind. A demuxer error
+        is raised after the packets already read have been handed on."""
+        held: deque = deque()
+        try:
+            for packet in demuxed:
+                self._take_in(packet)
+                held.append(packet)
+                if len(held) > LOOKAHEAD_PACKETS:
+                    yield self._release(held.popleft())
+        except Exception:
+            # a demuxer error (a damaged file): what was read still gets decoded before the error reaches the caller
+            while held:
+                yield self._release(held.popleft())
+            raise
+        while held:
+            yield self._release(held.popleft())
+
+    def observe(self, pts: int | None, kept: bool) -> None:
+        """The scan's sampler kept (or not) the decoded frame at ``pts`` (in time-base units). Skipping stops
+        at the first frame it judges otherwise than the shadow sampler did, or when a frame the shadow sampler
+        kept never came out of the decoder."""
+        if not self.active:
+            return
+        if pts is None:
+            self._stop()
+            return
+        while self._predicted and self._predicted[0][0] < pts:
+            _, predicted = self._predicted.popleft()
+            if predicted:  # a frame it counted on never came (dropped by the decoder, or out of order)
+                self._stop()
+                return
+        if self._predicted and self._predicted[0][0] == pts:
+            _, predicted = self._predicted.popleft()
+            if predicted != kept:
+                self._stop()
+        elif kept:  # the decoder gave a frame whose time the shadow sampler has not judged: cannot follow it
+            self._stop()
+
+    def skipped_before(self, pts: int) -> int:
+        """How many undecoded frames are shown before ``pts`` (for a decoded frame's index among all frames)."""
+        while self._skipped_times and self._skipped_times[0] < pts:
+            heapq.heappop(self._skipped_times)
+            self._skipped_counted += 1
+        return self._skipped_counted
