@@ -96,6 +96,8 @@ class Analyzer:
         """
         path = os.fspath(path)
         options = self.options if shot_cuts is None else replace(self.options, shot_cuts=bool(shot_cuts))
+        if os.path.isdir(path):
+            raise InputError(f"is a directory, not a recording: {path}")
         if not os.path.isfile(path):
             raise InputError(f"no such file: {path}")
         t0 = time.perf_counter()

@@ -87,6 +87,36 @@ AUTO_SPEAKER_VIEW_HELP = ("Scan a recording again as with --speaker-view when a 
                           "scans). Recordings without such a cut are scanned once, as by default.")
 
 
+def _usable_output(path: Path | None, option: str) -> None:
+    """Refuse, before a scan that may take minutes, a report path that could not be written afterwards (exit 2).
+    A missing folder is made, as ``batch --out`` makes it."""
+    if path is None:
+        return
+    problem = None
+    if path.is_dir():
+        problem = "is a folder; give a file name"
+    else:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            problem = f"its folder cannot be made ({exc.strerror or exc})"
+        else:
+            if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+                problem = "cannot be written (permission denied)"
+    if problem:
+        typer.secho(f"error: {option} {path}: {problem}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
+
+
+def _write_output(path: Path, text: str, option: str) -> None:
+    """Write a report file; a failure now (disk full, the folder gone) is one clear message and exit 2."""
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        typer.secho(f"error: could not write {option} {path}: {exc.strerror or exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
+
+
 def _options(fps: float, max_faces: int, checks: str | None = None, gallery: int = 0, speaker_view: bool = False,
              auto_speaker_view: bool = False):
     from detector.options import ScanOptions
@@ -97,7 +127,7 @@ def _options(fps: float, max_faces: int, checks: str | None = None, gallery: int
 
 @app.command()
 def scan(files: List[Path] = typer.Argument(..., help="Recordings to scan."),
-         json_path: Optional[Path] = typer.Option(None, "--json", help="Write the report (a list for several files) as JSON."),
+         json_path: Optional[Path] = typer.Option(None, "--json", help="Write the report as JSON; for several files a list of the reports of those that could be scanned (each names its file in video.path; the others are named on stderr)."),
          html_path: Optional[Path] = typer.Option(None, "--html", help="Write a self-contained HTML report (one file only)."),
          fps: float = typer.Option(10.0, help="Frames analysed per second of video."),
          max_faces: int = typer.Option(4, help="Most faces tracked per frame (raise for gallery views)."),
@@ -113,6 +143,8 @@ def scan(files: List[Path] = typer.Argument(..., help="Recordings to scan."),
     if html_path is not None and len(files) != 1:
         typer.secho("error: --html takes exactly one recording", fg=typer.colors.RED, err=True)
         raise typer.Exit(2)
+    _usable_output(json_path, "--json")
+    _usable_output(html_path, "--html")
     from detector.report.text import render_text
 
     reports, failed, internal = [], 0, 0
@@ -145,11 +177,11 @@ def scan(files: List[Path] = typer.Argument(..., help="Recordings to scan."),
                 typer.echo(render_text(report))
     if json_path is not None and reports:
         text = reports[0].to_json() if len(files) == 1 else "[" + ",\n".join(r.to_json() for r in reports) + "]"
-        json_path.write_text(text)
+        _write_output(json_path, text, "--json")
     if html_path is not None and reports:
         from detector.report.html import render_html
 
-        html_path.write_text(render_html(reports[0]), encoding="utf-8")
+        _write_output(html_path, render_html(reports[0]), "--html")
     if failed:
         raise typer.Exit(1 if internal else 3)
 

@@ -25,6 +25,12 @@ class NotAVideoError(InputError):
     code = "not_a_video"
 
 
+class UnopenableFileError(NotAVideoError):
+    """FFmpeg cannot open the file at all: it is not a video, or a video damaged or cut off before the index it
+    needs (an MP4 whose index is at the end). A caller that knows the file claims to be a video (its first bytes
+    name a video container, as the batch runner checks) can count it as a broken recording."""
+
+
 class CorruptVideoError(InputError):
     """The container opened but decoding failed before any usable frame."""
 

@@ -77,8 +77,14 @@ def test_face_for_one_second_is_insufficient_evidence(tmp_path):
 
 
 def test_bad_inputs_raise_typed_errors(tmp_path, analyzer):
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match="no such file"):
         analyzer.scan(tmp_path / "missing.mp4")
+    with pytest.raises(InputError, match="is a directory"):
+        analyzer.scan(tmp_path)
+    empty = tmp_path / "empty.mp4"
+    empty.touch()
+    with pytest.raises(NotAVideoError, match="the file is empty"):
+        analyzer.scan(empty)
     junk = tmp_path / "junk.webm"
     junk.write_bytes(b"\x00\x01garbage" * 1000)
     with pytest.raises(NotAVideoError):

@@ -19,6 +19,38 @@ def test_scan_prints_summary_and_writes_json_and_html(genuine_clip, tmp_path):
     assert out_html.read_text().lstrip().lower().startswith("<!doctype html")
 
 
+def test_a_report_path_that_cannot_be_written_is_refused_before_the_scan(genuine_clip, tmp_path, monkeypatch):
+    from detector import api
+
+    def no_scan(self, *a, **k):
+        raise AssertionError("scanned although the report could not be written")
+
+    monkeypatch.setattr(api.Analyzer, "scan", no_scan)
+    (tmp_path / "adir").mkdir()
+    for option in ("--json", "--html"):
+        res = runner.invoke(app, ["scan", str(genuine_clip), option, str(tmp_path / "adir")])
+        assert res.exit_code == 2 and "is a folder" in res.output, res.output
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    res = runner.invoke(app, ["scan", str(genuine_clip), "--json", str(blocked / "r.json")])
+    assert res.exit_code == 2 and "cannot be made" in res.output, res.output
+
+
+def test_a_missing_report_folder_is_made_and_a_failed_write_is_one_clear_error(genuine_clip, tmp_path, monkeypatch):
+    out = tmp_path / "new" / "deeper" / "r.json"
+    res = runner.invoke(app, ["scan", str(genuine_clip), "--json", str(out), "-q"])
+    assert res.exit_code == 0 and json.loads(out.read_text())["verdict"]
+    import pathlib
+
+    def full_disk(self, *a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pathlib.Path, "write_text", full_disk)
+    res = runner.invoke(app, ["scan", str(genuine_clip), "--html", str(tmp_path / "r.html")])
+    assert res.exit_code == 2 and "could not write --html" in res.output and "No space left" in res.output
+    assert "P(face swap)" in res.output  # the summary was printed before
+
+
 def test_scan_bad_input_exit_code_and_message(tmp_path):
     bad = tmp_path / "x.mp4"
     bad.write_text("hello")

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from detector.errors import ConfigError, InputError
+from detector.errors import ConfigError, InputError, UnopenableFileError
 
 MIN_SIZE = 1024  # nothing under 1 KB holds a second of video
 SNIFF_BYTES = 2048
@@ -163,6 +163,8 @@ def walk(paths: Iterable[str | os.PathLike], stats: WalkStats | None = None) -> 
                     p = os.path.join(dirpath, name)
                     if os.path.isfile(p):
                         yield from emit(p)
+                    elif os.path.islink(p) and not os.path.exists(p):
+                        stats.skip("broken link")  # counted, not silently passed over
         elif os.path.isfile(root):
             yield from emit(root)
         else:
@@ -226,8 +228,10 @@ def classify(path: str) -> Classification:
     except InputError as exc:
         if s.kind == "video":
             # the header says "video" but FFmpeg cannot open it: truncated
-            # upload, missing index, damaged file. That is a finding, not noise.
-            return Classification("broken", str(exc), code=exc.code, size_bytes=size)
+            # upload, missing index, damaged file. That is a finding, not noise,
+            # and a damaged recording, not something that is no video
+            code = "corrupt_video" if isinstance(exc, UnopenableFileError) else exc.code
+            return Classification("broken", str(exc), code=code, size_bytes=size)
         return Classification("not_recording", "not readable as video", size_bytes=size)
     except Exception as exc:  # FFmpeg/PyAV raising something untyped on hostile input
         if s.kind == "video":

@@ -14,7 +14,7 @@ from typing import Iterator
 import av
 import numpy as np
 
-from detector.errors import CorruptVideoError, InputError, NotAVideoError
+from detector.errors import CorruptVideoError, InputError, NotAVideoError, UnopenableFileError
 from detector.video.frame_skipping import UnreferencedFrameSkipper, h264_nal_length_size
 from detector.video.matroska import ends_inside_an_element
 from detector.video.source import Frame, RateSampler, VideoInfo, VideoSource
@@ -167,11 +167,13 @@ class PyAVSource(VideoSource):
             raise InputError(f"no such file: {self.path}")
         if os.path.isdir(self.path):
             raise InputError(f"is a directory, not a recording: {self.path}")
+        if os.path.getsize(self.path) == 0:
+            raise NotAVideoError(f"the file is empty: {self.path}")
         try:
             self._container = av.open(self.path, mode="r")
         except (av.error.FFmpegError, ValueError, OSError) as exc:
             # a missing index (moov atom) looks the same as a non-video to FFmpeg
-            raise NotAVideoError(f"cannot read {self.path} as a video (not a video, or truncated/corrupt): "
+            raise UnopenableFileError(f"cannot read {self.path} as a video (not a video, or truncated/corrupt): "
                                  f"{getattr(exc, 'strerror', None) or exc}") from exc
         if not self._container.streams.video:
             self._container.close()
