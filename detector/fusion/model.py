@@ -59,6 +59,42 @@ def _same_setting(a: float | str, b: float | str) -> bool:
     return abs(a - b) <= 1e-9 * max(1.0, abs(b))
 
 
+def _quantile_list(values, what: str) -> np.ndarray:
+    q = np.asarray(values, dtype=np.float64)
+    if q.ndim != 1 or q.size < 2 or not np.all(np.isfinite(q)) or np.any(np.diff(q) < 0):
+        raise ValueError(f"{what} must list at least 2 finite rising values")
+    return q
+
+
+def raw_check_suspicion(x: np.ndarray, names: list[str], reference: dict[str, tuple[np.ndarray, int]],
+                        blocks: dict[str, dict]) -> dict[str, np.ndarray]:
+    """For each check and each row of ``x`` (columns ``names``): the largest share of genuine training clips less
+    swap-like than the row on one of the check's features (``reference``: feature -> genuine quantiles and the
+    sign it carries in the fused model), or, for a block of raw model inputs, on its share of the fused logit
+    (``blocks``, parsed by :func:`_parse_block`). NaN where the row has none of the check's features.
+    """
+    column = {n: j for j, n in enumerate(names)}
+    out: dict[str, np.ndarray] = {}
+
+    def merge(check: str, s: np.ndarray) -> None:
+        out[check] = s if check not in out else np.fmax(out[check], s)
+
+    for name, (quantiles, sign) in reference.items():
+        j = column.get(name)
+        if j is None or sign == 0:
+            continue
+        v = x[:, j]
+        q = np.interp(v, quantiles, np.linspace(0, 1, len(quantiles)))
+        merge(name.split(".", 1)[0], np.where(np.isfinite(v), q if sign > 0 else 1 - q, np.nan))
+    for check, b in blocks.items():
+        # a block of raw model inputs (pooled CNN activations): its share of the fused logit
+        raw = x[:, [column[n] for n in b["features"]]]
+        part = b["share"].decision(raw)  # imputes and clips as the ONNX graph does
+        q = b["genuine_quantiles"]
+        merge(check, np.where(np.isfinite(raw).any(axis=1), np.interp(part, q, np.linspace(0, 1, len(q))), np.nan))
+    return out
+
+
 def _parse_block(block: dict, feature_names: list[str]) -> dict:
     """One ``blocks`` entry of the metadata, checked (ValueError/KeyError/TypeError when malformed)."""
     features = [str(n) for n in block["features"]]
@@ -100,6 +136,10 @@ class FusionModel:
                                for k, v in self.meta.get("reference", {}).items()}
             self._blocks = {check: _parse_block(b, self.feature_names)
                             for check, b in self.meta.get("blocks", {}).items()}
+            # per check, the distribution of its largest share on genuine training clips (models before session 22
+            # record none: the largest share is shown as it is)
+            self._check_quantiles = {str(k): _quantile_list(v, f"check_quantiles[{k}]")
+                                     for k, v in self.meta.get("check_quantiles", {}).items()}
             # height below which a face is smaller than 95% of the training clips' (models before
             # session 9 do not record it: None, and reports then give no small-face caveat)
             face_px = self.meta.get("face_px") or {}
@@ -151,28 +191,24 @@ class FusionModel:
         return WindowScore(float(self.predict([features])[0]), self.suspicion(features))
 
     def suspicion(self, features: dict[str, float]) -> dict[str, float]:
-        """Per-check suspicion in [0, 1]: the share of genuine tracks less extreme than this one.
+        """Per-check suspicion in [0, 1]: the share of genuine training clips less swap-like than this one.
 
-        Oriented by the sign the feature carries in the fused model, so that
-        0.95 means "more swap-like than 95% of genuine footage".
+        Oriented by the sign each feature carries in the fused model. A check with several features is as
+        unusual as its most unusual one, and the largest of several shares is itself large on genuine footage
+        (two features: 0.71 or more for half of it), so models that record ``check_quantiles`` map that largest
+        share through its own distribution on the genuine training clips: 0.95 then means "more swap-like than
+        95% of genuine footage" for every check alike.
         """
+        row = np.array([[np.nan if features.get(n) is None else features[n] for n in self.feature_names]],
+                       dtype=np.float64)
+        raw = raw_check_suspicion(row, self.feature_names, self._reference, self._blocks)
         out: dict[str, float] = {}
-        for name, (quantiles, sign) in self._reference.items():
-            v = features.get(name)
-            if v is None or not np.isfinite(v) or sign == 0:
+        for check, values in raw.items():
+            s = float(values[0])
+            if not np.isfinite(s):
                 continue
-            q = np.interp(v, quantiles, np.linspace(0, 1, len(quantiles)))
-            s = float(q if sign > 0 else 1 - q)
-            check = name.split(".", 1)[0]
-            out[check] = max(out.get(check, 0.0), s)
-        for check, b in self._blocks.items():
-            # a block of raw model inputs (pooled CNN activations): its share of the fused logit
-            raw = np.array([np.nan if features.get(n) is None else features[n] for n in b["features"]], dtype=np.float64)
-            if not np.isfinite(raw).any():
-                continue
-            part = float(b["share"].decision(raw[None])[0])  # imputes and clips as the ONNX graph does
-            q = b["genuine_quantiles"]
-            out[check] = max(out.get(check, 0.0), float(np.interp(part, q, np.linspace(0, 1, len(q)))))
+            q = self._check_quantiles.get(check)
+            out[check] = s if q is None else float(np.interp(s, q, np.linspace(0, 1, len(q))))
         return out
 
     def setting_differences(self, options: ScanOptions, longest_side: int | None = None) -> list[str]:

@@ -542,3 +542,57 @@ def test_the_shipped_model_records_the_settings_its_features_were_made_with(tmp_
     # a name that is no check's (train-fusion never writes one) is not asked for
     with load(feature_names=[("track.log_face_px" if n == "jitter.median" else n) for n in names]) as odd:
         assert odd.setting_differences(ScanOptions()) == []
+
+
+def test_a_check_with_several_features_reads_as_a_share_of_genuine_footage_like_a_check_with_one():
+    # the largest of a check's per-feature shares runs high on genuine footage (two features: median 0.71); mapped
+    # through its own distribution on genuine training clips it is again a share of genuine footage
+    from detector.fusion.model import raw_check_suspicion
+    from detector.fusion.train import check_quantiles
+
+    rng = np.random.default_rng(0)
+    names = ["two.a", "two.b", "one.a", "three.a", "three.b", "three.c"]
+    train, fresh = rng.normal(size=(3000, 6)), rng.normal(size=(4000, 6))
+    signs = [1, -1, 1, 1, 1, -1]
+    reference = {n: {"genuine_quantiles": np.quantile(train[:, j], np.linspace(0, 1, 21)).tolist(), "sign": s}
+                 for j, (n, s) in enumerate(zip(names, signs))}
+    cq = check_quantiles(names, train, reference, {})
+    assert set(cq) == {"two", "one", "three"} and all(len(q) == 21 for q in cq.values())
+    parsed = {n: (np.asarray(v["genuine_quantiles"]), v["sign"]) for n, v in reference.items()}
+    raw = raw_check_suspicion(fresh, names, parsed, {})
+    assert np.median(raw["two"]) == pytest.approx(0.71, abs=0.03)
+    assert np.median(raw["three"]) == pytest.approx(0.79, abs=0.03)
+    for check in ("two", "one", "three"):
+        mapped = np.interp(raw[check], cq[check], np.linspace(0, 1, 21))
+        assert np.median(mapped) == pytest.approx(0.5, abs=0.05)
+        assert np.mean(mapped >= 0.66) == pytest.approx(0.34, abs=0.05)
+    # a feature the row lacks leaves the check to its others; none at all gives no value
+    row = fresh[:2].copy()
+    row[0, 0] = np.nan
+    row[1, :2] = np.nan
+    raw2 = raw_check_suspicion(row, names, parsed, {})
+    assert raw2["two"][0] == pytest.approx(1 - np.interp(row[0, 1], parsed["two.b"][0], np.linspace(0, 1, 21)))
+    assert np.isnan(raw2["two"][1])
+
+
+def test_the_shipped_model_calibrates_every_checks_suspicion_and_older_metadata_shows_the_largest_share(tmp_path):
+    import shutil
+
+    with FusionModel() as shipped:
+        meta = json.loads(json.dumps(shipped.meta))
+        feats = {n: 0.0 for n in shipped.feature_names}
+        calibrated = shipped.suspicion(feats)
+    checks = {n.split(".")[0] for n in meta["reference"]} | set(meta["blocks"])
+    assert set(meta["check_quantiles"]) == checks
+    shutil.copy(FusionOptions().model_path, tmp_path / "f.onnx")
+    del meta["check_quantiles"]
+    (tmp_path / "f.json").write_text(json.dumps(meta))
+    with FusionModel(FusionOptions(model_path=tmp_path / "f.onnx")) as old:
+        raw = old.suspicion(feats)
+    assert set(raw) == set(calibrated) and raw != calibrated
+    for check, q in json.loads(__import__("pathlib").Path(FusionOptions().model_path).with_suffix(".json").read_text())["check_quantiles"].items():
+        assert calibrated[check] == pytest.approx(np.interp(raw[check], q, np.linspace(0, 1, len(q))))
+    meta["check_quantiles"] = {"jitter": [0.9, 0.1]}  # falling: not quantiles
+    (tmp_path / "f.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="malformed"):
+        FusionModel(FusionOptions(model_path=tmp_path / "f.onnx"))
