@@ -14,10 +14,14 @@ scan's :class:`~detector.video.source.RateSampler` over their presentation times
 undecoded only when that copy rejects its time and its NAL units say no frame refers to it. A sampler never
 changes its state on a time it rejects, so leaving such frames out changes no later decision.
 
-The copy predicts; the scan's own sampler still decides on the frames actually decoded. Where the two could
-disagree (a packet without a timestamp, the decoder dropping a frame the copy counted, timestamps that do not rise),
-the skipper stops skipping for the rest of the file, so a damaged or unusual file costs only the speed-up: at worst
-one analysed frame is taken a frame later than a full decode would have taken it.
+The copy predicts; the scan's own sampler still decides on the frames actually decoded. Nothing is skipped before
+the decoder gives out its first frame, and the copy restarts on that frame's time (a file cut from a longer stream
+starts with frames the decoder cannot decode). Where the two could still disagree (a packet without a timestamp,
+the decoder dropping a frame the copy counted, frames given out of time order, as AVI's decode-order timestamps
+make them; AVI is not planned at all), skipping stops for the rest of the file. What that cannot undo: on a stream
+reordered beyond the lookahead, one analysed frame may be taken a frame later than a full decode would take it;
+and on damaged data FFmpeg's concealment of a broken frame can draw on a non-reference frame that was not decoded,
+so a damaged stretch may look slightly different.
 """
 from __future__ import annotations
 
@@ -28,8 +32,10 @@ from typing import Iterable, Iterator
 
 from detector.video.source import RateSampler
 
-#: packets held back before one is released: H.264 shows a frame at most 16 frames after it is decoded (its
-#: largest decoded picture buffer), so by then every frame shown before it has been demuxed
+#: packets held back before one is released, so that the frames shown before it have been demuxed when it is
+#: judged. H.264 bounds reordering (at most 16 frames decoded before a frame are shown after it) but not how many
+#: frames shown before a frame may be decoded after it; a stream that goes beyond this is caught when such a late
+#: time arrives (skipping stops), possibly after one frame was judged on incomplete knowledge
 LOOKAHEAD_PACKETS = 16
 
 # H.264 NAL unit types: a non-IDR coded slice, and the units that can share an access unit with it without
@@ -93,13 +99,18 @@ class UnreferencedFrameSkipper:
     """Plans, packet by packet, which frames of an H.264 stream sampled at ``rate`` need not be decoded.
 
     :meth:`packets` passes the demuxed packets through with a flag saying whether to decode each; the caller feeds
-    the scan's own sampling decisions back through :meth:`observe` so that a disagreement ends skipping. The
-    frames left undecoded are summed up (``skipped``, ``skipped_length``, ``skipped_first``, ``skipped_last``,
-    ``skipped_last_length``, ``skipped_end``) for the caller's account of the recording's length.
+    the scan's own sampling decisions back through :meth:`observe` (every frame the decoder gives out, in order) and
+    calls :meth:`stop` when it drops one as out of order. Nothing is skipped before the decoder has given out its
+    first frame: a file that starts mid-stream loses frames the decoder cannot decode (before the first keyframe, an
+    open GOP's leading B-frames), and the clock starts on the first frame it does give out, so the shadow sampler is
+    restarted there. Undecoded frames count towards the recording (``skipped``, ``skipped_length``,
+    ``skipped_first``, ``skipped_last``, ``skipped_last_length``, ``skipped_end``) only once a frame shown after them
+    has come out of the decoder: where decoding stops early, frames after the last one given out are not counted.
     """
 
     def __init__(self, rate: Fraction | float, time_base: Fraction, nal_length_size: int,
                  average_rate: Fraction | None = None):
+        self._rate = rate
         self._shadow = RateSampler(rate)
         self._tb = Fraction(time_base)
         self._nal_length_size = nal_length_size
@@ -108,8 +119,8 @@ class UnreferencedFrameSkipper:
         self._decided: dict[int, bool] = {}  # time -> the shadow sampler keeps it (for packets not yet released)
         self._predicted: deque[tuple[int, bool]] = deque()  # decisions in presentation order, awaiting the frame
         self._last_judged: int | None = None
-        self._skipped_times: list[int] = []  # heap of undecoded frames' times, for frame indices
-        self._skipped_counted = 0
+        self._started = False  # the decoder has given out a frame: skipping may begin
+        self._undecoded: list[tuple[int, Fraction]] = []  # heap of (time, length) of frames left undecoded
         self.active = True
         self.skipped = 0
         self.skipped_length = Fraction(0)
@@ -118,7 +129,8 @@ class UnreferencedFrameSkipper:
         self.skipped_last_length = Fraction(0)
         self.skipped_end: Fraction | None = None
 
-    def _stop(self) -> None:
+    def stop(self) -> None:
+        """Decode every frame from here on (the frames' times can no longer be followed)."""
         self.active = False
         self._pending.clear()
         self._decided.clear()
@@ -128,84 +140,111 @@ class UnreferencedFrameSkipper:
         if not self.active or not packet.size or packet.is_discard:
             return  # the flushing packet; or one whose frame the decoder drops (before an edit list's start)
         if packet.pts is None:
-            self._stop()  # the shadow sampler could not follow the frames' times
+            self.stop()  # the shadow sampler could not follow the frames' times
             return
         heapq.heappush(self._pending, packet.pts)
+
+    def _judge(self, t: int) -> bool:
+        """Run the shadow sampler on time ``t``; False when ``t`` comes after a later time was judged."""
+        if self._last_judged is not None and t <= self._last_judged:
+            return False
+        self._last_judged = t
+        kept = self._shadow.keep(t * self._tb)
+        self._decided[t] = kept
+        self._predicted.append((t, kept))
+        return True
 
     def _release(self, packet) -> tuple[object, bool]:
         if not self.active or not packet.size or packet.is_discard or packet.pts is None:
             return packet, True
         while self._pending and self._pending[0] <= packet.pts:
-            t = heapq.heappop(self._pending)
-            if self._last_judged is not None and t <= self._last_judged:
-                self._stop()  # a frame shown earlier than one already judged arrived too late: cannot follow
+            if not self._judge(heapq.heappop(self._pending)):
+                self.stop()  # a frame shown earlier than one already judged arrived too late: cannot follow
                 return packet, True
-            self._last_judged = t
-            kept = self._shadow.keep(t * self._tb)
-            self._decided[t] = kept
-            self._predicted.append((t, kept))
         kept = self._decided.pop(packet.pts, True)
-        if kept or not is_unreferenced_h264(memoryview(packet), self._nal_length_size):
+        if kept or not self._started or not is_unreferenced_h264(memoryview(packet), self._nal_length_size):
             return packet, True
-        self._note_skipped(packet)
-        return packet, False
-
-    def _note_skipped(self, packet) -> None:
-        pts = packet.pts * self._tb
         tb = packet.time_base or self._tb
         length = Fraction(packet.duration) * tb if packet.duration and packet.duration > 0 else self._frame_step
-        self.skipped += 1
-        self.skipped_length += length
-        heapq.heappush(self._skipped_times, packet.pts)
-        if self.skipped_first is None or pts < self.skipped_first:
-            self.skipped_first = pts
-        if self.skipped_last is None or pts > self.skipped_last:
-            self.skipped_last, self.skipped_last_length = pts, length
-        if self.skipped_end is None or pts + length > self.skipped_end:
-            self.skipped_end = pts + length
+        heapq.heappush(self._undecoded, (packet.pts, length))
+        return packet, False
 
     def packets(self, demuxed: Iterable) -> Iterator[tuple[object, bool]]:
         """(packet, decode it) for every demuxed packet, in demux order, a few packets behind. A demuxer error
         is raised after the packets already read have been handed on."""
         held: deque = deque()
-        try:
-            for packet in demuxed:
-                self._take_in(packet)
-                held.append(packet)
-                if len(held) > LOOKAHEAD_PACKETS:
+        source = iter(demuxed)
+        while True:
+            try:
+                packet = next(source)
+            except StopIteration:
+                break
+            except Exception:
+                # a demuxer error (a damaged file): what was read still gets decoded before the error reaches the
+                # caller
+                while held:
                     yield self._release(held.popleft())
-        except Exception:
-            # a demuxer error (a damaged file): what was read still gets decoded before the error reaches the caller
-            while held:
+                raise
+            self._take_in(packet)
+            held.append(packet)
+            if len(held) > LOOKAHEAD_PACKETS:
                 yield self._release(held.popleft())
-            raise
         while held:
             yield self._release(held.popleft())
 
+    def _restart_at(self, pts: int) -> None:
+        """The decoder's first frame is at ``pts``: judge again from there, as the scan's clock starts there.
+        Nothing was skipped before, so only decisions for packets not yet released change."""
+        judged = [t for t, _ in self._predicted if t >= pts]
+        unreleased = {t for t in self._decided if t >= pts}  # frames before the first one: decode as they come
+        self._predicted.clear()
+        self._shadow = RateSampler(self._rate)
+        self._last_judged = None
+        for t in judged:
+            self._judge(t)
+        self._decided = {t: kept for t, kept in self._decided.items() if t in unreleased}
+        self._started = True
+
+    def _count_undecoded_before(self, pts: int) -> None:
+        """Count the undecoded frames shown before ``pts``, a frame the decoder gave out."""
+        while self._undecoded and self._undecoded[0][0] < pts:
+            t, length = heapq.heappop(self._undecoded)
+            time = t * self._tb
+            self.skipped += 1
+            self.skipped_length += length
+            if self.skipped_first is None or time < self.skipped_first:
+                self.skipped_first = time
+            if self.skipped_last is None or time > self.skipped_last:
+                self.skipped_last, self.skipped_last_length = time, length
+            if self.skipped_end is None or time + length > self.skipped_end:
+                self.skipped_end = time + length
+
     def observe(self, pts: int | None, kept: bool) -> None:
-        """The scan's sampler kept (or not) the decoded frame at ``pts`` (in time-base units). Skipping stops
-        at the first frame it judges otherwise than the shadow sampler did, or when a frame the shadow sampler
-        kept never came out of the decoder."""
+        """The scan's sampler kept (or not) the decoded frame at ``pts`` (in time-base units), the next frame the
+        decoder gave out. Skipping stops at the first frame it judges otherwise than the shadow sampler did, or
+        when a frame the shadow sampler kept never came out of the decoder."""
+        if pts is None:
+            self.stop()
+            return
+        self._count_undecoded_before(pts)
         if not self.active:
             return
-        if pts is None:
-            self._stop()
-            return
+        if not self._started:
+            self._restart_at(pts)  # (a first frame at a time no packet had stops skipping below)
         while self._predicted and self._predicted[0][0] < pts:
             _, predicted = self._predicted.popleft()
             if predicted:  # a frame it counted on never came (dropped by the decoder, or out of order)
-                self._stop()
+                self.stop()
                 return
         if self._predicted and self._predicted[0][0] == pts:
             _, predicted = self._predicted.popleft()
             if predicted != kept:
-                self._stop()
+                self.stop()
         elif kept:  # the decoder gave a frame whose time the shadow sampler has not judged: cannot follow it
-            self._stop()
+            self.stop()
 
     def skipped_before(self, pts: int) -> int:
-        """How many undecoded frames are shown before ``pts`` (for a decoded frame's index among all frames)."""
-        while self._skipped_times and self._skipped_times[0] < pts:
-            heapq.heappop(self._skipped_times)
-            self._skipped_counted += 1
-        return self._skipped_counted
+        """How many undecoded frames are shown before ``pts``, the frame last passed to :meth:`observe` (for a
+        decoded frame's index among all frames)."""
+        self._count_undecoded_before(pts)
+        return self.skipped

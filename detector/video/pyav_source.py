@@ -102,25 +102,40 @@ def decode_tolerantly(container, stream, stats, skipper: UnreferencedFrameSkippe
     errors_in_row = 0
     demuxed = container.demux(stream)
     planned = ((packet, True) for packet in demuxed) if skipper is None else skipper.packets(demuxed)
-    for packet, decode in planned:
-        if not decode:
-            continue
-        try:
-            frames = packet.decode()
-        except av.error.FFmpegError:
-            stats.decode_errors += 1
-            errors_in_row += 1
-            if errors_in_row > _MAX_DECODE_ERRORS:
-                stats.truncated = True
-                return
-            continue
-        errors_in_row = 0
-        yield from frames
+    try:
+        for packet, decode in planned:
+            if not decode:
+                continue
+            try:
+                frames = packet.decode()
+            except av.error.FFmpegError:
+                stats.decode_errors += 1
+                errors_in_row += 1
+                if errors_in_row > _MAX_DECODE_ERRORS:
+                    stats.truncated = True
+                    yield from _drain(stream)
+                    return
+                continue
+            errors_in_row = 0
+            yield from frames
+    except av.error.FFmpegError:
+        # a demuxer failure mid-file: the frames the decoder still holds are given out before the error
+        yield from _drain(stream)
+        raise
+
+
+def _drain(stream) -> list[av.VideoFrame]:
+    """The frames a decoder still holds when decoding stops early (it keeps a few for reordering and threads)."""
+    try:
+        return list(stream.codec_context.decode(None))
+    except av.error.FFmpegError:
+        return []
 
 
 def timed_frames(container, stream, stats, skipper: UnreferencedFrameSkipper | None = None
                  ) -> Iterator[tuple[int, av.VideoFrame, Fraction]]:
-    """(index in decode order, frame as decoded, presentation time in seconds) of every frame kept.
+    """(index in the order the decoder gives frames out, frame as decoded, presentation time in seconds) of every
+    frame kept.
 
     A frame without a timestamp gets the previous one's plus a frame at the
     declared rate; a frame whose time does not follow the previous one's
@@ -143,6 +158,8 @@ def timed_frames(container, stream, stats, skipper: UnreferencedFrameSkipper | N
             pts = Fraction(vf.pts) * (vf.time_base or tb)
         if last_pts is not None and pts <= last_pts:
             # B-frame reordering glitches or duplicated stamps: keep order monotone
+            if skipper is not None:
+                skipper.stop()  # the frames' order is not their times': the plan cannot follow
             continue
         last_pts = pts
         yield index, vf, pts
@@ -336,6 +353,8 @@ class PyAVSource(VideoSource):
         s = self._stream
         if not self.skip_unreferenced or rate is None or s.codec_context.name != "h264" or s.time_base is None:
             return None
+        if "avi" in (self._container.format.name or ""):
+            return None  # AVI stamps packets in decode order: frames come out of the decoder out of time order
         return UnreferencedFrameSkipper(rate, s.time_base, h264_nal_length_size(s.codec_context.extradata),
                                         average_rate=s.average_rate)
 

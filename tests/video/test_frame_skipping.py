@@ -78,6 +78,20 @@ def gop_packets(n_gops, pattern=(0, 3, 1, 2)):
     return out
 
 
+def plan(skipper, packets, first_frame=0, count_all=True):
+    """Run the planner as a scan does: the decoder gives out its first frame, at ``first_frame``, once that
+    frame's packet has gone in, and (at the end) every frame after it."""
+    out, started = [], False
+    for packet, decode in skipper.packets(iter(packets)):
+        out.append((packet, decode))
+        if not started and packet.pts == first_frame:
+            skipper.observe(first_frame, True)
+            started = True
+    if count_all:
+        skipper.skipped_before(10 ** 9)
+    return out
+
+
 def expected_skips(packets, rate, tb):
     sampler = RateSampler(rate)
     kept = {p.pts for p in sorted(packets, key=lambda p: p.pts) if sampler.keep(p.pts * tb)}
@@ -89,7 +103,7 @@ def test_the_skipper_leaves_out_exactly_the_unreferenced_frames_the_clock_does_n
     tb = Fraction(1, 30)
     packets = gop_packets(40)
     skipper = UnreferencedFrameSkipper(rate, tb, 4)
-    planned = list(skipper.packets(iter(packets)))
+    planned = plan(skipper, packets)
     assert [p for p, _ in planned] == packets  # every packet, in demux order
     skipped = {p.pts for p, decode in planned if not decode}
     assert skipped == expected_skips(packets, rate, tb)
@@ -109,8 +123,25 @@ def test_frames_shown_before_one_but_demuxed_up_to_the_lookahead_after_it_are_ju
     packets = gop_packets(10, pattern)
     assert len(pattern) < LOOKAHEAD_PACKETS
     skipper = UnreferencedFrameSkipper(Fraction(10), tb, 4)
-    skipped = {p.pts for p, decode in skipper.packets(iter(packets)) if not decode}
+    skipped = {p.pts for p, decode in plan(skipper, packets) if not decode}
     assert skipped == expected_skips(packets, Fraction(10), tb) and skipped
+
+
+def test_nothing_is_skipped_before_the_decoder_gives_out_a_frame():
+    packets = gop_packets(20)
+    assert all(d for _, d in UnreferencedFrameSkipper(Fraction(10), Fraction(1, 30), 4).packets(iter(packets)))
+
+
+def test_the_clock_restarts_on_the_first_frame_the_decoder_gives_out():
+    # a recording cut from a longer stream at an open GOP's keyframe (shown at 3): the leading B-frames shown
+    # before it (1, 2) cannot be decoded, and the scan's clock starts at 3, not at 1
+    tb = Fraction(1, 30)
+    packets = [FakePacket(3, False), FakePacket(1, True), FakePacket(2, True)] + [
+        FakePacket(p.pts + 3, p[4] & 0x60 == 0) for p in gop_packets(20)[1:]]
+    rate = Fraction(15, 2)  # one frame in four: starting at 1 or at 3 picks other frames
+    skipped = {p.pts for p, d in plan(UnreferencedFrameSkipper(rate, tb, 4), packets, first_frame=3) if not d}
+    assert skipped == expected_skips([p for p in packets if p.pts >= 3], rate, tb)
+    assert skipped != expected_skips(packets, rate, tb) - {1, 2}
 
 
 @pytest.mark.parametrize("trouble", ["no timestamp", "same timestamp twice"])
@@ -118,7 +149,7 @@ def test_skipping_stops_where_the_frames_times_cannot_be_followed(trouble):
     tb = Fraction(1, 30)
     packets = gop_packets(20)
     packets[30] = FakePacket(None if trouble == "no timestamp" else packets[29].pts, unreferenced=True)
-    planned = list(UnreferencedFrameSkipper(Fraction(10), tb, 4).packets(iter(packets)))
+    planned = plan(UnreferencedFrameSkipper(Fraction(10), tb, 4), packets)
     skipped_at = [i for i, (_, decode) in enumerate(planned) if not decode]
     assert skipped_at and max(skipped_at) < 30
 
@@ -129,7 +160,7 @@ def test_a_frame_shown_before_frames_already_judged_stops_skipping():
     packets = gop_packets(20)
     late = FakePacket(packets[5].pts - Fraction(1, 2), unreferenced=True)  # shown between two early frames
     packets.insert(5 + LOOKAHEAD_PACKETS + 8, late)
-    planned = list(UnreferencedFrameSkipper(Fraction(10), tb, 4).packets(iter(packets)))
+    planned = plan(UnreferencedFrameSkipper(Fraction(10), tb, 4), packets)
     at = next(i for i, (p, _) in enumerate(planned) if p is late)
     assert planned[at][1] and all(d for _, d in planned[at:])
     assert any(not d for _, d in planned[:at])
@@ -139,7 +170,7 @@ def test_discarded_packets_are_decoded_and_not_judged():
     # packets before an MP4 edit list's start: the decoder drops their frames, so the clock never sees them
     tb = Fraction(1, 30)
     packets = [FakePacket(-4 + k, unreferenced=k > 0, discard=True) for k in range(4)] + gop_packets(20)
-    planned = list(UnreferencedFrameSkipper(Fraction(10), tb, 4).packets(iter(packets)))
+    planned = plan(UnreferencedFrameSkipper(Fraction(10), tb, 4), packets)
     assert all(decode for _, decode in planned[:4])
     skipped = {p.pts for p, d in planned if not d}
     assert skipped == expected_skips(packets[4:], Fraction(10), tb)
@@ -165,9 +196,10 @@ def test_a_sampling_decision_unlike_the_prediction_stops_skipping():
     packets = gop_packets(20)
     skipper = UnreferencedFrameSkipper(Fraction(10), tb, 4)
     planned = skipper.packets(iter(packets))
+    next(planned)
+    skipper.observe(0, True)  # the decoder's first frame
     head = [next(planned) for _ in range(10)]
     assert any(not d for _, d in head)
-    skipper.observe(0, True)
     assert skipper.active
     skipper.observe(3, False)  # the prediction kept pts 3: the scan's own clock disagrees
     assert not skipper.active
@@ -196,12 +228,13 @@ def test_a_kept_frame_whose_time_was_never_judged_stops_skipping():
     assert not skipper.active
 
 
-def test_undecoded_frames_shown_before_a_frame_are_counted_once():
+def test_undecoded_frames_count_once_a_frame_shown_after_them_comes_out():
     skipper = UnreferencedFrameSkipper(Fraction(10), Fraction(1, 30), 4)
-    planned = list(skipper.packets(iter(gop_packets(5))))
-    skipped = sorted(p.pts for p, d in planned if not d)
-    assert skipper.skipped_before(0) == 0
-    assert skipper.skipped_before(6) == sum(t < 6 for t in skipped)
+    skipped = sorted(p.pts for p, d in plan(skipper, gop_packets(5), count_all=False) if not d)
+    assert skipped and skipper.skipped == 0  # only the first frame came out of the decoder
+    assert skipper.skipped_before(6) == sum(t < 6 for t in skipped) == skipper.skipped
+    assert skipper.skipped_length == Fraction(skipper.skipped, 30)
+    assert skipper.skipped_before(6) == skipper.skipped  # counted once
     assert skipper.skipped_before(100) == len(skipped)
 
 
@@ -312,3 +345,142 @@ def test_the_scans_own_clock_has_the_last_word(tmp_path, monkeypatch):
     contrary = _scan(p, 10, True)
     assert 0 < contrary[4] < normal[4] * 0.5  # it stopped skipping about 1 s into 10 s
     assert contrary[3] == normal[3] == 300
+
+
+# -- files a full decode and a planned one must read alike (from a review's reproductions) ------------------------
+
+def _write_moving(path, n=300, options=None):
+    """192x144 frames of a panning texture with a cut every 37 frames, through libx264 with ``options``."""
+    import av
+
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 255, (288, 384, 3), dtype=np.uint8)
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=30)
+        s.width, s.height, s.pix_fmt, s.time_base = 192, 144, "yuv420p", Fraction(1, 30)
+        s.codec_context.options = dict(options or {"bf": "3"})
+        for i in range(n):
+            x, y = (i * 3) % 192, (i * 2) % 144
+            img = base[y:y + 144, x:x + 192].copy()
+            if i % 37 == 0:
+                base = rng.integers(0, 255, (288, 384, 3), dtype=np.uint8)
+            vf = av.VideoFrame.from_ndarray(img, format="rgb24")
+            vf.pts, vf.time_base = i, Fraction(1, 30)
+            for pk in s.encode(vf):
+                c.mux(pk)
+        for pk in s.encode():
+            c.mux(pk)
+    return path
+
+
+def _cut(src, dst, start):
+    """Stream-copy the packets from the ``start``-th in decode order on: a recording cut from a longer stream."""
+    import av
+
+    with av.open(str(src)) as i, av.open(str(dst), "w") as o:
+        s = i.streams.video[0]
+        t = o.add_stream_from_template(s)
+        for k, p in enumerate(p for p in i.demux(s) if p.size):
+            if k >= start:
+                p.stream = t
+                o.mux(p)
+    return dst
+
+
+def _scan_threads(path, rate, skip, threads):
+    with PyAVSource(path, skip_unreferenced=skip, threads=threads) as src:
+        frames = [(f.index, f.pts, hashlib.md5(f.image.tobytes()).hexdigest()) for f in src.frames(rate)]
+        return frames, src.decoded_seconds, src.truncated, src.decoded_frames, src.undecoded_frames
+
+
+OPEN_GOP = {"bf": "3", "g": "30", "x264-params": "open-gop=1:keyint=30:min-keyint=30:scenecut=0:b-adapt=0:"
+                                                 "b-pyramid=normal"}
+
+
+@pytest.mark.parametrize("suffix", ["ts", "mkv"])
+@pytest.mark.parametrize("start", [29, 35])  # at an open GOP's keyframe (its leading B-frames undecodable); mid-GOP
+@pytest.mark.parametrize("threads", [1, 16])
+def test_a_recording_cut_from_a_longer_stream_is_read_alike(tmp_path, suffix, start, threads):
+    src = _write_moving(tmp_path / f"stream.{suffix}", options=OPEN_GOP)
+    cut = _cut(src, tmp_path / f"cut.{suffix}", start)
+    full, planned = _scan_threads(cut, 10, False, threads), _scan_threads(cut, 10, True, threads)
+    assert full[:4] == planned[:4] and planned[4] > 0
+
+
+def test_avi_stamps_in_decode_order_so_every_frame_is_decoded(tmp_path):
+    p = _write_moving(tmp_path / "call.avi", options={"bf": "3", "x264-params": "b-pyramid=normal"})
+    full, planned = _scan_threads(p, 10, False, 0), _scan_threads(p, 10, True, 0)
+    assert full[:4] == planned[:4] and planned[4] == 0
+
+
+def test_decoding_that_gives_up_on_damaged_data_is_read_alike(tmp_path):
+    # every packet from the 102nd on overwritten with noise (the index intact): decoding gives up after 25 in a row,
+    # and the frames the decoder still holds are given out either way
+    import av
+
+    p = _write_moving(tmp_path / "call.mp4", options={"bf": "5", "x264-params": "b-pyramid=normal"})
+    data = bytearray(p.read_bytes())
+    rng = np.random.default_rng(0)
+    with av.open(str(p)) as c:
+        for k, pk in enumerate(pk for pk in c.demux(video=0) if pk.size):
+            if k >= 102:
+                data[pk.pos:pk.pos + pk.size] = rng.integers(0, 256, pk.size, dtype=np.uint8).tobytes()
+    bad = tmp_path / "damaged.mp4"
+    bad.write_bytes(bytes(data))
+    full, planned = _scan_threads(bad, 10, False, 1), _scan_threads(bad, 10, True, 1)
+    assert full[:4] == planned[:4] and full[2] and planned[4] > 0
+    assert full[0][-1][1] > 3.3  # the held frames came out: the analysed frames reach the last decodable ones
+
+
+@pytest.mark.parametrize("after", [96, 100, 103])
+def test_a_demuxer_failure_mid_file_is_read_alike(tmp_path, after):
+    import av
+
+    p = _write_moving(tmp_path / "call.mp4", options={"bf": "5", "x264-params": "b-pyramid=normal"})
+
+    def scan(skip):
+        with PyAVSource(p, skip_unreferenced=skip, threads=1) as src:
+            real = src._container
+
+            class Failing:
+                def __getattr__(self, name):
+                    return getattr(real, name)
+
+                def demux(self, *a, **k):
+                    for i, packet in enumerate(real.demux(*a, **k)):
+                        if i == after:
+                            raise av.error.InvalidDataError(1094995529, "simulated demuxer failure", "x")
+                        yield packet
+
+            src._container = Failing()
+            try:
+                frames = [(f.index, f.pts, hashlib.md5(f.image.tobytes()).hexdigest()) for f in src.frames(10)]
+            finally:
+                src._container = real
+            return frames, src.decoded_seconds, src.truncated, src.decoded_frames
+
+    full, planned = scan(False), scan(True)
+    assert full == planned and full[2]
+
+
+def test_frames_given_out_of_time_order_stop_the_plan(tmp_path, monkeypatch):
+    # planned as if it were any container (AVI itself is never planned): the decoder gives its frames out of time
+    # order, which timed_frames drops, and the plan stops there
+    p = _write_moving(tmp_path / "call.avi", options={"bf": "3", "x264-params": "b-pyramid=normal"})
+
+    def any_container(self, rate):
+        s = self._stream
+        return UnreferencedFrameSkipper(rate, s.time_base, h264_nal_length_size(s.codec_context.extradata),
+                                        average_rate=s.average_rate)
+
+    full = _scan_threads(p, 10, False, 0)
+    monkeypatch.setattr(PyAVSource, "_frame_skipper", any_container)
+    assert _scan_threads(p, 10, True, 0)[:4] == full[:4]
+
+
+def test_a_first_frame_at_no_packets_time_stops_the_plan():
+    skipper = UnreferencedFrameSkipper(Fraction(10), Fraction(1, 30), 4)
+    planned = skipper.packets(iter(gop_packets(20)))
+    next(planned)
+    skipper.observe(Fraction(1, 2), True)  # the decoder's first frame has a time no packet had
+    assert not skipper.active and all(d for _, d in planned)
