@@ -240,18 +240,16 @@ def test_undecoded_frames_count_once_a_frame_shown_after_them_comes_out():
 
 # -- real files ------------------------------------------------------------------------------------------------
 
-def _write_h264(path, times, time_base, rate, b_frames=3):
-    """160x120 frames, a noisy one every fourth so the encoder makes real B-frames, shown at ``times``."""
+def _encode(path, images, times, time_base, rate, options):
+    """Encode RGB ``images`` shown at ``times`` (``time_base`` units) with libx264 and ``options``."""
     import av
 
-    rng = np.random.default_rng(1)
     with av.open(str(path), "w") as c:
         s = c.add_stream("libx264", rate=rate)
-        s.width, s.height, s.pix_fmt, s.time_base = 160, 120, "yuv420p", time_base
-        s.codec_context.options = {"bf": str(b_frames)}
-        for i, t in enumerate(times):
-            img = (rng.integers(0, 255, (120, 160, 3), dtype=np.uint8) if i % 4 == 0
-                   else np.full((120, 160, 3), (i * 7) % 255, np.uint8))
+        s.height, s.width = images[0].shape[:2]
+        s.pix_fmt, s.time_base = "yuv420p", time_base
+        s.codec_context.options = dict(options)
+        for img, t in zip(images, times):
             vf = av.VideoFrame.from_ndarray(img, format="rgb24")
             vf.pts, vf.time_base = t, time_base
             for pk in s.encode(vf):
@@ -259,6 +257,14 @@ def _write_h264(path, times, time_base, rate, b_frames=3):
         for pk in s.encode():
             c.mux(pk)
     return path
+
+
+def _write_h264(path, times, time_base, rate, b_frames=3):
+    """160x120 frames, a noisy one every fourth so the encoder makes real B-frames, shown at ``times``."""
+    rng = np.random.default_rng(1)
+    images = [rng.integers(0, 255, (120, 160, 3), dtype=np.uint8) if i % 4 == 0
+              else np.full((120, 160, 3), (i * 7) % 255, np.uint8) for i in range(len(times))]
+    return _encode(path, images, times, time_base, rate, {"bf": str(b_frames)})
 
 
 def _scan(path, rate, skip):
@@ -351,26 +357,14 @@ def test_the_scans_own_clock_has_the_last_word(tmp_path, monkeypatch):
 
 def _write_moving(path, n=300, options=None):
     """192x144 frames of a panning texture with a cut every 37 frames, through libx264 with ``options``."""
-    import av
-
     rng = np.random.default_rng(0)
-    base = rng.integers(0, 255, (288, 384, 3), dtype=np.uint8)
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("libx264", rate=30)
-        s.width, s.height, s.pix_fmt, s.time_base = 192, 144, "yuv420p", Fraction(1, 30)
-        s.codec_context.options = dict(options or {"bf": "3"})
-        for i in range(n):
-            x, y = (i * 3) % 192, (i * 2) % 144
-            img = base[y:y + 144, x:x + 192].copy()
-            if i % 37 == 0:
-                base = rng.integers(0, 255, (288, 384, 3), dtype=np.uint8)
-            vf = av.VideoFrame.from_ndarray(img, format="rgb24")
-            vf.pts, vf.time_base = i, Fraction(1, 30)
-            for pk in s.encode(vf):
-                c.mux(pk)
-        for pk in s.encode():
-            c.mux(pk)
-    return path
+    base, images = rng.integers(0, 255, (288, 384, 3), dtype=np.uint8), []
+    for i in range(n):
+        x, y = (i * 3) % 192, (i * 2) % 144
+        images.append(base[y:y + 144, x:x + 192].copy())
+        if i % 37 == 0:
+            base = rng.integers(0, 255, (288, 384, 3), dtype=np.uint8)
+    return _encode(path, images, range(n), Fraction(1, 30), 30, options or {"bf": "3"})
 
 
 def _cut(src, dst, start):
