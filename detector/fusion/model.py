@@ -95,6 +95,12 @@ def raw_check_suspicion(x: np.ndarray, names: list[str], reference: dict[str, tu
     return out
 
 
+def _parse_reference(reference: dict) -> dict[str, tuple[np.ndarray, int]]:
+    """The metadata's ``reference`` (feature -> genuine quantiles and the sign it carries in the fused model) as
+    :func:`raw_check_suspicion` reads it."""
+    return {k: (np.asarray(v["genuine_quantiles"], dtype=np.float64), int(v["sign"])) for k, v in reference.items()}
+
+
 def _parse_block(block: dict, feature_names: list[str]) -> dict:
     """One ``blocks`` entry of the metadata, checked (ValueError/KeyError/TypeError when malformed)."""
     features = [str(n) for n in block["features"]]
@@ -132,8 +138,7 @@ class FusionModel:
             self.high = float(self.meta["thresholds"]["high"])
             # models trained before session 7 flag segments at the verdict threshold
             self.segment_high = float(self.meta["thresholds"].get("segment", self.high))
-            self._reference = {k: (np.asarray(v["genuine_quantiles"], dtype=np.float64), int(v["sign"]))
-                               for k, v in self.meta.get("reference", {}).items()}
+            self._reference = _parse_reference(self.meta.get("reference", {}))
             self._blocks = {check: _parse_block(b, self.feature_names)
                             for check, b in self.meta.get("blocks", {}).items()}
             # per check, the distribution of its largest share on genuine training clips (models before session 22

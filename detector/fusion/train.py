@@ -30,7 +30,7 @@ from detector.evaluation import (DEFAULT_LINK_NOTE, MAIN_TRACK_MIN_S, ClipFeatur
                                  segment_rates, segment_threshold, split_seen, threshold_for_fpr, window_matrix)
 from detector.fusion.augment import RECIPES, TRAINING_COPIES, copy_metrics, make_copies
 from detector.fusion.logistic import LogisticModel, roc_auc, to_onnx
-from detector.fusion.model import _parse_block, raw_check_suspicion
+from detector.fusion.model import _parse_block, _parse_reference, raw_check_suspicion
 from detector.options import ScanOptions
 from detector.paths import models_dir
 from detector.timeline import FACE_SIZE_FEATURE
@@ -108,10 +108,8 @@ def check_quantiles(names: list[str], genuine: np.ndarray, reference: dict[str, 
     """Per check, 21 quantiles of its largest share (:func:`~detector.fusion.model.raw_check_suspicion`) over the
     genuine training clips, so that a report's per-check suspicion reads as a share of genuine footage whatever
     the number of features the check has (the largest of two uniform shares is 0.71 or more half the time)."""
-    parsed_reference = {n: (np.asarray(v["genuine_quantiles"], dtype=np.float64), int(v["sign"]))
-                        for n, v in reference.items()}
     parsed_blocks = {c: _parse_block(b, names) for c, b in blocks.items()}
-    raw = raw_check_suspicion(np.asarray(genuine, dtype=np.float64), names, parsed_reference, parsed_blocks)
+    raw = raw_check_suspicion(np.asarray(genuine, dtype=np.float64), names, _parse_reference(reference), parsed_blocks)
     return {check: np.quantile(v[np.isfinite(v)], np.linspace(0, 1, 21)).tolist()
             for check, v in raw.items() if np.isfinite(v).sum() >= 5}
 

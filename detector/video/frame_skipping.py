@@ -28,7 +28,7 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from fractions import Fraction
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from detector.video.source import RateSampler
 
@@ -109,12 +109,14 @@ class UnreferencedFrameSkipper:
     """
 
     def __init__(self, rate: Fraction | float, time_base: Fraction, nal_length_size: int,
-                 average_rate: Fraction | None = None):
+                 frame_length: Callable[[object], Fraction] | None = None):
         self._rate = rate
         self._shadow = RateSampler(rate)
         self._tb = Fraction(time_base)
         self._nal_length_size = nal_length_size
-        self._frame_step = 1 / Fraction(average_rate) if average_rate else Fraction(0)
+        # how long an undecoded frame is shown, read off its packet: the caller's rule for decoded frames
+        # (PyAVSource._frame_length), else the packet's own duration
+        self._frame_length = frame_length or (lambda packet: Fraction(packet.duration or 0) * self._tb)
         self._pending: list[int] = []  # presentation times demuxed and not yet run through the shadow sampler
         self._decided: dict[int, bool] = {}  # time -> the shadow sampler keeps it (for packets not yet released)
         self._predicted: deque[tuple[int, bool]] = deque()  # decisions in presentation order, awaiting the frame
@@ -164,9 +166,7 @@ class UnreferencedFrameSkipper:
         kept = self._decided.pop(packet.pts, True)
         if kept or not self._started or not is_unreferenced_h264(memoryview(packet), self._nal_length_size):
             return packet, True
-        tb = packet.time_base or self._tb
-        length = Fraction(packet.duration) * tb if packet.duration and packet.duration > 0 else self._frame_step
-        heapq.heappush(self._undecoded, (packet.pts, length))
+        heapq.heappush(self._undecoded, (packet.pts, self._frame_length(packet)))
         return packet, False
 
     def packets(self, demuxed: Iterable) -> Iterator[tuple[object, bool]]:

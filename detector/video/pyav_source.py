@@ -318,10 +318,10 @@ class PyAVSource(VideoSource):
         if span[1] - end > max(Fraction(_SHORTFALL_MIN_S), _SHORTFALL_FRACTION * (span[1] - span[0])):
             self.truncated = True
 
-    def _frame_length(self, vf: av.VideoFrame) -> Fraction:
-        """How long a decoded frame is shown: its own duration where the file stores one (a variable-frame-rate
+    def _frame_length(self, vf: av.VideoFrame | av.Packet) -> Fraction:
+        """How long a frame is shown: its own duration where the file stores one (a variable-frame-rate
         recording can hold its last frame for seconds, and its declared duration includes that), else one frame at
-        the stream's average rate."""
+        the stream's average rate. Read off a decoded frame, or off the packet of one left undecoded."""
         tb = vf.time_base or self._stream.time_base
         own = getattr(vf, "duration", None)
         if own and tb is not None and own > 0:
@@ -356,7 +356,7 @@ class PyAVSource(VideoSource):
         if "avi" in (self._container.format.name or ""):
             return None  # AVI stamps packets in decode order: frames come out of the decoder out of time order
         return UnreferencedFrameSkipper(rate, s.time_base, h264_nal_length_size(s.codec_context.extradata),
-                                        average_rate=s.average_rate)
+                                        frame_length=self._frame_length)
 
     def frames(self, rate: Fraction | float | None = None) -> Iterator[Frame]:
         sampler = RateSampler(rate)

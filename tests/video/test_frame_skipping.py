@@ -465,7 +465,7 @@ def test_frames_given_out_of_time_order_stop_the_plan(tmp_path, monkeypatch):
     def any_container(self, rate):
         s = self._stream
         return UnreferencedFrameSkipper(rate, s.time_base, h264_nal_length_size(s.codec_context.extradata),
-                                        average_rate=s.average_rate)
+                                        frame_length=self._frame_length)
 
     full = _scan_threads(p, 10, False, 0)
     monkeypatch.setattr(PyAVSource, "_frame_skipper", any_container)
