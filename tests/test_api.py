@@ -74,6 +74,9 @@ def test_face_for_one_second_is_insufficient_evidence(tmp_path):
     r = scan(p)
     assert r.verdict == Verdict.insufficient_evidence
     assert r.probability is None
+    # a track too short to score gets no per-check bars (their calibration is for scored tracks), features stay
+    assert r.tracks and all(c.suspicion is None for t in r.tracks for c in t.checks)
+    assert any(v is not None for t in r.tracks for c in t.checks for v in c.features.values())
 
 
 def test_bad_inputs_raise_typed_errors(tmp_path, analyzer):

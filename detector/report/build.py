@@ -61,7 +61,9 @@ def _track_outcome(analysis: CallAnalysis, td: TrackData, fusion: FusionModel | 
     opts = analysis.options
     feats = analysis.track_features(td)
     sufficient = td.duration >= opts.min_track_seconds and td.frames >= opts.min_track_frames
-    suspicion = fusion.suspicion(feats) if fusion is not None else {}
+    # a track too short to score gets no bars either: the calibration behind them is for scored tracks, and a red
+    # bar beside "insufficient evidence" reads as an accusation the tool does not make
+    suspicion = fusion.suspicion(feats) if fusion is not None and sufficient else {}
     checks = []
     for name in analysis.check_names:
         cls = CHECKS[name]

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Optional
 
+import numpy as np
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from detector.report.build import fmt_time
@@ -177,12 +178,28 @@ def build_timeline(report: Report) -> TimelineView:
                                           f"P={p.probability:.0%}") for px, py, p in pts]))
     tracks_by_id = {t.track_id: t for t in report.tracks}
     for n, e in enumerate(report.evidence, start=1):
-        p = e.probability if e.probability is not None else (tracks_by_id.get(e.track_id) or _NO_TRACK).probability
+        p = _line_value(tracks_by_id.get(e.track_id), e.time_s)
+        if p is None:
+            p = e.probability if e.probability is not None else (tracks_by_id.get(e.track_id) or _NO_TRACK).probability
         view.markers.append((x(e.time_s), y(p if p is not None else 0.0), n,
                              f"evidence {n}: participant {e.track_id + 1} at {fmt_time(e.time_s)}"))
     view.axis_y = lane_top + lanes_h + 14
     view.empty = not view.lines
     return view
+
+
+def _line_value(track: Optional[TrackReport], t: float) -> Optional[float]:
+    """Height of a participant's drawn line at time ``t`` (None without one).
+
+    An evidence frame is the thumbnail nearest its window's middle, not the middle itself, so its marker placed at
+    the window's probability would float beside the line; it goes on the line, where a reader looks for it.
+    """
+    if track is None:
+        return None
+    pts = sorted(((p.start_s + p.end_s) / 2, p.probability) for p in track.timeline if p.probability is not None)
+    if not pts:
+        return None
+    return float(np.interp(t, [c for c, _ in pts], [v for _, v in pts]))
 
 
 class _NoTrack:
@@ -197,13 +214,15 @@ class TrackView:
     report: TrackReport
     colour: str
     tone: str
-    checks: list  # CheckResult, most suspicious first, unmeasured last
+    checks: list  # CheckResult, most suspicious first, unmeasured last; empty when none was measured
 
 
 def track_views(report: Report) -> list[TrackView]:
     out = []
     for i, t in enumerate(report.tracks):
         ranked = sorted(t.checks, key=lambda c: (c.suspicion is None, -(c.suspicion or 0.0)))
+        if all(c.suspicion is None for c in ranked):
+            ranked = []  # nothing measured (an unscored track, or no fusion): a column of empty bars says nothing
         out.append(TrackView(t, track_colour(i), VERDICT_TONE[t.verdict], ranked))
     return out
 

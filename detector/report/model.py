@@ -93,7 +93,7 @@ class CheckResult(BaseModel):
     title: str
     explanation: str
     # how unusual this track is on this check compared with genuine footage,
-    # 0 (typical of genuine) .. 1 (far outside); None when not measurable
+    # 0 (typical of genuine) .. 1 (far outside); None when not measurable, and on a track too short to score
     suspicion: Optional[float] = None
     features: dict[str, Optional[float]] = Field(default_factory=dict)
 

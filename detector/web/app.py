@@ -77,9 +77,19 @@ def _tone(value: Optional[str]) -> str:
         return "neutral"
 
 
-def _download_stem(name: str) -> str:
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", name.rsplit(".", 1)[0]).strip("._") or "recording"
+def _download_stem(name: str, ascii_only: bool = True) -> str:
+    # the ASCII stem is the plain ``filename`` every client reads; the Unicode one (``filename*``) keeps a name such
+    # as "Interview Zoë" or "面接" recognisable where the browser supports it (all current ones do)
+    unsafe = r"[^A-Za-z0-9._-]+" if ascii_only else r'[\x00-\x1f\x7f/\\:*?"<>|\s]+'
+    stem = re.sub(unsafe, "_", name.rsplit(".", 1)[0]).strip("._") or "recording"
     return stem[:80]
+
+
+def _attachment(original_name: str, suffix: str) -> dict[str, str]:
+    """Content-Disposition for a download named after the uploaded recording (RFC 6266 with RFC 5987)."""
+    plain = _download_stem(original_name) + suffix
+    full = _download_stem(original_name, ascii_only=False) + suffix
+    return {"Content-Disposition": f"attachment; filename=\"{plain}\"; filename*=UTF-8''{quote(full, safe='')}"}
 
 
 class _SecurityHeaders:
@@ -387,17 +397,14 @@ def create_app(settings: WebSettings | None = None, analyzer_factory: AnalyzerFa
     async def download_json(job_id: str):
         job = job_or_404(job_id)
         report_or_404(job)
-        name = f"{_download_stem(job.original_name)}.report.json"
         return Response(store().report_json(job.id), media_type="application/json",
-                        headers={"Content-Disposition": f"attachment; filename=\"{name}\"; "
-                                                        f"filename*=UTF-8''{quote(name)}"})
+                        headers=_attachment(job.original_name, ".report.json"))
 
     @app.get("/jobs/{job_id}/report.html", dependencies=[Depends(guard)])
     async def download_html(job_id: str):
         job = job_or_404(job_id)
         report = report_or_404(job)
-        name = f"{_download_stem(job.original_name)}.report.html"
-        return HTMLResponse(render_html(report), headers={"Content-Disposition": f"attachment; filename=\"{name}\""})
+        return HTMLResponse(render_html(report), headers=_attachment(job.original_name, ".report.html"))
 
     @app.get("/favicon.ico")
     async def favicon():

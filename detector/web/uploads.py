@@ -216,6 +216,10 @@ async def receive_upload(headers, body: AsyncIterator[bytes], incoming_dir: Path
             name = sink.file_name
         else:
             name = unquote(headers.get("x-file-name", ""))
+        if target.size == 0 and sink is None:
+            # a bare POST (a script that forgot the file) is not an empty recording: say what to send
+            raise UploadRejected(400, "no_file", "the request carried no file: send the recording as the request "
+                                                 "body or as a form field named 'file'")
         if target.size == 0:
             raise UploadRejected(400, "empty_file", "the file is empty")
         await _flush(target.close)

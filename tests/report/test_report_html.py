@@ -63,6 +63,20 @@ def test_timeline_geometry(report):
     assert seg.x + seg.w <= tl.right + 0.5 and seg.x >= xs[0]
 
 
+def test_evidence_markers_sit_on_their_participants_line(report):
+    # the evidence frame falls between two window centres: its marker is on the drawn line, not at its window's
+    # probability beside it
+    moved = report.model_copy(deep=True)
+    duration = moved.video.duration_s
+    moved.evidence[0].time_s = duration * 0.625
+    tl = build_timeline(moved)
+    (mx, my, _, _), = tl.markers
+    pts = [tuple(map(float, p.split(","))) for p in tl.lines[0].points.split()]
+    (x0, y0), (x1, y1) = next((a, b) for a, b in zip(pts, pts[1:]) if a[0] <= mx <= b[0])
+    assert my == pytest.approx(y0 + (y1 - y0) * (mx - x0) / (x1 - x0), abs=0.3)
+    assert my != pytest.approx(build_timeline(report).markers[0][1], abs=0.3)  # not the window's own height
+
+
 def test_reports_without_scores_render(report):
     empty = report.model_copy(update={"verdict": Verdict.no_face, "probability": None, "tracks": [], "segments": [],
                                       "evidence": [], "summary": "No face was found."})
@@ -74,7 +88,12 @@ def test_reports_without_scores_render(report):
     brief.tracks[0].probability = None
     brief.tracks[0].note = "face seen for 1.0 s"
     brief.segments, brief.evidence = [], []
-    assert "face seen for 1.0 s" in render_html(brief)
+    for c in brief.tracks[0].checks:
+        c.suspicion = None  # what the report builder gives a track too short to score
+    brief_html = render_html(brief)
+    assert "face seen for 1.0 s" in brief_html
+    assert '<ul class="checks">' not in brief_html and "No check bars: this participant was not scored" in brief_html
+    assert '<ul class="checks">' in render_html(report)
     assert "<svg" in render_html(Report.from_json(report.to_json()))
 
 

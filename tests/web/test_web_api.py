@@ -1,6 +1,7 @@
 """API tests of the web app with a fake analyzer (no models needed)."""
 from __future__ import annotations
 
+import re
 import sqlite3
 import threading
 import time
@@ -93,10 +94,29 @@ def test_non_video_is_rejected_by_content_and_leaves_nothing(tmp_path):
         assert list((tmp_path / "data" / "incoming").iterdir()) == []
 
 
+def test_download_names_keep_a_non_ascii_recording_name(tmp_path, tiny_video):
+    from urllib.parse import quote, unquote
+
+    with make_client(tmp_path) as client:
+        job = upload(client, tiny_video, name=quote('面接 Zoë "final".mp4')).json()
+        assert wait_done(client, job["id"])["state"] == "done"
+        for suffix in (".report.json", ".report.html"):
+            header = client.get(f"/jobs/{job['id']}/report{suffix[7:]}").headers["content-disposition"]
+            # a client reading RFC 5987 gets the name as uploaded; an old one an ASCII stand-in
+            extended = re.search(r"filename\*=UTF-8''([^;\s]+)", header).group(1)
+            assert unquote(extended) == "面接_Zoë_final" + suffix
+            assert 'filename="Zo_final' + suffix + '"' in header and header.isascii()
+
+
 def test_empty_upload_is_rejected(tmp_path):
     with make_client(tmp_path) as client:
-        r = client.post("/api/jobs", content=b"", headers={"Content-Type": "application/octet-stream"})
-        assert r.status_code == 400 and r.json()["error"] == "empty_file"
+        r = client.post("/api/jobs", files={"file": ("call.mp4", b"", "video/mp4")})
+        assert r.status_code == 400 and r.json()["error"] == "empty_file" and "empty" in r.json()["detail"]
+        # a bare POST with no body is a request without a file, not an empty recording
+        for headers in ({"Content-Type": "application/octet-stream"}, {}):
+            r = client.post("/api/jobs", content=b"", headers=headers)
+            assert r.status_code == 400 and r.json()["error"] == "no_file" and "no file" in r.json()["detail"]
+        assert client.get("/api/jobs").json()["jobs"] == []
 
 
 def test_size_limit_enforced_while_streaming(tmp_path, tiny_video):
