@@ -77,6 +77,20 @@ def test_evidence_markers_sit_on_their_participants_line(report):
     assert my != pytest.approx(build_timeline(report).markers[0][1], abs=0.3)  # not the window's own height
 
 
+def test_evidence_below_the_threshold_is_not_called_suspicious(tmp_path):
+    video = FAKES.write_tiny_video(tmp_path / "calm.mp4")
+    flagged = render_html(FAKES.fake_report(str(video), probability=0.82))
+    assert "the most suspicious moments" in flagged and "None of these reached" not in flagged
+    calm = FAKES.fake_report(str(video), probability=0.5)  # under the 0.7 threshold: nothing was flagged
+    html = render_html(calm)
+    assert "the highest-scoring moments" in html and "the most suspicious moments" not in html
+    assert "None of these reached the face-swap threshold (70%)" in html
+    calm.thresholds.segment = 0.45  # the timeline's own threshold, when the report has one, is the one that flags
+    assert "the most suspicious moments" in render_html(calm)
+    calm.evidence[0].probability = None  # a report that does not say: no claim either way
+    assert "None of these reached" not in render_html(calm)
+
+
 def test_reports_without_scores_render(report):
     empty = report.model_copy(update={"verdict": Verdict.no_face, "probability": None, "tracks": [], "segments": [],
                                       "evidence": [], "summary": "No face was found."})
