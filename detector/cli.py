@@ -87,7 +87,7 @@ AUTO_SPEAKER_VIEW_HELP = ("Scan a recording again as with --speaker-view when a 
                           "scans). Recordings without such a cut are scanned once, as by default.")
 
 
-def _usable_output(path: Path | None, option: str) -> None:
+def usable_output(path: Path | None, option: str) -> None:
     """Refuse, before a scan that may take minutes, a report path that could not be written afterwards (exit 2).
     A missing folder is made, as ``batch --out`` makes it."""
     if path is None:
@@ -106,6 +106,40 @@ def _usable_output(path: Path | None, option: str) -> None:
     if problem:
         typer.secho(f"error: {option} {path}: {problem}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2)
+
+
+def usable_folder(path: Path | None, option: str) -> None:
+    """Refuse, before the work, a folder of outputs that could not be written (made if missing; exit 2)."""
+    if path is None:
+        return
+    problem = None
+    if path.exists() and not path.is_dir():
+        problem = "is a file; give a folder"
+    else:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            problem = f"cannot be made ({exc.strerror or exc})"
+        else:
+            if not os.access(path, os.W_OK | os.X_OK):
+                problem = "cannot be written (permission denied)"
+    if problem:
+        typer.secho(f"error: {option} {path}: {problem}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
+
+
+def say(text: str) -> bool:
+    """Print to stdout. A reader that went away (``| head -1``) stops the printing, not the work: the reports
+    still go to their files and the exit code still says how the scans went. False once stdout is gone."""
+    try:
+        typer.echo(text)
+        return True
+    except BrokenPipeError:
+        # Python would raise again when it flushes stdout at exit; point it at /dev/null (as the docs advise)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return False
 
 
 def _write_output(path: Path, text: str, option: str) -> None:
@@ -143,8 +177,8 @@ def scan(files: List[Path] = typer.Argument(..., help="Recordings to scan."),
     if html_path is not None and len(files) != 1:
         typer.secho("error: --html takes exactly one recording", fg=typer.colors.RED, err=True)
         raise typer.Exit(2)
-    _usable_output(json_path, "--json")
-    _usable_output(html_path, "--html")
+    usable_output(json_path, "--json")
+    usable_output(html_path, "--html")
     from detector.report.text import render_text
 
     reports, failed, internal = [], 0, 0
@@ -174,7 +208,7 @@ def scan(files: List[Path] = typer.Argument(..., help="Recordings to scan."),
                 continue
             reports.append(report)
             if not quiet:
-                typer.echo(render_text(report))
+                quiet = not say(render_text(report))
     if json_path is not None and reports:
         text = reports[0].to_json() if len(files) == 1 else "[" + ",\n".join(r.to_json() for r in reports) + "]"
         _write_output(json_path, text, "--json")

@@ -153,3 +153,46 @@ def test_an_internal_error_is_reported_and_other_files_still_scanned(genuine_cli
     assert res.exit_code == 1
     assert "internal error" in res.output and "simulated bug" in res.output
     assert len(json.loads(out.read_text())) == 1
+
+
+def test_a_reader_that_goes_away_stops_the_printing_not_the_scan(tmp_path):
+    # `detector scan a.mp4 b.mp4 --json all.json | head -1`: stdout closes after the first line; the reports still
+    # reach --json and the exit code still says how the scans went (it was 1, with no JSON, when EPIPE escaped)
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    web_fakes = Path(__file__).resolve().parent / "web" / "web_fakes.py"
+    script = tmp_path / "scan_with_stand_in.py"
+    script.write_text(f"""
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("web_fakes", {str(web_fakes)!r})
+fakes = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(fakes)
+import detector.api
+
+class StandIn:
+    def __init__(self, options=None): pass
+    def scan(self, path, progress=None, should_stop=None): return fakes.fake_report(str(path))
+    def __enter__(self): return self
+    def __exit__(self, *exc): pass
+
+detector.api.Analyzer = StandIn
+from detector.cli import app
+sys.argv = ["detector"] + sys.argv[1:]
+app()
+""")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("web_fakes_for_cli", web_fakes)
+    fakes = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fakes)
+    clips = [fakes.write_tiny_video(tmp_path / f"call{i}.mp4") for i in range(2)]
+    out = tmp_path / "all.json"
+    proc = subprocess.Popen([sys.executable, str(script), "scan", *map(str, clips), "--json", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader is gone before the first line is printed
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err.decode()
+    assert b"Traceback" not in err and b"BrokenPipe" not in err
+    assert [r["video"]["file_name"] for r in json.loads(out.read_text())] == ["call0.mp4", "call1.mp4"]

@@ -2,8 +2,8 @@
 
 Exit codes follow ``detector scan``: 0 every recording analysed, 3 some
 recordings failed (their rows are in the output), 4 workers cannot load the
-models, 5 bad options or the output is in use by another batch, 2 usage,
-130 interrupted (everything finished so far is kept; re-run to resume).
+models, 5 bad options or the output is in use by another batch, 2 usage
+(including an output that cannot be written), 130 interrupted (everything finished so far is kept; re-run to resume).
 """
 from __future__ import annotations
 
@@ -105,7 +105,7 @@ def register(app: typer.Typer) -> None:
               worker_log: Optional[str] = typer.Option(None, "--worker-log",
                                                        help="Local workers' stderr (default OUT.workers.log; "
                                                             "'-' for the terminal)."),
-              top: int = typer.Option(10, help="How many of the most suspicious calls the summary lists."),
+              top: int = typer.Option(10, min=0, help="How many of the most suspicious calls the summary lists."),
               progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on stderr."),
               quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary on stdout."),
               analyzer: str = typer.Option("detector.api:Analyzer", "--analyzer", hidden=True,
@@ -129,27 +129,38 @@ def register(app: typer.Typer) -> None:
             _err("--timeout must be >= 0", 2)
         if dask and scheduler:
             _err("use either --dask local or --scheduler, not both", 2)
+        # every file the run writes is checked before it scans for hours (exit 2, as `scan` does): a CSV or log
+        # path that fails at the end, or in each worker as it starts, would cost the run or blame the recordings
+        from detector.cli import usable_folder, usable_output
+
+        log_path = None if worker_log == "-" else (worker_log or f"{out}.workers.log")
+        usable_output(out, "--out")
+        usable_output(csv_path, "--csv")
+        if log_path is not None and not (scheduler or dask):  # only local workers write it
+            usable_output(Path(log_path), "--worker-log")
+        usable_folder(html_dir, "--html-dir")
         try:
             options = ScanOptions(analysis_fps=fps, max_faces=max_faces, gallery_grid=gallery,
                                   shot_cuts=speaker_view, speaker_view_auto=auto_speaker_view).validate()
             walk_stats = WalkStats()
-            candidates = list(walk(paths or [], walk_stats))
+            seen: set[str] = set()  # one set for both walks: a file given as an argument and listed is one file
+            candidates = list(walk(paths or [], walk_stats, seen))
             if from_list is not None:
                 listed = read_path_list(from_list)
                 if scheduler:
                     # remote workers may see a filesystem this client does not: they decide
                     candidates.extend(listed)
                 else:
-                    candidates.extend(p for p in listed if not os.path.exists(p))  # -> "not found" rows
-                    candidates.extend(walk([p for p in listed if os.path.exists(p)], walk_stats))
+                    # -> "not found" rows, named like every other row by their absolute path
+                    candidates.extend(os.path.abspath(p) for p in listed if not os.path.exists(p))
+                    candidates.extend(walk([p for p in listed if os.path.exists(p)], walk_stats, seen))
             if scheduler or dask:
                 from detector.batch.dask_runner import DaskBackend
 
                 backend = DaskBackend(scheduler=scheduler, local_workers=workers)
             else:
                 # worker processes' native log lines go next to the output, not over the progress bar
-                backend = LocalBackend(workers, log_path=None if worker_log == "-" else
-                                       (worker_log or f"{out}.workers.log"))
+                backend = LocalBackend(workers, log_path=log_path)
         except DetectorError as exc:
             _err(str(exc), 5)
 
@@ -180,11 +191,17 @@ def register(app: typer.Typer) -> None:
             _err(str(exc), 5)
         except DetectorError as exc:
             _err(str(exc), 1)
+        except OSError as exc:  # the output became unwritable after the checks above (disk full, folder gone)
+            _err(f"could not write --out {out}: {exc.strerror or exc}", 2)
 
         rows = read_output(out).rows
         score_key = options.result_key()  # the key the run wrote its rows under
+        late_error = None
         if csv_path is not None:
-            write_csv(rows, csv_path, score_key)
+            try:
+                write_csv(rows, csv_path, score_key)
+            except OSError as exc:  # the rows are safe in --out; say so and still print the summary
+                late_error = f"could not write --csv {csv_path}: {exc.strerror or exc} (the rows are in {out})"
         if html_dir is not None and html_ok[0]:
             try:
                 _, html_errors = write_missing_html(rows, html_dir, score_key)
@@ -193,7 +210,11 @@ def register(app: typer.Typer) -> None:
             for e in html_errors:
                 typer.secho(f"warning: HTML report failed: {e}", fg=typer.colors.YELLOW, err=True)
         if not quiet:
-            typer.echo(render_summary(stats, summarize(rows, score_key, top), str(out), top))
+            from detector.cli import say
+
+            say(render_summary(stats, summarize(rows, score_key, top), str(out), top))
+        if late_error:
+            _err(late_error, 2)
         if stats.interrupted:
             typer.secho("interrupted: finished work is saved; run the same command again to resume",
                         fg=typer.colors.YELLOW, err=True)

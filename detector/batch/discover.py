@@ -132,14 +132,16 @@ def prefilter(path: str, stats: WalkStats) -> bool:
     return True
 
 
-def walk(paths: Iterable[str | os.PathLike], stats: WalkStats | None = None) -> Iterator[str]:
+def walk(paths: Iterable[str | os.PathLike], stats: WalkStats | None = None,
+         seen: set[str] | None = None) -> Iterator[str]:
     """Yield candidate recordings under ``paths`` (files or folders), each once.
 
     Directory symlinks are not followed (archive shares often contain loops);
-    file symlinks are, and duplicates are dropped by real path.
+    file symlinks are, and duplicates are dropped by real path. ``seen`` (real
+    paths) may be shared by several walks of one run, so each file is met once.
     """
     stats = stats if stats is not None else WalkStats()
-    seen: set[str] = set()
+    seen = seen if seen is not None else set()
 
     def emit(p: str) -> Iterator[str]:
         stats.files_seen += 1

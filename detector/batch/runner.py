@@ -265,6 +265,14 @@ def run_batch(paths: Iterable[str], store: ResultStore, options: ScanOptions, ba
             on_progress(stats, outcome)
 
     def record(o: Outcome) -> None:
+        if o.kind == "record" and o.key and o.key in done:
+            # The same content finished twice in this run: a copy under another name, handed to a worker before
+            # its twin's row existed (workers know only what was done when they started). One row per content, as
+            # across runs; the copy is counted as skipped.
+            stats.skip("copy of another recording (same content)")
+            stats.finished += 1
+            emit(o)
+            return
         if o.kind == "record":
             store.append(o.line)
             if o.key and (o.status == "ok" or (not retry_failed and o.code in PERMANENT_ERRORS)):

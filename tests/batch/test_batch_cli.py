@@ -7,12 +7,13 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import typer
 from typer.testing import CliRunner
 
-from batch_fakes import FAKE, distinct_copies
+from batch_fakes import FAKE, distinct_copies, fake_log
 from detector.batch.cli import register
 from detector.batch.resume import read_output
 
@@ -62,6 +63,54 @@ def test_usage_errors(app, tmp_path):
     assert res.exit_code == 5
     res = CliRunner().invoke(app, ["batch", str(tmp_path), "--out", str(tmp_path / "r.jsonl"), "--dask", "yarn"])
     assert res.exit_code == 2
+
+
+def test_outputs_that_cannot_be_written_are_refused_before_any_work(app, archive, tmp_path):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    base = ["batch", str(archive), "--no-progress", "--analyzer", FAKE]
+    out = tmp_path / "r.jsonl"
+    for extra, option in ((["--out", str(tmp_path)], "--out"),  # a folder
+                          (["--out", str(a_file / "r.jsonl")], "--out"),  # under a file
+                          (["--out", str(out), "--csv", str(a_file / "t.csv")], "--csv"),
+                          (["--out", str(out), "--worker-log", str(a_file / "w.log")], "--worker-log"),
+                          (["--out", str(out), "--html-dir", str(a_file)], "--html-dir")):
+        res = CliRunner().invoke(app, base + extra)
+        assert res.exit_code == 2 and f"error: {option} " in res.output, (extra, res.output)
+        assert "Traceback" not in res.output
+        assert not out.exists() or out.read_bytes() == b""  # refused before scanning anything
+    assert CliRunner().invoke(app, base + ["--out", str(out), "--top", "-1"]).exit_code == 2
+
+
+def test_a_csv_that_fails_at_the_end_still_prints_the_summary(app, archive, tmp_path, monkeypatch):
+    import detector.batch.summary as summary
+
+    def disk_full(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(summary, "write_csv", disk_full)
+    out = tmp_path / "r.jsonl"
+    res = CliRunner().invoke(app, ["batch", str(archive), "--out", str(out), "--csv", str(tmp_path / "t.csv"),
+                                   "--no-progress", "--analyzer", FAKE])
+    assert res.exit_code == 2, res.output
+    assert "failures (1)" in res.output  # the summary came first
+    assert "could not write --csv" in res.output and "No space left on device" in res.output
+    assert len(read_output(out).rows) == 4
+
+
+def test_a_file_given_twice_is_scanned_once(app, archive, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    call = archive / "2024" / "call_p0.12.mp4"
+    Path("list.txt").write_text(f"{call}\ngone.mp4\n")  # a relative list, with an entry that is not there
+    out = tmp_path / "r.jsonl"
+    res = CliRunner().invoke(app, ["batch", str(call), "--from-list", "list.txt", "--out", str(out),
+                                   "--no-progress", "--analyzer", FAKE])
+    assert res.exit_code == 3, res.output  # the listed file that is gone is a failure
+    rows = read_output(out).rows
+    assert sorted(r["path"] for r in rows) == sorted([str(call), str(tmp_path / "gone.mp4")])
+    assert all(os.path.isabs(r["path"]) for r in rows)
+    assert [p for what, p, _ in fake_log(tmp_path) if what == "scan"] == [str(call)]  # handed to a worker once
+    assert "duplicate path 1" in res.output
 
 
 def _slow_archive(video_src, d, n):

@@ -73,7 +73,26 @@ def test_rerun_skips_finished_work_by_content(archive, tmp_path):
     with ResultStore(out) as store:
         stats = run_batch(list(walk([archive])), store, ScanOptions(analysis_fps=5), LocalBackend(1),
                           factory=FAKE)
-    assert stats.ok == 4 and stats.already_done == 0
+    # (the renamed copy and its original are one recording: one row, the other counted as a copy)
+    assert stats.ok == 3 and stats.already_done == 0
+    assert stats.skipped_reasons["copy of another recording (same content)"] == 1
+
+
+def test_copies_in_one_run_get_one_row(video_src, tmp_path):
+    # three names, one content, met in the same run: the workers started knowing nothing was done, so each may
+    # analyse a copy, but the output holds one row for that content, as it would across runs
+    d = tmp_path / "dups"
+    (d / "sub").mkdir(parents=True)
+    for name in ("a_p0.8.mp4", "sub/b_p0.8.mov", "sub/c_p0.8.bin"):
+        shutil.copy(video_src / "base.mp4", d / name)
+    shutil.copy(video_src / "other.mp4", d / "other_p0.2.mp4")
+    out = tmp_path / "r.jsonl"
+    stats = _run(walk([d]), out, workers=1)
+    rows = read_output(out).rows
+    assert sorted(r["sha256"] for r in rows) == sorted({file_sha256(p) for p in walk([d])})
+    assert stats.ok == 2 and stats.failed == 0
+    assert stats.skipped_reasons == {"copy of another recording (same content)": 2}
+    assert stats.finished == stats.candidates == 4
 
 
 def test_torn_line_repaired_and_work_completed(archive, tmp_path):
