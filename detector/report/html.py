@@ -221,8 +221,10 @@ def track_views(report: Report) -> list[TrackView]:
     out = []
     for i, t in enumerate(report.tracks):
         ranked = sorted(t.checks, key=lambda c: (c.suspicion is None, -(c.suspicion or 0.0)))
-        if all(c.suspicion is None for c in ranked):
-            ranked = []  # nothing measured (an unscored track, or no fusion): a column of empty bars says nothing
+        if t.verdict == Verdict.insufficient_evidence or all(c.suspicion is None for c in ranked):
+            # no bars for a track too short to score (reports from before session 23 still carry suspicion there),
+            # nor when nothing was rated: a column of empty bars says nothing
+            ranked = []
         out.append(TrackView(t, track_colour(i), VERDICT_TONE[t.verdict], ranked))
     return out
 

@@ -82,7 +82,8 @@ def _download_stem(name: str, ascii_only: bool = True) -> str:
     # as "Interview Zoë" or "面接" recognisable where the browser supports it (all current ones do)
     unsafe = r"[^A-Za-z0-9._-]+" if ascii_only else r'[\x00-\x1f\x7f/\\:*?"<>|\s]+'
     stem = re.sub(unsafe, "_", name.rsplit(".", 1)[0]).strip("._") or "recording"
-    return stem[:80]
+    # at most 80 characters and 200 bytes of UTF-8: file systems cap a name at 255 bytes, not characters
+    return stem[:80].encode("utf-8")[:200].decode("utf-8", "ignore")
 
 
 def _attachment(original_name: str, suffix: str) -> dict[str, str]:

@@ -216,8 +216,9 @@ async def receive_upload(headers, body: AsyncIterator[bytes], incoming_dir: Path
             name = sink.file_name
         else:
             name = unquote(headers.get("x-file-name", ""))
-        if target.size == 0 and sink is None:
-            # a bare POST (a script that forgot the file) is not an empty recording: say what to send
+        if target.size == 0 and sink is None and not name:
+            # a bare POST (a script that forgot the file) is not an empty recording: say what to send. A raw body
+            # that names its file (the page's own upload, curl with X-File-Name) is an empty file.
             raise UploadRejected(400, "no_file", "the request carried no file: send the recording as the request "
                                                  "body or as a form field named 'file'")
         if target.size == 0:

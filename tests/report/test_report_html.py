@@ -84,9 +84,17 @@ def test_evidence_below_the_threshold_is_not_called_suspicious(tmp_path):
     calm = FAKES.fake_report(str(video), probability=0.5)  # under the 0.7 threshold: nothing was flagged
     html = render_html(calm)
     assert "the highest-scoring moments" in html and "the most suspicious moments" not in html
-    assert "None of these reached the face-swap threshold (70%)" in html
-    calm.thresholds.segment = 0.45  # the timeline's own threshold, when the report has one, is the one that flags
+    assert "None of these reached the level at which the timeline flags a moment (70%)" in html
+    # a moment above the verdict's band (0.7) but under the timeline's own threshold is not flagged...
+    calm.evidence[0].probability = 0.75
+    calm.thresholds.segment = 0.8
+    assert "None of these reached the level at which the timeline flags a moment (80%)" in render_html(calm)
+    calm.thresholds.segment = None  # (older reports: the band's threshold flagged)
     assert "the most suspicious moments" in render_html(calm)
+    # ...but a call judged face-swapped never has its evidence called "not a finding"
+    swapped = FAKES.fake_report(str(video), probability=0.72)
+    swapped.evidence[0].probability, swapped.thresholds.segment = 0.75, 0.8
+    assert "the most suspicious moments" in render_html(swapped) and "None of these" not in render_html(swapped)
     calm.evidence[0].probability = None  # a report that does not say: no claim either way
     assert "None of these reached" not in render_html(calm)
 
@@ -102,12 +110,19 @@ def test_reports_without_scores_render(report):
     brief.tracks[0].probability = None
     brief.tracks[0].note = "face seen for 1.0 s"
     brief.segments, brief.evidence = [], []
-    for c in brief.tracks[0].checks:
-        c.suspicion = None  # what the report builder gives a track too short to score
-    brief_html = render_html(brief)
+    brief.tracks[0].verdict = Verdict.insufficient_evidence
+    # a report from before session 23 still gave such a track suspicion (0.9 here), stored and re-rendered later
+    brief_html = render_html(Report.from_json(brief.to_json()))
     assert "face seen for 1.0 s" in brief_html
     assert '<ul class="checks">' not in brief_html and "No check bars: this participant was not scored" in brief_html
     assert '<ul class="checks">' in render_html(report)
+    # a scored participant whose checks the model does not rate one by one (--checks sbi) is not called unscored
+    unrated = report.model_copy(deep=True)
+    for c in unrated.tracks[0].checks:
+        c.suspicion = None
+    unrated_html = render_html(unrated)
+    assert '<ul class="checks">' not in unrated_html and "not scored" not in unrated_html
+    assert "the model rates none of the checks run here one by one" in unrated_html
     assert "<svg" in render_html(Report.from_json(report.to_json()))
 
 

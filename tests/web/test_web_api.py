@@ -106,6 +106,10 @@ def test_download_names_keep_a_non_ascii_recording_name(tmp_path, tiny_video):
             extended = re.search(r"filename\*=UTF-8''([^;\s]+)", header).group(1)
             assert unquote(extended) == "面接_Zoë_final" + suffix
             assert 'filename="Zo_final' + suffix + '"' in header and header.isascii()
+    # a long non-ASCII name stays within the 255 bytes file systems allow a name
+    from detector.web.app import _download_stem
+
+    assert len(_download_stem("🎥" * 100 + ".mp4", ascii_only=False).encode("utf-8")) <= 200
 
 
 def test_empty_upload_is_rejected(tmp_path):
@@ -116,6 +120,10 @@ def test_empty_upload_is_rejected(tmp_path):
         for headers in ({"Content-Type": "application/octet-stream"}, {}):
             r = client.post("/api/jobs", content=b"", headers=headers)
             assert r.status_code == 400 and r.json()["error"] == "no_file" and "no file" in r.json()["detail"]
+        # the page sends a dropped file as a raw body named by X-File-Name: an empty one is an empty file
+        r = client.post("/api/jobs", content=b"", headers={"Content-Type": "application/octet-stream",
+                                                         "X-File-Name": "call.mp4"})
+        assert r.status_code == 400 and r.json()["error"] == "empty_file"
         assert client.get("/api/jobs").json()["jobs"] == []
 
 
