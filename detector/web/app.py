@@ -21,9 +21,12 @@ from typing import Optional
 from urllib.parse import quote, urlencode
 
 from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from jinja2 import ChoiceLoader, Environment, PackageLoader, select_autoescape
 
 from detector.errors import ConfigError
@@ -215,12 +218,23 @@ def create_app(settings: WebSettings | None = None, analyzer_factory: AnalyzerFa
     async def _login_redirect(request: Request, exc: _LoginRedirect):
         return _with_cookie(RedirectResponse(exc.target, 303), exc.token)
 
-    @app.exception_handler(HTTPException)
-    async def _http_error(request: Request, exc: HTTPException):
+    def _error_response(request: Request, status: int, detail: str, headers: dict | None = None) -> Response:
         if request.url.path.startswith("/api/") or "text/html" not in request.headers.get("accept", ""):
-            return JSONResponse({"error": _code_for(exc.status_code), "detail": exc.detail}, exc.status_code)
-        html = templates.get_template("message.html.j2").render(title=f"{exc.status_code}", message=exc.detail)
-        return HTMLResponse(html, exc.status_code)
+            return JSONResponse({"error": _code_for(status), "detail": detail}, status, headers=headers)
+        html = templates.get_template("message.html.j2").render(title=f"{status}", message=detail)
+        return HTMLResponse(html, status, headers=headers)
+
+    # Starlette's class, not FastAPI's subclass: the router's own 404 and 405 get the API's error shape too
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException):
+        return _error_response(request, exc.status_code, exc.detail, getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(request: Request, exc: RequestValidationError):
+        # e.g. ?limit=abc: one readable line, in the same shape as every other error
+        problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'request'}: {e.get('msg', '')}"
+                             for e in exc.errors())
+        return _error_response(request, 422, problems or "invalid request")
 
     def _with_cookie(response: Response, token: str) -> Response:
         response.set_cookie(COOKIE, token, httponly=True, samesite="strict", max_age=30 * 24 * 3600)
@@ -298,6 +312,11 @@ def create_app(settings: WebSettings | None = None, analyzer_factory: AnalyzerFa
                                             settings.uploads_dir, settings.max_upload_bytes)
         except UploadRejected as exc:
             return JSONResponse({"error": exc.code, "detail": exc.message}, exc.status)
+        except ClientDisconnect:
+            # the uploader went away (a closed tab, a lost link): nothing was stored and nothing is wrong here,
+            # so one log line rather than an ASGI error with a traceback; nobody reads the answer
+            log.info("an upload was abandoned by its client; nothing stored")
+            return Response(status_code=400)
         try:
             job = store().add(received.job_id, received.original_name, received.size_bytes, received.duration_s,
                               speaker_view=speaker_view)
@@ -434,8 +453,9 @@ def _lock_data_dir(data_dir: Path):
 
 
 def _code_for(status: int) -> str:
-    return {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 409: "conflict",
-            410: "gone", 413: "too_large", 415: "unsupported_media", 422: "bad_request"}.get(status, "error")
+    return {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+            409: "conflict", 410: "gone", 413: "too_large", 415: "unsupported_media",
+            422: "bad_request"}.get(status, "error")
 
 
 def _local_path(target: str) -> str:

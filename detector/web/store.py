@@ -254,14 +254,18 @@ class JobStore:
                              (time.time(), code, message, job_id))
             return cur.rowcount == 1
 
-    def requeue(self, job_id: str, message: str = "waiting for a worker", keep_place: bool = True) -> bool:
+    def requeue(self, job_id: str, message: str = "waiting for a worker", keep_place: bool = True,
+                clean_stop: bool = False) -> bool:
         """Queue a running or failed job again. ``keep_place``: where it stood before (a job interrupted by a server
-        stop resumes first); otherwise behind the jobs waiting now (a retry asked for later)."""
+        stop resumes first); otherwise behind the jobs waiting now (a retry asked for later). ``clean_stop``: the
+        server stopped it on purpose, which is not the recording's fault, so the attempt is not counted (attempts
+        count the runs a crash may have ended: a file that kills the worker twice is failed)."""
         with self._write() as db:
             cur = db.execute("UPDATE jobs SET state = 'queued', progress = 0, message = ?, started_at = NULL, "
-                             "pass_started_at = NULL, queued_at = CASE WHEN ? THEN queued_at ELSE ? END "
+                             "pass_started_at = NULL, queued_at = CASE WHEN ? THEN queued_at ELSE ? END, "
+                             "attempts = CASE WHEN ? THEN MAX(attempts - 1, 0) ELSE attempts END "
                              "WHERE id = ? AND state IN ('running', 'failed')",
-                             (message, int(keep_place), time.time(), job_id))
+                             (message, int(keep_place), time.time(), int(clean_stop), job_id))
             return cur.rowcount == 1
 
     def reset_attempts(self, job_id: str) -> None:

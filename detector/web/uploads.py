@@ -159,7 +159,10 @@ class _MultipartSink:
         self._in_file = params.get(b"name") == b"file" and not self.found
         if self._in_file:
             self.found = True
-            self.file_name = params.get(b"filename", b"").decode("utf-8", "replace")
+            # browsers and curl escape '"', CR and LF in a form's file name as %22, %0D and %0A (the HTML
+            # standard's multipart/form-data encoding); undo exactly those, so the name shown is the file's
+            name = params.get(b"filename", b"").decode("utf-8", "replace")
+            self.file_name = name.replace("%22", '"').replace("%0D", "\r").replace("%0A", "\n")
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
         if self._in_file:

@@ -168,7 +168,7 @@ class WorkerPool:
             report = analyzer.scan(path, progress=progress, should_stop=should_stop, shot_cuts=job.speaker_view)
         except Cancelled:
             if job.id not in self._cancelled:  # server stopping: resume on the next start
-                self.store.requeue(job.id, "interrupted by a server stop; will resume")
+                self.store.requeue(job.id, "interrupted by a server stop; will resume", clean_stop=True)
             return
         except DetectorError as exc:
             self.store.fail(job.id, exc.code, str(exc).replace(str(path), "the recording"))

@@ -112,6 +112,54 @@ def test_download_names_keep_a_non_ascii_recording_name(tmp_path, tiny_video):
     assert len(_download_stem("🎥" * 100 + ".mp4", ascii_only=False).encode("utf-8")) <= 200
 
 
+def test_every_error_has_the_apis_shape(tmp_path):
+    with make_client(tmp_path) as client:
+        r = client.get("/api/jobs?limit=abc")  # FastAPI's own validation error
+        assert r.status_code == 422 and r.json()["error"] == "bad_request" and "limit" in r.json()["detail"]
+        r = client.get("/api/nope")  # the router's 404
+        assert r.status_code == 404 and r.json() == {"error": "not_found", "detail": "Not Found"}
+        r = client.put("/api/jobs")  # the router's 405, with its Allow header
+        assert r.status_code == 405 and r.json()["error"] == "method_not_allowed" and "POST" in r.headers["allow"]
+        page = client.get("/nope", headers={"Accept": "text/html"})  # a person gets the message page
+        assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
+
+
+def test_a_form_upload_keeps_quotes_in_its_file_name(tmp_path, tiny_video):
+    # browsers and curl -F send '"' in a form's file name as %22
+    with make_client(tmp_path) as client:
+        r = client.post("/api/jobs", files={"file": ('Interview "final" 100%.mp4', tiny_video.read_bytes(),
+                                                     "video/mp4")})
+        assert r.status_code == 201, r.text
+        assert r.json()["name"] == 'Interview "final" 100%.mp4'
+
+
+def test_an_upload_abandoned_by_its_client_is_one_log_line(tmp_path, tiny_video, caplog):
+    import asyncio
+    import logging
+
+    body = tiny_video.read_bytes()
+    app = create_app(WebSettings(data_dir=tmp_path / "data"), analyzer_factory=lambda: FakeAnalyzer())
+    messages = [{"type": "http.request", "body": body[:1000], "more_body": True}, {"type": "http.disconnect"}]
+    sent = []
+
+    async def receive():
+        return messages.pop(0)
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": "/api/jobs", "raw_path": b"/api/jobs", "root_path": "", "query_string": b"",
+             "headers": [(b"content-type", b"application/octet-stream"), (b"x-file-name", b"call.mp4"),
+                         (b"content-length", str(len(body)).encode())],
+             "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 8000)}
+    with TestClient(app), caplog.at_level(logging.INFO):  # the client runs the app's start-up
+        asyncio.run(app(scope, receive, send))  # raised ClientDisconnect out of the app before
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 400
+    assert "abandoned by its client" in caplog.text
+    assert list((tmp_path / "data" / "incoming").iterdir()) == [] and stored_files(tmp_path) == []
+
+
 def test_empty_upload_is_rejected(tmp_path):
     with make_client(tmp_path) as client:
         r = client.post("/api/jobs", files={"file": ("call.mp4", b"", "video/mp4")})

@@ -214,13 +214,28 @@ def test_a_rescan_or_retry_waits_behind_the_uploads_queued_before_it(tmp_path):
     assert [store.claim_next().id for _ in range(3)] == [new, old, failed]
     # a job interrupted by a server stop resumes where it stood
     store.add("4" * 24, "4.mp4", 1, None)
-    assert store.requeue(old, "interrupted by a server stop; will resume")
+    attempts = store.get(old).attempts
+    assert store.requeue(old, "interrupted by a server stop; will resume", clean_stop=True)
+    assert store.get(old).attempts == attempts - 1  # a planned stop is not held against the recording
     assert store.claim_next().id == old
     with store._write() as db:  # a row written by hand without queued_at waits as if queued at its upload
         db.execute("INSERT INTO jobs (id, original_name, size_bytes, state, created_at) "
                    "VALUES (?, 'hand.mp4', 1, 'queued', ?)", ("5" * 24, time.time() + 1000))
     assert [store.queue_position(store.get(i * 24)) for i in "45"] == [1, 2]
     assert [store.claim_next().id for _ in range(2)] == ["4" * 24, "5" * 24]  # not NULL first
+
+
+def test_a_clean_server_stop_is_not_counted_against_the_recording(tmp_path):
+    store = JobStore(tmp_path / "jobs.sqlite")
+    store.add("c" * 24, "call.mp4", 1, None)
+    for _ in range(3):  # three planned restarts while it ran...
+        assert store.claim_next().attempts == 1
+        assert store.requeue("c" * 24, "interrupted by a server stop; will resume", clean_stop=True)
+    assert store.claim_next().attempts == 1
+    # ...then one crash: resumed, not failed (max_attempts counts runs a crash may have ended)
+    assert store.recover_interrupted(max_attempts=2) == (["c" * 24], [])
+    assert store.claim_next().attempts == 2
+    assert store.recover_interrupted(max_attempts=2) == ([], ["c" * 24])  # a second crash fails it
 
 
 def test_a_rescan_interrupted_too_often_shows_the_earlier_report_again(tmp_path):
