@@ -87,45 +87,42 @@ AUTO_SPEAKER_VIEW_HELP = ("Scan a recording again as with --speaker-view when a 
                           "scans). Recordings without such a cut are scanned once, as by default.")
 
 
+def _folder_problem(folder: Path, made: str = "") -> str | None:
+    """Why ``folder`` cannot take new files (it is made if missing), or None."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"{made}cannot be made ({exc.strerror or exc})"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return "cannot be written (permission denied)"
+    return None
+
+
+def _refuse(option: str, path: Path, problem: str | None) -> None:
+    if problem:
+        typer.secho(f"error: {option} {path}: {problem}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
+
+
 def usable_output(path: Path | None, option: str) -> None:
     """Refuse, before a scan that may take minutes, a report path that could not be written afterwards (exit 2).
     A missing folder is made, as ``batch --out`` makes it."""
     if path is None:
         return
-    problem = None
     if path.is_dir():
         problem = "is a folder; give a file name"
     else:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            problem = f"its folder cannot be made ({exc.strerror or exc})"
-        else:
-            if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-                problem = "cannot be written (permission denied)"
-    if problem:
-        typer.secho(f"error: {option} {path}: {problem}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2)
+        problem = _folder_problem(path.parent, made="its folder ")
+        if problem is None and path.exists() and not os.access(path, os.W_OK):
+            problem = "cannot be written (permission denied)"
+    _refuse(option, path, problem)
 
 
 def usable_folder(path: Path | None, option: str) -> None:
     """Refuse, before the work, a folder of outputs that could not be written (made if missing; exit 2)."""
     if path is None:
         return
-    problem = None
-    if path.exists() and not path.is_dir():
-        problem = "is a file; give a folder"
-    else:
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            problem = f"cannot be made ({exc.strerror or exc})"
-        else:
-            if not os.access(path, os.W_OK | os.X_OK):
-                problem = "cannot be written (permission denied)"
-    if problem:
-        typer.secho(f"error: {option} {path}: {problem}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2)
+    _refuse(option, path, "is a file; give a folder" if path.exists() and not path.is_dir() else _folder_problem(path))
 
 
 def say(text: str) -> bool:

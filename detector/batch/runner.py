@@ -270,10 +270,7 @@ def run_batch(paths: Iterable[str], store: ResultStore, options: ScanOptions, ba
             # its twin's row existed (workers know only what was done when they started). One row per content, as
             # across runs; the copy is counted as skipped.
             stats.skip("copy of another recording (same content)")
-            stats.finished += 1
-            emit(o)
-            return
-        if o.kind == "record":
+        elif o.kind == "record":
             store.append(o.line)
             if o.key and (o.status == "ok" or (not retry_failed and o.code in PERMANENT_ERRORS)):
                 done.add(o.key)  # a pool restarted after a crash must not redo this
