@@ -13,7 +13,7 @@ from detector.faces import create_landmark_detector
 from detector.fusion.model import FusionModel, FusionOptions
 from detector.options import ScanOptions
 from detector.report.build import build_report
-from detector.report.model import Report
+from detector.report.model import Report, Verdict
 
 
 def file_sha256(path: str, chunk: int = 1 << 20) -> str:
@@ -29,6 +29,10 @@ def file_sha256(path: str, chunk: int = 1 << 20) -> str:
 
 #: the progress label of a second pass (ScanOptions.speaker_view_auto)
 SECOND_PASS_LABEL = "analysing again as an active-speaker recording"
+#: the progress label of a search for faces too small for the whole-frame detector (ScanOptions.small_face_search)
+SMALL_FACE_PASS_LABEL = "no face scored: searching the frame again in 2x2 windows"
+#: the window grid of that search (two tiles side by side, a face under a tenth of a 720p frame's width)
+SMALL_FACE_GRID = 2
 
 
 def _drop_window(features: dict[str, float]) -> None:
@@ -66,6 +70,13 @@ class Analyzer:
                                       f"({self.options.crop_method() or 'plain warp'}): set ScanOptions."
                                       f"crop_antialias to match, or refit the model (`detector train-fusion` crops "
                                       f"as the defaults do)")
+                if self.fusion.checks_read and not self.fusion.checks_read & set(checks):
+                    # every feature would be imputed: the probability would be the model's intercept, the same
+                    # number for every recording, shown as if it were a finding
+                    raise ConfigError(f"none of the checks this scan runs ({', '.join(checks) or 'none'}) is one the "
+                                      f"fusion model reads ({', '.join(sorted(self.fusion.checks_read))}), so no "
+                                      f"recording could be scored: add at least one of those, e.g. '+sbi' to add "
+                                      f"a check to the default set")
             # Load the landmark backend once now (importing mediapipe is most of the ~0.7 s start-up): a
             # broken install fails here, before any file is read, and the first scan costs what the others do.
             # Each scan still opens its own detector, so no tracking state crosses recordings.
@@ -98,8 +109,10 @@ class Analyzer:
         options = self.options if shot_cuts is None else replace(self.options, shot_cuts=bool(shot_cuts))
         if os.path.isdir(path):
             raise InputError(f"is a directory, not a recording: {path}")
-        if not os.path.isfile(path):
+        if not os.path.exists(path):
             raise InputError(f"no such file: {path}")
+        if not os.path.isfile(path):  # a device (/dev/null), a pipe or a socket: nothing to seek in
+            raise InputError(f"not a regular file: {path}")
         t0 = time.perf_counter()
         sha = file_sha256(path) if self.options.hash_file else None
         # the scan keeps only the fusion's verdict on each timeline window, not its features
@@ -115,9 +128,24 @@ class Analyzer:
             if progress is not None:  # the second pass's progress, under its own label
                 again = lambda frac, _stage: progress(frac, SECOND_PASS_LABEL)  # noqa: E731
                 progress(0.0, SECOND_PASS_LABEL)
-            analysis = analyse_video(path, replace(options, shot_cuts=True), self.context, again, should_stop,
-                                     reducer)
+            options = replace(options, shot_cuts=True)
+            analysis = analyse_video(path, options, self.context, again, should_stop, reducer)
         report = build_report(analysis, self.fusion, sha256=sha, crossed_first=crossed)
+        if (options.small_face_search and options.gallery_grid < SMALL_FACE_GRID and report.probability is None
+                and report.verdict in (Verdict.no_face, Verdict.insufficient_evidence)):
+            # Face Mesh's detector sees the whole frame at 128 px, so a face under about a tenth of the frame's
+            # width (two people side by side, a small window in a wide recording) is found late or never: search
+            # the frame in windows as a gallery scan does. Recordings that scored a participant never pay for this
+            previous = (first_pass or 0.0) + analysis.timings.get("analysis", 0.0)
+            analysis = None
+            again = None
+            if progress is not None:
+                again = lambda frac, _stage: progress(frac, SMALL_FACE_PASS_LABEL)  # noqa: E731
+                progress(0.0, SMALL_FACE_PASS_LABEL)
+            options = replace(options, gallery_grid=SMALL_FACE_GRID)
+            analysis = analyse_video(path, options, self.context, again, should_stop, reducer)
+            report = build_report(analysis, self.fusion, sha256=sha, crossed_first=crossed, small_face_search=True)
+            first_pass = previous
         if first_pass is not None:
             report.timings_s["first_pass"] = round(first_pass, 3)
         report.timings_s["total"] = round(time.perf_counter() - t0, 3)

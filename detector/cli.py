@@ -118,6 +118,40 @@ def usable_output(path: Path | None, option: str) -> None:
     _refuse(option, path, problem)
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False
+
+
+def distinct_outputs(outputs: dict[str, Path | None], inputs: List[Path]) -> None:
+    """Refuse (exit 2) a report path that names one of the recordings, which writing it would destroy, or
+    that two options share, where one report would silently replace the other."""
+    named = [(option, path) for option, path in outputs.items() if path is not None]
+    for i, (option, path) in enumerate(named):
+        if any(_same_file(path, f) for f in inputs):
+            _refuse(option, path, "is one of the recordings to scan; writing the report there would overwrite it")
+        for other, other_path in named[:i]:
+            if _same_file(path, other_path):
+                _refuse(option, path, f"is also given to {other}; give each report its own file")
+
+
+def remove_stale(path: Path | None, option: str) -> None:
+    """Remove an earlier report at an output path this run wrote nothing to (every scan failed), as compilers
+    delete a failed build's output: left in place, it would be read as this recording's report."""
+    if path is None or not path.is_file():
+        return
+    try:
+        path.unlink()
+    except OSError as exc:
+        typer.secho(f"warning: {option} {path} still holds an earlier report ({exc.strerror or exc})",
+                    fg=typer.colors.YELLOW, err=True)
+    else:
+        typer.secho(f"note: removed {option} {path}, an earlier report, so that it is not taken for this scan's",
+                    err=True)
+
+
 def usable_folder(path: Path | None, option: str) -> None:
     """Refuse, before the work, a folder of outputs that could not be written (made if missing; exit 2)."""
     if path is None:
@@ -176,6 +210,7 @@ def scan(files: List[Path] = typer.Argument(..., help="Recordings to scan."),
         raise typer.Exit(2)
     usable_output(json_path, "--json")
     usable_output(html_path, "--html")
+    distinct_outputs({"--json": json_path, "--html": html_path}, files)
     from detector.report.text import render_text
 
     reports, failed, internal = [], 0, 0
@@ -190,8 +225,6 @@ def scan(files: List[Path] = typer.Argument(..., help="Recordings to scan."),
             except InputError as exc:
                 failed += 1
                 typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-                if len(files) == 1:
-                    raise typer.Exit(3)
                 continue
             except DetectorError as exc:
                 fail(exc)
@@ -206,6 +239,9 @@ def scan(files: List[Path] = typer.Argument(..., help="Recordings to scan."),
             reports.append(report)
             if not quiet:
                 quiet = not say(render_text(report))
+    if not reports:
+        remove_stale(json_path, "--json")
+        remove_stale(html_path, "--html")
     if json_path is not None and reports:
         text = reports[0].to_json() if len(files) == 1 else "[" + ",\n".join(r.to_json() for r in reports) + "]"
         _write_output(json_path, text, "--json")

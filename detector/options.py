@@ -19,7 +19,8 @@ ANALYSIS_VERSION = "5"
 # made by an older report are then rescanned instead of resumed; cached features are not, since they do not change.
 # 2: the caveat for a recording that stops early (session 20), and a live-written Matroska file's length taken from
 # its decoded frames rather than FFmpeg's bitrate guess (session 21).
-REPORT_VERSION = "2"
+# 3: a scan that scores nobody searches again for small faces (ScanOptions.small_face_search, session 24).
+REPORT_VERSION = "3"
 
 
 @functools.lru_cache(maxsize=8)
@@ -64,10 +65,15 @@ class ScanOptions:
     # an active-speaker recording) is run again with shot_cuts, and that report is returned. A recording without
     # such a cut is scanned once, exactly as without the setting (Analyzer.scan; Analyzer.analyse ignores it)
     speaker_view_auto: bool = False
+    # a scan (without gallery_grid) that scores no participant is run again searching 2x2 windows of the frame as
+    # well, for faces too small for the whole-frame detector (two people side by side, a small picture in a wide
+    # recording), and that report is returned, marked video.small_face_search. Scored recordings are scanned once
+    small_face_search: bool = True
 
     def validate(self) -> "ScanOptions":
-        if not self.analysis_fps > 0:
-            raise ConfigError("analysis_fps must be positive")
+        # a rate is turned into an exact Fraction for the sampling clock: infinity has none
+        if not 0 < self.analysis_fps < float("inf"):
+            raise ConfigError("analysis_fps must be a positive, finite number")
         if self.max_side < 64:
             raise ConfigError("max_side must be at least 64")
         if not 1 <= self.max_faces <= 16:
@@ -75,10 +81,10 @@ class ScanOptions:
         if not 0 <= self.gallery_grid <= 4:
             raise ConfigError("gallery_grid must be between 0 and 4")
         if self.new_face_search_s is not None and (isinstance(self.new_face_search_s, bool)
-                                                   or not self.new_face_search_s > 0):
-            raise ConfigError("new_face_search_s must be positive, or None to search on every frame")
-        if not 0 < self.hop_s <= self.window_s:
-            raise ConfigError("need 0 < hop_s <= window_s")
+                                                   or not 0 < self.new_face_search_s < float("inf")):
+            raise ConfigError("new_face_search_s must be positive and finite, or None to search on every frame")
+        if not 0 < self.hop_s <= self.window_s < float("inf"):
+            raise ConfigError("need 0 < hop_s <= window_s, both finite")
         return self
 
     def crop_method(self) -> str | None:
@@ -107,6 +113,10 @@ class ScanOptions:
         # a setting added later: off, the key it had before; with shot_cuts on it changes nothing, so no key either
         if not d["speaker_view_auto"] or self.shot_cuts:
             d.pop("speaker_view_auto")
+        # like speaker_view_auto, it chooses which scan a report is of, not what a scan measures; on (the default)
+        # it keeps the key features were cached under before it existed
+        if d["small_face_search"]:
+            d.pop("small_face_search")
         from detector.checks import DEFAULT_CHECKS  # late import: checks import options indirectly
 
         d["checks"] = sorted(DEFAULT_CHECKS) if self.checks is None else sorted(self.checks)

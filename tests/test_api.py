@@ -79,6 +79,55 @@ def test_face_for_one_second_is_insufficient_evidence(tmp_path):
     assert any(v is not None for t in r.tracks for c in t.checks for v in c.features.values())
 
 
+def _centred_in(src, dst, width: int, height: int):
+    """``src`` re-encoded in the middle of a grey ``width`` x ``height`` frame (its faces stay as many pixels)."""
+    import av
+
+    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
+        stream = out.add_stream("libx264", rate=15)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for frame in inp.decode(video=0):
+            a = frame.to_ndarray(format="rgb24")
+            canvas = np.full((height, width, 3), 128, np.uint8)
+            y0, x0 = (height - a.shape[0]) // 2, (width - a.shape[1]) // 2
+            canvas[y0:y0 + a.shape[0], x0:x0 + a.shape[1]] = a
+            for packet in stream.encode(av.VideoFrame.from_ndarray(canvas, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return dst
+
+
+def test_a_face_too_small_for_the_whole_frame_search_is_found_by_searching_windows(analyzer, genuine_clip,
+                                                                                   no_face_clip, tmp_path):
+    from detector.api import SMALL_FACE_PASS_LABEL
+
+    # the genuine call's ~100 px face in a 1280x720 frame: under a tenth of the width the whole-frame detector
+    # (128 px) finds it not at all or too late
+    wide = _centred_in(genuine_clip, tmp_path / "wide.mp4", 1280, 720)
+    with Analyzer(ScanOptions(small_face_search=False)) as once:
+        first = once.scan(wide)
+    assert first.probability is None and first.verdict in (Verdict.no_face, Verdict.insufficient_evidence)
+    assert not first.video.small_face_search
+    labels = []
+    r = analyzer.scan(wide, progress=lambda f, m: labels.append(m))
+    assert r.probability is not None and r.tracks[0].probability is not None
+    assert r.video.small_face_search and r.settings["gallery_grid"] == 2
+    assert "searched again in 2x2 windows" in r.summary and "first_pass" in r.timings_s
+    assert SMALL_FACE_PASS_LABEL in labels and labels[-1] == "done"
+    # a recording whose faces the whole frame scores is scanned once, and says nothing of it
+    labels.clear()
+    plain = analyzer.scan(genuine_clip, progress=lambda f, m: labels.append(m))
+    assert not plain.video.small_face_search and plain.settings["gallery_grid"] == 0
+    assert SMALL_FACE_PASS_LABEL not in labels and "first_pass" not in plain.timings_s
+    with Analyzer(ScanOptions(use_fusion=False)) as unfused:  # features only: nobody is scored, nobody was missed
+        assert not unfused.scan(genuine_clip).video.small_face_search
+    # nothing found in the windows either: the second scan's no-face verdict says where it looked
+    blank = analyzer.scan(no_face_clip)
+    assert blank.verdict == Verdict.no_face and blank.video.small_face_search
+    assert "also searched in 2x2 windows" in blank.summary
+
+
 def test_bad_inputs_raise_typed_errors(tmp_path, analyzer):
     with pytest.raises(InputError, match="no such file"):
         analyzer.scan(tmp_path / "missing.mp4")
@@ -201,13 +250,28 @@ def test_progress_runs_from_the_first_frame_of_a_recording_that_starts_late(anal
 
 
 def test_invalid_options_are_config_errors():
-    with pytest.raises(ConfigError):
-        Analyzer(ScanOptions(analysis_fps=0))
+    for fps in (0, -3.0, float("nan"), float("inf")):  # inf has no exact Fraction for the sampling clock
+        with pytest.raises(ConfigError, match="analysis_fps"):
+            Analyzer(ScanOptions(analysis_fps=fps))
+    for window in (float("inf"), float("nan")):
+        with pytest.raises(ConfigError, match="window_s"):
+            ScanOptions(window_s=window).validate()
     with pytest.raises(ConfigError):
         Analyzer(ScanOptions(checks=("nonexistent",)))
-    for bad in (0, -1.0, True):
+    for bad in (0, -1.0, True, float("inf"), float("nan")):
         with pytest.raises(ConfigError):
             Analyzer(ScanOptions(new_face_search_s=bad))
+
+
+def test_a_scan_running_none_of_the_checks_the_fusion_reads_is_refused():
+    # its every probability would be the model's intercept, the same for any recording
+    for checks in (("sbi",), ()):
+        with pytest.raises(ConfigError, match="none of the checks this scan runs"):
+            Analyzer(ScanOptions(checks=checks))
+    # features only (train-fusion, eval) need no fusion; one check the model reads is enough to score
+    for options in (ScanOptions(checks=("sbi",), use_fusion=False), ScanOptions(checks=("boundary", "sbi"))):
+        with Analyzer(options) as analyzer:
+            assert set(analyzer.options.checks) >= {"sbi"}
 
 
 def test_score_key_ignores_performance_knobs():
@@ -424,6 +488,7 @@ def test_default_options_keep_the_shipped_fusions_feature_key():
     meta = json.loads((models_dir() / "fusion.json").read_text())
     assert ScanOptions(use_fusion=False).score_key() == meta["score_key"]
     assert ScanOptions(use_fusion=False, shot_cuts=True).score_key() != meta["score_key"]
+    assert ScanOptions(use_fusion=False, small_face_search=False).score_key() != meta["score_key"]
 
 
 def test_a_scan_with_other_feature_settings_than_the_models_says_so(analyzer, swap_clip):

@@ -2,6 +2,8 @@
 import csv
 import json
 
+import pytest
+
 from typer.testing import CliRunner
 
 from detector.cli import app
@@ -57,6 +59,36 @@ def test_scan_bad_input_exit_code_and_message(tmp_path):
     res = runner.invoke(app, ["scan", str(bad)])
     assert res.exit_code == 3
     assert "cannot read" in res.output
+
+
+def test_a_report_path_naming_a_recording_or_the_other_report_is_refused(genuine_clip, tmp_path, monkeypatch):
+    from detector import api
+
+    monkeypatch.setattr(api.Analyzer, "scan", lambda *a, **k: pytest.fail("scanned although refused"))
+    victim = tmp_path / "call.mp4"
+    victim.write_bytes(b"recording bytes")
+    link = tmp_path / "alias.mp4"
+    link.symlink_to(victim)
+    for args in (["--json", str(victim)], ["--html", str(link)], ["--json", str(tmp_path / "." / "call.mp4")]):
+        res = runner.invoke(app, ["scan", str(genuine_clip), str(victim), *args] if "--json" in args
+                            else ["scan", str(victim), *args])
+        assert res.exit_code == 2 and "is one of the recordings to scan" in res.output, res.output
+        assert victim.read_bytes() == b"recording bytes"
+    same = tmp_path / "report.out"
+    res = runner.invoke(app, ["scan", str(genuine_clip), "--json", str(same), "--html", str(same)])
+    assert res.exit_code == 2 and "is also given to --json" in res.output, res.output
+
+
+def test_a_failed_scan_removes_an_earlier_report_at_its_output_paths(tmp_path):
+    bad = tmp_path / "x.mp4"
+    bad.write_text("hello")
+    old_json, old_html = tmp_path / "r.json", tmp_path / "r.html"
+    old_json.write_text('{"verdict": "likely_genuine"}')
+    old_html.write_text("<!doctype html>earlier candidate")
+    res = runner.invoke(app, ["scan", str(bad), "--json", str(old_json), "--html", str(old_html)])
+    assert res.exit_code == 3 and "cannot read" in res.output
+    assert not old_json.exists() and not old_html.exists()
+    assert "removed --json" in res.output and "removed --html" in res.output
 
 
 def test_scan_several_files_keeps_going_past_a_bad_one(genuine_clip, tmp_path):

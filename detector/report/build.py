@@ -6,6 +6,7 @@ are decided; every renderer only reads the result.
 from __future__ import annotations
 
 import base64
+import math
 import os
 
 import numpy as np
@@ -23,11 +24,22 @@ from detector.video.source import VideoInfo
 _NOISE_FRAMES = 3
 
 
-def fmt_time(seconds: float) -> str:
+def fmt_time(seconds: float, round_up: bool = False) -> str:
+    """``m:ss`` or ``h:mm:ss``; whole seconds down, or up with ``round_up`` (the end of a span)."""
     seconds = max(0.0, seconds)
-    h, rem = divmod(int(seconds), 3600)
+    whole = math.ceil(seconds - 1e-6) if round_up else int(seconds)
+    h, rem = divmod(whole, 3600)
     m, s = divmod(rem, 60)
     return f"{h:d}:{m:02d}:{s:02d}" if h else f"{m:d}:{s:02d}"
+
+
+def fmt_end(seconds: float) -> str:
+    """The end of a span, rounded up, so that the span shown covers the one measured (0.0-0.9 s is 0:00-0:01)."""
+    return fmt_time(seconds, round_up=True)
+
+
+def fmt_span(start: float, end: float) -> str:
+    return f"{fmt_time(start)}-{fmt_end(end)}"
 
 
 def _top_check(suspicion: dict[str, float]) -> str | None:
@@ -238,18 +250,26 @@ def caveats(tracks: list[TrackReport], small_face_px: float | None, cuts_crossed
     return out
 
 
+_SMALL_FACE_SEARCHED = "the frame was also searched in 2x2 windows for small faces"
+
+
 def summarize(verdict: Verdict, prob: float | None, tracks: list[TrackReport], segments: list[Segment],
-              cuts: int = 0, rescanned: bool = False) -> str:
+              cuts: int = 0, rescanned: bool = False, small_face_search: bool = False) -> str:
     if verdict == Verdict.no_face:
-        return "No face was found in the recording, so nothing could be checked."
+        return ("No face was found in the recording, so nothing could be checked"
+                + (f" ({_SMALL_FACE_SEARCHED})." if small_face_search else "."))
     if verdict == Verdict.insufficient_evidence:
-        return "Faces were seen too briefly to judge; no verdict is given."
+        return ("Faces were seen too briefly to judge; no verdict is given"
+                + (f" ({_SMALL_FACE_SEARCHED})." if small_face_search else "."))
     head = f"{verdict.label} (probability of a face swap {prob:.0%})." if prob is not None else f"{verdict.label}."
     judged = [t for t in tracks if t.probability is not None]
     if not judged:
         return head
     worst = max(judged, key=lambda t: t.probability)
     parts = [head, f"{len(judged)} participant(s) analysed; the most suspicious is participant {worst.track_id + 1}."]
+    if small_face_search:
+        parts.append("No face could be scored in the whole frame, so it was searched again in 2x2 windows, where "
+                     "faces too small for the whole-frame search were found.")
     if rescanned:
         parts.append("A face was carried across a cut between cameras, so the recording was analysed again as an "
                      "active-speaker recording.")
@@ -259,17 +279,19 @@ def summarize(verdict: Verdict, prob: float | None, tracks: list[TrackReport], s
                      "be listed twice.")
     if segments:
         s = segments[0]
-        parts.append(f"Strongest moment {fmt_time(s.start_s)}-{fmt_time(s.end_s)}: {s.explanation}.")
+        parts.append(f"Strongest moment {fmt_span(s.start_s, s.end_s)}: {s.explanation}.")
     return " ".join(parts)
 
 
 def build_report(analysis: CallAnalysis, fusion: FusionModel | None, sha256: str | None = None,
-                 crossed_first: list[float] | None = None) -> Report:
+                 crossed_first: list[float] | None = None, small_face_search: bool = False) -> Report:
     """The report of one analysis.
 
     ``crossed_first``: the cuts a first analysis without ``shot_cuts`` carried a track across, when ``analysis``
     is the second one, with ``shot_cuts``, that this caused (``ScanOptions.speaker_view_auto``). The report lists
     them as ``video.cuts_crossed_s`` with ``video.speaker_view_auto`` set, and says so in its summary and caveats.
+    ``small_face_search``: ``analysis`` is the search in windows that an earlier scan scoring nobody caused
+    (``ScanOptions.small_face_search``); marked ``video.small_face_search`` and said in the summary.
     """
     info, opts = analysis.info, analysis.options
     if crossed_first and not opts.shot_cuts:
@@ -300,14 +322,14 @@ def build_report(analysis: CallAnalysis, fusion: FusionModel | None, sha256: str
         decoded_s=None if analysis.decoded_seconds is None else round(analysis.decoded_seconds, 3),
         shot_cuts_s=[round(c, 3) for c in analysis.shot_cuts],
         cuts_crossed_s=[round(c, 3) for c in (crossed_first or analysis.cuts_crossed)],
-        speaker_view_auto=bool(crossed_first))
+        speaker_view_auto=bool(crossed_first), small_face_search=small_face_search)
     thresholds = (Thresholds(low=fusion.low, high=fusion.high, segment=fusion.segment_high) if fusion is not None
                   else Thresholds(low=0.5, high=0.5))
     return Report(detector_version=__version__, verdict=verdict, probability=None if prob is None else round(prob, 4),
                   thresholds=thresholds, video=video,
                   # the summary's sentence on cuts describes joining turns, which only the option does
                   summary=summarize(verdict, prob, tracks, segments, len(analysis.shot_cuts) if opts.shot_cuts else 0,
-                                    rescanned=bool(crossed_first)),
+                                    rescanned=bool(crossed_first), small_face_search=small_face_search),
                   tracks=tracks, segments=segments, evidence=evidence,
                   caveats=caveats(tracks, fusion.small_face_px if fusion is not None else None,
                                   len(analysis.cuts_crossed), len(crossed_first or []),

@@ -18,7 +18,7 @@ from typing import Optional
 import numpy as np
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from detector.report.build import fmt_time
+from detector.report.build import fmt_end, fmt_span, fmt_time
 from detector.report.model import Report, TrackReport, Verdict
 
 # one colour per participant, distinguishable for common colour-vision deficiencies
@@ -156,7 +156,7 @@ def build_timeline(report: Report) -> TimelineView:
     view.x_ticks = [(x(float(t)), fmt_time(t)) for t in range(0, int(span) + 1, step)]
     for s in report.segments:
         view.segments.append(_Rect(x(s.start_s), plot_top, max(x(s.end_s) - x(s.start_s), 2.0), _PLOT_H,
-                                   f"flagged {fmt_time(s.start_s)}-{fmt_time(s.end_s)}, participant {s.track_id + 1}, "
+                                   f"flagged {fmt_span(s.start_s, s.end_s)}, participant {s.track_id + 1}, "
                                    f"P={s.probability:.0%}: {s.explanation}"))
     lane_top = plot_bottom + 10
     for i, t in enumerate(report.tracks):
@@ -165,7 +165,7 @@ def build_timeline(report: Report) -> TimelineView:
         ly = lane_top + i * _LANE_H
         for a, b in on_screen(t):
             view.lanes.append(_Rect(x(a), ly + 3, max(x(b) - x(a), 2.0), _LANE_H - 6,
-                                    f"{label} on screen {fmt_time(a)}-{fmt_time(b)}", colour))
+                                    f"{label} on screen {fmt_span(a, b)}", colour))
         view.lane_labels.append((ly + _LANE_H / 2 + 4, f"P{t.track_id + 1}", colour))
         pts = [(x((p.start_s + p.end_s) / 2), y(p.probability), p) for p in t.timeline if p.probability is not None]
         if not pts:
@@ -174,7 +174,7 @@ def build_timeline(report: Report) -> TimelineView:
             _, py, p = pts[0]
             pts = [(x(p.start_s), py, p), (x(p.end_s), py, p)]
         view.lines.append(_Line(colour, label, " ".join(f"{px},{py}" for px, py, _ in pts),
-                                [(px, py, f"{label}, {fmt_time(p.start_s)}-{fmt_time(p.end_s)}: "
+                                [(px, py, f"{label}, {fmt_span(p.start_s, p.end_s)}: "
                                           f"P={p.probability:.0%}") for px, py, p in pts]))
     tracks_by_id = {t.track_id: t for t in report.tracks}
     for n, e in enumerate(report.evidence, start=1):
@@ -258,6 +258,7 @@ def template_environment() -> Environment:
                       autoescape=select_autoescape(("html", "j2", "html.j2")),
                       trim_blocks=True, lstrip_blocks=True)
     env.filters["fmt_time"] = fmt_time
+    env.filters["fmt_end"] = fmt_end
     env.filters["pct"] = _pct
     env.filters["size"] = _size
     env.filters["when"] = _when

@@ -84,6 +84,10 @@ class VideoMeta(BaseModel):
     #: True when a first scan without ``shot_cuts`` carried a track across the cuts in ``cuts_crossed_s``, and the
     #: report is that of a second scan with ``shot_cuts`` (the ``speaker_view_auto`` setting)
     speaker_view_auto: bool = False
+    #: True when a scan of the whole frame scored no participant and this report is of a second scan that also
+    #: searched 2x2 windows of the frame, for faces too small for the whole-frame detector (the
+    #: ``small_face_search`` setting; its ``settings`` then show ``gallery_grid`` 2)
+    small_face_search: bool = False
 
 
 class CheckResult(BaseModel):

@@ -1,7 +1,7 @@
 """Short human-readable summary of a report, for the terminal."""
 from __future__ import annotations
 
-from detector.report.build import fmt_time
+from detector.report.build import fmt_span
 from detector.report.model import Report
 
 
@@ -16,7 +16,7 @@ def render_text(report: Report, max_segments: int = 3) -> str:
     lines += [f"  caution: {c}" for c in report.caveats]
     for t in report.tracks:
         p = f"P={t.probability:.2f}" if t.probability is not None else "no score"
-        lines.append(f"  participant {t.track_id + 1}: {fmt_time(t.first_seen_s)}-{fmt_time(t.last_seen_s)}, "
+        lines.append(f"  participant {t.track_id + 1}: {fmt_span(t.first_seen_s, t.last_seen_s)}, "
                      f"face ~{t.median_face_px:.0f} px, {p}, {t.verdict.label.lower()}")
         if t.note:
             lines.append(f"    note: {t.note}")
@@ -24,6 +24,6 @@ def render_text(report: Report, max_segments: int = 3) -> str:
         if ranked:
             lines.append("    most unusual checks: " + ", ".join(f"{c.title} {c.suspicion:.2f}" for c in ranked))
     for s in report.segments[:max_segments]:
-        lines.append(f"  suspicious {fmt_time(s.start_s)}-{fmt_time(s.end_s)} (participant {s.track_id + 1}, "
+        lines.append(f"  suspicious {fmt_span(s.start_s, s.end_s)} (participant {s.track_id + 1}, "
                      f"P={s.probability:.2f}): {s.explanation}")
     return "\n".join(lines)

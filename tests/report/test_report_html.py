@@ -166,3 +166,20 @@ def test_presence_lane_follows_a_participants_turns():
     # two turns (0-6 s as two overlapping windows, then 12-15 s): two bars, not one from 0 to 20 s
     assert on_screen(track([(0, 4), (2, 6), (12, 15)])) == [(0, 6), (12, 15)]
     assert on_screen(track([])) == [(0.0, 20.0)]  # no timeline (no fusion): first to last sighting
+
+
+def test_spans_are_shown_covering_what_was_measured(report):
+    from detector.report.build import fmt_span, fmt_time
+    from detector.report.text import render_text
+
+    # a span's start is rounded down and its end up: a face seen 0.0-0.9 s is not "0:00-0:00"
+    assert fmt_span(0.0, 0.9) == "0:00-0:01" and fmt_span(5.0, 8.9) == "0:05-0:09"
+    assert fmt_span(14.0, 18.0) == "0:14-0:18" and fmt_span(3599.2, 3600.5) == "59:59-1:00:01"
+    assert fmt_span(0.0, 0.1 * 3 * 10) == "0:00-0:03"  # 3.0000000000000004 s (sums of frame steps) is 3 s, not 4
+    assert fmt_time(8.9) == "0:08"  # a moment (evidence, a tick) stays rounded down, where a player seeks to it
+    seg = report.segments[0].model_copy(update={"start_s": 5.0, "end_s": 8.9})
+    track = report.tracks[0].model_copy(update={"first_seen_s": 0.0, "last_seen_s": 0.9})
+    shown = report.model_copy(update={"segments": [seg], "tracks": [track, *report.tracks[1:]]})
+    text, html = render_text(shown), render_html(shown)
+    assert "0:05-0:09" in text and "0:00-0:01" in text
+    assert "0:05&ndash;0:09" in html and "0:00&ndash;0:01" in html
