@@ -207,6 +207,13 @@ class PyAVSource(VideoSource):
         # frames' durations are the sample table's steps between decode times (MP4, MOV and their kin)
         self._sample_durations = "mp4" in fmt
         self._matroska = "matroska" in fmt or "webm" in fmt
+        #: subtracted from every frame's time: MPEG transport and program streams carry a broadcast clock that
+        #: starts anywhere (an hour in, a recorder's 1.4 s mux delay), and players count from the file's start, so
+        #: the report's times are those a player shows. MP4/MOV and Matroska timelines start at 0 by definition, and
+        #: an MP4 whose first frame comes later holds an empty edit that players show as such: kept as they are
+        self.origin = Fraction(0)
+        if fmt in ("mpegts", "mpeg") and self._container.start_time is not None:
+            self.origin = Fraction(self._container.start_time, av.time_base)
         self.truncated = False  # set when decoding stopped early on errors, or the frames ended well before the
         # duration the header declares (see _SHORTFALL_MIN_S)
         self.decode_errors = 0
@@ -391,7 +398,7 @@ class PyAVSource(VideoSource):
                 # the frame's position among all the stream's frames, the undecoded ones shown before it included
                 position = index + (skipper.skipped_before(vf.pts) if skipper is not None and vf.pts is not None
                                     else 0)
-                yield Frame(index=position, pts=pts, image=_apply_rotation(img, rot))
+                yield Frame(index=position, pts=pts - self.origin, image=_apply_rotation(img, rot))
         except av.error.FFmpegError as exc:  # demuxer failure mid-file
             self.truncated = True
             if produced == 0:

@@ -41,7 +41,8 @@ class Frame:
 
     index: int  # position among *all* the stream's frames as the decoder gives them out (shown order), those
     # a scan had no need to decode counted
-    pts: Fraction  # presentation time in seconds, from the stream's time base
+    pts: Fraction  # presentation time in seconds, from the stream's time base, counted as a player counts it
+    # (an MPEG-TS stream's clock less its start; see PyAVSource.origin)
     image: np.ndarray = field(repr=False)  # HxWx3 uint8 RGB
 
     @property
