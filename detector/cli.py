@@ -275,6 +275,7 @@ def eval_cmd(manifest: Path = typer.Argument(..., help="CSV with path,label[,sou
     from detector.eval_cli import run_eval
     from detector.fusion.augment import TRAINING_COPIES
 
+    usable_folder(out, "--out")
     try:
         text = run_eval(manifest, out, workers=workers, fps=fps, cv=cv, checks=_parse_checks(checks),
                         link_note=link_note, crop_antialias=crop_antialias,
@@ -309,6 +310,8 @@ def train_fusion(manifest: Path = typer.Argument(..., help="Labelled manifest to
     from detector.fusion.augment import TRAINING_COPIES
     from detector.fusion.train import train
 
+    usable_output(out, "--out")
+    usable_output(cache, "--cache")
     try:
         text = train(manifest, out, workers=workers, fps=fps, cache=cache, checks=_parse_checks(checks),
                      link_note=link_note, copies=TRAINING_COPIES if copies else (), copies_dir=copies_dir,

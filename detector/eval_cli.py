@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from detector.errors import ConfigError
-from detector.evaluation import (DEFAULT_LINK_NOTE, ClipFeatures, cross_validated_scores,
-                                 feature_matrix, link_groups, metrics, read_manifest, split_seen, window_matrix)
+from detector.evaluation import (DEFAULT_LINK_NOTE, MAIN_TRACK_MIN_S, ClipFeatures, cross_validated_scores,
+                                 feature_matrix, link_groups, metrics, read_manifest, require_cv_data, split_seen,
+                                 window_matrix)
 from detector.fusion.augment import TRAINING_COPIES, copy_metrics
 from detector.fusion.logistic import roc_auc
 from detector.fusion.model import FusionModel
@@ -43,6 +45,26 @@ def _interval(iv) -> str:
     return f"  (95% interval resampling groups: {iv[0]:.3f}-{iv[1]:.3f})"
 
 
+def _unscored_reason(clip: ClipFeatures) -> str:
+    """Why a clip that was read gave no score."""
+    if not clip.tracks:
+        return "no_face: no face was found"
+    if clip.main_track() is None:
+        return f"insufficient_evidence: no face track of at least {MAIN_TRACK_MIN_S:g} s"
+    return "not_scored: no fold could fit on both classes without this clip's group"
+
+
+def _json_safe(value):
+    """``value`` with every non-finite float (and numpy float) replaced by None."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return value
+
+
 def run_eval(manifest: Path, out: Path, workers: int = 2, fps: float = 10.0, cv: bool = True,
              checks: tuple[str, ...] | None = None, link_note: str = DEFAULT_LINK_NOTE,
              progress: Callable[[int, int, ClipFeatures], None] | None = None, crop_antialias: bool = True,
@@ -53,6 +75,8 @@ def run_eval(manifest: Path, out: Path, workers: int = 2, fps: float = 10.0, cv:
         raise ConfigError("every clip of the manifest belongs to footage a shipped model was trained on")
     footage_groups = len({r.group for r in rows})
     rows = link_groups(rows, link_note)
+    if cv:
+        require_cv_data(rows)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     options = ScanOptions(analysis_fps=fps, use_fusion=False, checks=checks, crop_antialias=crop_antialias,
@@ -138,13 +162,17 @@ def run_eval(manifest: Path, out: Path, workers: int = 2, fps: float = 10.0, cv:
     m["link_note"] = link_note
     m["excluded_seen_clips"] = [r.rel_path for r in seen]
     m["errors"] = {c.row.rel_path: c.error for c in clips if c.error}
+    # clips that decoded but gave no score: every face track too short (or no face at all)
+    m["errors"].update({c.row.rel_path: _unscored_reason(c) for c, s in zip(clips, scores)
+                        if not c.error and not np.isfinite(s)})
     m["copy_errors"] = {c.row.rel_path: c.error for c, o in zip(tc.clips, orig) if not o and c.error}
     with open(out / "scores.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["path", "label", "score"])
         for c, s in zip(clips, scores):
             w.writerow([c.row.rel_path, c.row.label, "" if not np.isfinite(s) else f"{s:.6f}"])
-    (out / "metrics.json").write_text(json.dumps(m, indent=2, default=float))
+    # strict JSON: NaN (an AUC of a source with one class, say) is written as null, which every parser reads
+    (out / "metrics.json").write_text(json.dumps(_json_safe(m), indent=2, default=float, allow_nan=False))
     linked = (f" (from {footage_groups} footage groups, linked where they share a note '{link_note}...')"
               if link_note else " (footage groups; none linked)")
     lines = [f"mode: {mode}", f"clips: {m['clips']}, scored: {m['scored']}"

@@ -59,10 +59,14 @@ class ClipFeatures:
 
 def read_manifest(path: str | os.PathLike) -> list[ManifestRow]:
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"manifest is a folder, not a CSV file: {path}")
     if not path.is_file():
         raise ConfigError(f"manifest not found: {path}")
     rows = []
-    with open(path, newline="") as f:
+    first_line: dict[str, int] = {}
+    # utf-8-sig: spreadsheets save "CSV UTF-8" with a byte-order mark, which would otherwise stick to 'path'
+    with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         missing = {"path", "label"} - set(reader.fieldnames or [])
         if missing:
@@ -71,10 +75,35 @@ def read_manifest(path: str | os.PathLike) -> list[ManifestRow]:
             label = (r.get("label") or "").strip().lower()
             if label not in ("real", "fake"):
                 raise ConfigError(f"manifest {path}: label must be real|fake, got {label!r} for {r['path']}")
-            rows.append(ManifestRow(path=str((path.parent / r["path"]).resolve()), rel_path=r["path"], label=label,
+            resolved = str((path.parent / r["path"]).resolve())
+            if resolved in first_line:
+                # counted twice, one clip would weigh double in every AUC and rate
+                raise ConfigError(f"manifest {path} lists {r['path']} twice (lines {first_line[resolved]} and "
+                                  f"{reader.line_num}); each clip must appear once")
+            first_line[resolved] = reader.line_num
+            rows.append(ManifestRow(path=resolved, rel_path=r["path"], label=label,
                                     source=r.get("source", ""), method=r.get("method", ""),
                                     group=r.get("group") or r["path"], note=(r.get("note") or "").strip()))
+    if not rows:
+        raise ConfigError(f"manifest {path} has a header but no clips")
     return rows
+
+
+#: fewest footage groups (after linking) that grouped cross-validation is run on: with fewer, most folds hold
+#: one class or none to fit on, and an AUC over what is left says nothing
+MIN_CV_GROUPS = 3
+
+
+def require_cv_data(rows: list[ManifestRow]) -> None:
+    """Refuse (:class:`ConfigError`) a manifest grouped cross-validation cannot measure anything on."""
+    labels = {r.label for r in rows}
+    if len(labels) < 2:
+        raise ConfigError(f"grouped cross-validation needs both real and fake clips; every clip of this manifest is "
+                          f"{next(iter(labels)) if labels else 'excluded'}")
+    groups = {r.group for r in rows}
+    if len(groups) < MIN_CV_GROUPS:
+        raise ConfigError(f"grouped cross-validation needs clips from at least {MIN_CV_GROUPS} footage groups "
+                          f"(clips sharing footage, or a face, are never split); this manifest has {len(groups)}")
 
 
 #: manifest notes that name the face a fake renders: the dev set writes "celeb model NAME"
@@ -195,6 +224,15 @@ def _extract_one(row: ManifestRow) -> ClipFeatures:
         return ClipFeatures(row, [], f"{exc.code}: {exc}")
 
 
+def _file_identity(path: str) -> list[int] | None:
+    """[size, modification time in ns] of a clip's file, or None when it cannot be read."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns]
+
+
 def extract_features(rows: list[ManifestRow], options: ScanOptions, workers: int = 1,
                      cache: Path | None = None,
                      progress: Callable[[int, int, ClipFeatures], None] | None = None) -> list[ClipFeatures]:
@@ -207,9 +245,18 @@ def extract_features(rows: list[ManifestRow], options: ScanOptions, workers: int
                 d = json.loads(line)
             except ValueError:
                 continue  # a line cut by a crash: recompute that clip
-            if d.get("key") == key:
+            # a clip that failed is tried again (the file may have been restored), and one whose file changed
+            # since (another size or modification time) is extracted again; lines from before the file's
+            # identity was recorded are trusted as they were
+            if d.get("key") == key and not d.get("error") and d.get("file") in (None, _file_identity(d["row"]["path"])):
                 done[d["row"]["path"]] = ClipFeatures(ManifestRow(**d["row"]), d["tracks"], d.get("error"))
     todo = [r for r in rows if r.path not in done]
+    if todo and workers > 1:
+        # a worker that cannot start (bad options, a model that will not load) would be replaced by the pool
+        # forever: find out here, once, with the error the user should see
+        from detector.api import Analyzer
+
+        Analyzer(ScanOptions(**{**asdict(options), "use_fusion": False})).close()
     out_f = open(cache, "a") if cache is not None else None
     try:
         results: Iterable[ClipFeatures]
@@ -225,7 +272,8 @@ def extract_features(rows: list[ManifestRow], options: ScanOptions, workers: int
             done[cf.row.path] = cf
             n += 1
             if out_f is not None:
-                out_f.write(json.dumps({"key": key, "row": asdict(cf.row), "tracks": cf.tracks, "error": cf.error}) + "\n")
+                out_f.write(json.dumps({"key": key, "row": asdict(cf.row), "file": _file_identity(cf.row.path),
+                                        "tracks": cf.tracks, "error": cf.error}) + "\n")
                 out_f.flush()
             if progress is not None:
                 progress(n, len(rows), cf)

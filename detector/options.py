@@ -19,7 +19,8 @@ ANALYSIS_VERSION = "5"
 # made by an older report are then rescanned instead of resumed; cached features are not, since they do not change.
 # 2: the caveat for a recording that stops early (session 20), and a live-written Matroska file's length taken from
 # its decoded frames rather than FFmpeg's bitrate guess (session 21).
-# 3: a scan that scores nobody searches again for small faces (ScanOptions.small_face_search, session 24).
+# 3: a scan that scores nobody searches again for small faces (ScanOptions.small_face_search), and an MPEG-TS
+# recording's times are counted from its start (session 24).
 REPORT_VERSION = "3"
 
 
@@ -76,6 +77,8 @@ class ScanOptions:
             raise ConfigError("analysis_fps must be a positive, finite number")
         if self.max_side < 64:
             raise ConfigError("max_side must be at least 64")
+        if self.checks is not None and not tuple(self.checks):
+            raise ConfigError("no checks selected: name at least one check (or leave the default set)")
         if not 1 <= self.max_faces <= 16:
             raise ConfigError("max_faces must be between 1 and 16")
         if not 0 <= self.gallery_grid <= 4:

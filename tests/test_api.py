@@ -128,6 +128,11 @@ def test_a_face_too_small_for_the_whole_frame_search_is_found_by_searching_windo
     assert "also searched in 2x2 windows" in blank.summary
 
 
+def test_a_device_file_is_not_a_recording(analyzer):
+    with pytest.raises(InputError, match="not a regular file"):
+        analyzer.scan("/dev/null")
+
+
 def test_bad_inputs_raise_typed_errors(tmp_path, analyzer):
     with pytest.raises(InputError, match="no such file"):
         analyzer.scan(tmp_path / "missing.mp4")
@@ -249,6 +254,30 @@ def test_progress_runs_from_the_first_frame_of_a_recording_that_starts_late(anal
     assert analysing[0] < 0.05 and 0.9 <= analysing[-1] <= 1.0 and len(analysing) > 20
 
 
+def test_a_transport_streams_times_are_counted_from_its_start_as_players_count_them(analyzer, genuine_clip,
+                                                                                    tmp_path):
+    import av
+
+    # the genuine call re-muxed into MPEG-TS on a broadcast clock that starts an hour in
+    path = tmp_path / "late.ts"
+    with av.open(str(genuine_clip)) as inp, av.open(str(path), "w") as out:
+        src = inp.streams.video[0]
+        dst = out.add_stream_from_template(src)
+        for packet in inp.demux(src):
+            if packet.dts is None:
+                continue
+            shift = round(3600 / packet.time_base)
+            packet.pts, packet.dts = packet.pts + shift, packet.dts + shift
+            packet.stream = dst
+            out.mux(packet)
+    r = analyzer.scan(path)
+    assert r.video.duration_s == pytest.approx(3.0, abs=0.15)
+    track = r.tracks[0]
+    assert track.first_seen_s < 0.2 and track.last_seen_s <= r.video.duration_s
+    assert r.evidence and all(0 <= e.time_s <= r.video.duration_s for e in r.evidence)
+    assert all(0 <= w.start_s and w.end_s <= r.video.duration_s + 0.1 for w in track.timeline)
+
+
 def test_invalid_options_are_config_errors():
     for fps in (0, -3.0, float("nan"), float("inf")):  # inf has no exact Fraction for the sampling clock
         with pytest.raises(ConfigError, match="analysis_fps"):
@@ -265,9 +294,11 @@ def test_invalid_options_are_config_errors():
 
 def test_a_scan_running_none_of_the_checks_the_fusion_reads_is_refused():
     # its every probability would be the model's intercept, the same for any recording
-    for checks in (("sbi",), ()):
-        with pytest.raises(ConfigError, match="none of the checks this scan runs"):
-            Analyzer(ScanOptions(checks=checks))
+    with pytest.raises(ConfigError, match="none of the checks this scan runs"):
+        Analyzer(ScanOptions(checks=("sbi",)))
+    for options in (ScanOptions(checks=()), ScanOptions(checks=(), use_fusion=False)):  # eval, train-fusion too
+        with pytest.raises(ConfigError, match="no checks selected"):
+            Analyzer(options)
     # features only (train-fusion, eval) need no fusion; one check the model reads is enough to score
     for options in (ScanOptions(checks=("sbi",), use_fusion=False), ScanOptions(checks=("boundary", "sbi"))):
         with Analyzer(options) as analyzer:

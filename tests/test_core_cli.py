@@ -114,8 +114,12 @@ def test_eval_writes_scores_and_metrics(genuine_clip, swap_clip, no_face_clip, t
     rows = list(csv.DictReader(open(tmp_path / "ev" / "scores.csv")))
     assert [r["label"] for r in rows] == ["real", "fake", "real"]
     assert rows[0]["score"] and rows[1]["score"] and rows[2]["score"] == ""  # no face: not scored
-    m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
-    assert m["clips"] == 3 and m["scored"] == 2
+    text = (tmp_path / "ev" / "metrics.json").read_text()
+    m = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))  # NaN is written as null
+    assert m["clips"] == 3 and m["scored"] == 2 and m["auc_uncalibrated"] is None
+    # the unscored clip is listed with why, in the metrics and in the printed summary
+    assert m["errors"] == {str(no_face_clip): "no_face: no face was found"}
+    assert "unscored: 1" in res.output
     assert not (tmp_path / "ev" / "copies").exists() and m["copies"] == {}  # nothing fitted, so nothing copied
     # a and c share a face named in the notes: linked into one CV group
     assert m["cv_groups"] == 2 and m["footage_groups"] == 3 and m["link_note"] == "celeb model"
@@ -139,6 +143,50 @@ def test_eval_rejects_bad_manifest(tmp_path):
     man.write_text("file,label\nx.mp4,real\n")
     res = runner.invoke(app, ["eval", str(man), "--out", str(tmp_path / "o")])
     assert res.exit_code == 5
+
+
+def test_eval_and_train_fusion_refuse_what_they_cannot_do_before_any_work(genuine_clip, tmp_path, monkeypatch):
+    import detector.evaluation as ev
+
+    monkeypatch.setattr(ev, "_extract_one", lambda row: pytest.fail("extracted although refused"))
+    man = tmp_path / "m.csv"
+    man.write_text("path,label,group\n" + "".join(f"{genuine_clip},{lab},g{i}\n" if i == 0 else
+                                                 f"c{i}.mp4,{lab},g{i}\n" for i, lab in enumerate(["real", "fake", "real"])))
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    for args in (["eval", str(man), "--out", str(afile)], ["train-fusion", str(man), "--out", str(tmp_path)]):
+        res = runner.invoke(app, args)
+        assert res.exit_code == 2 and "error: --out" in res.output, res.output
+    # options checked once in the parent, not by worker processes a pool would restart forever
+    for bad in (["--checks", "bogus"], ["--checks", ","], ["--fps", "0"]):
+        res = runner.invoke(app, ["eval", str(man), "--out", str(tmp_path / "o"), "--workers", "2", "--no-copies", *bad])
+        assert res.exit_code == 5 and "error:" in res.output, (bad, res.output)
+    fakes = tmp_path / "fakes.csv"
+    fakes.write_text("path,label,group\na.mp4,fake,a\nb.mp4,fake,b\nc.mp4,fake,c\n")
+    for command in (["eval", str(fakes), "--out", str(tmp_path / "o")],
+                    ["train-fusion", str(fakes), "--out", str(tmp_path / "m" / "fusion.onnx")]):
+        res = runner.invoke(app, command)
+        assert res.exit_code == 5 and "both real and fake" in res.output, res.output
+    assert not (tmp_path / "m" / "fusion.onnx").exists()
+
+
+def test_a_train_fusion_that_fails_writes_no_part_of_a_model(tmp_path):
+    import onnx
+
+    import detector.fusion.train as train
+
+    out = tmp_path / "fusion.onnx"
+    out.write_bytes(b"old model")
+
+    graph = onnx.helper.make_model(onnx.helper.make_graph([], "g", [], []))
+    with pytest.raises(OSError):  # the card cannot be written (its name is taken by a folder): nothing moves
+        (tmp_path / ".fusion.md.tmp").mkdir()
+        train._write_model_files(out, graph, "{}", "card")
+    assert out.read_bytes() == b"old model" and not out.with_suffix(".json").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".fusion.md.tmp", "fusion.onnx"]
+    (tmp_path / ".fusion.md.tmp").rmdir()
+    train._write_model_files(out, graph, '{"a": 1}', "card")
+    assert out.read_bytes() != b"old model" and out.with_suffix(".md").read_text() == "card"
 
 
 def test_bench_reports_ratios(genuine_clip):

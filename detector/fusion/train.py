@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,8 @@ import numpy as np
 from detector.checks import CHECKS
 from detector.evaluation import (DEFAULT_LINK_NOTE, MAIN_TRACK_MIN_S, ClipFeatures, Windows, cross_validated_scores,
                                  extract_features, feature_matrix, fit_final, link_groups, metrics, read_manifest,
-                                 segment_rates, segment_threshold, split_seen, threshold_for_fpr, window_matrix)
+                                 require_cv_data, segment_rates, segment_threshold, split_seen, threshold_for_fpr,
+                                 window_matrix)
 from detector.fusion.augment import RECIPES, TRAINING_COPIES, copy_metrics, make_copies
 from detector.fusion.logistic import LogisticModel, roc_auc, to_onnx
 from detector.fusion.model import _parse_block, _parse_reference, raw_check_suspicion
@@ -251,6 +253,7 @@ def train(manifest: Path, out: Path | None = None, workers: int = 2, fps: float 
     options = ScanOptions(analysis_fps=fps, use_fusion=False, checks=checks)
     rows, seen = split_seen(read_manifest(manifest), checks=checks)
     rows = link_groups(rows, link_note)  # after split_seen, which names footage groups
+    require_cv_data(rows)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="detector-copies-") as tmp:
@@ -275,10 +278,9 @@ def train(manifest: Path, out: Path | None = None, workers: int = 2, fps: float 
     m["copies"] = copy_metrics(y, cv.scores, tc.version, tc.versions, high)
     model, (slope, offset) = fit_final(x, y, groups, usable, l2=cv.l2, windows=cv.windows, blocks=cv.blocks)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
     import onnx
 
-    onnx.save(to_onnx(model, len(names)), str(out))
+    graph = to_onnx(model, len(names))
     genuine = x[ok & (y == 0)]
     blocks = block_references(model, names, genuine)
     reference = {}
@@ -323,10 +325,29 @@ def train(manifest: Path, out: Path | None = None, workers: int = 2, fps: float 
         "cv_metrics": m,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    out.with_suffix(".json").write_text(json.dumps(meta, indent=2, default=float))
     card = model_card(meta, per_feature)
-    out.with_suffix(".md").write_text(card)
+    _write_model_files(out, graph, json.dumps(meta, indent=2, default=float), card)
     return card
+
+
+def _write_model_files(out: Path, graph, meta_json: str, card: str) -> None:
+    """Write the ONNX model, its metadata and its card together: each goes to a temporary file first and all three
+    are moved into place only when all are written, so a failure never leaves a new model beside old metadata."""
+    import onnx
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    targets = [out, out.with_suffix(".json"), out.with_suffix(".md")]
+    temps = [t.with_name(f".{t.name}.tmp") for t in targets]
+    try:
+        onnx.save(graph, str(temps[0]))
+        temps[1].write_text(meta_json)
+        temps[2].write_text(card)
+        for tmp, target in zip(temps, targets):
+            os.replace(tmp, target)
+    finally:
+        for tmp in temps:
+            if tmp.exists():
+                tmp.unlink()
 
 
 def model_card(meta: dict, per_feature: dict[str, float]) -> str:
@@ -371,7 +392,7 @@ def model_card(meta: dict, per_feature: dict[str, float]) -> str:
            "own out-of-fold scores are listed after them."] if meta.get("copies", {}).get("recipes") else []),
         f"- Face crops: {'anti-aliased (a face larger than the 112 px crop blurred to its scale before the warp)' if meta.get('crop_antialias') else 'one bilinear warp'}"
         f" (`ScanOptions.crop_antialias={bool(meta.get('crop_antialias'))}`); scans must crop the same way.",
-        "- Reproduce: `detector train-fusion ../shared/data/dev/manifest.csv`"
+        f"- Reproduce: `detector train-fusion {meta['trained_on']}`"
         + (f" --checks {','.join(meta['checks'])}" if meta.get("checks") else "")
         + ("" if meta.get("copies", {}).get("recipes") else " --no-copies") + " (default check set: "
         "every hand-made check and the pretrained `face_cnn` features; the self-blend `sbi` check is opt-in"
@@ -380,7 +401,7 @@ def model_card(meta: dict, per_feature: dict[str, float]) -> str:
         "- Graph: impute NaN with the training mean -> standardise -> clip to +-5 sd -> linear (each block of raw "
         "CNN activations contributes its weighted sum clipped to its range on the training windows) -> sigmoid.",
         "",
-        "## Grouped cross-validation (6 folds by group, 3 fold assignments averaged)",
+        f"## Grouped cross-validation ({min(6, meta['cv_groups'])} folds by group, 3 fold assignments averaged)",
         "",
         f"Groups: {meta['cv_groups']}. Clips sharing footage share a group"
         + (f", and footage groups whose fakes share a manifest note starting with '{meta['link_note']}' (the face "

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -134,6 +135,56 @@ def test_cached_features_take_the_manifests_current_label_and_group(tmp_path, mo
     again = extract_features([ManifestRow("/a", "a", "fake", group="g1+g2")], opts, cache=cache)
     assert calls == ["/a"]  # the second run read the cache
     assert again[0].row.group == "g1+g2" and again[0].row.label == "fake"
+
+
+def test_a_failed_or_changed_clip_is_extracted_again_and_an_unchanged_one_is_not(tmp_path, monkeypatch):
+    import detector.evaluation as ev
+    from detector.evaluation import ManifestRow, extract_features
+    from detector.options import ScanOptions
+
+    calls = []
+
+    def fake_extract(row):
+        calls.append(row.path)
+        if not Path(row.path).is_file():
+            return ev.ClipFeatures(row, [], "bad_input: no such file")
+        return ev.ClipFeatures(row, [{"track_id": 0, "duration": 3.0, "frames": 30, "features": {}}])
+
+    monkeypatch.setattr(ev, "_extract_one", fake_extract)
+    monkeypatch.setattr(ev, "_init_worker", lambda options: None)
+    cache, opts = tmp_path / "features.jsonl", ScanOptions(use_fusion=False)
+    kept, restored = tmp_path / "kept.mp4", tmp_path / "restored.mp4"
+    kept.write_bytes(b"one")
+    rows = [ManifestRow(str(kept), "kept.mp4", "real"), ManifestRow(str(restored), "restored.mp4", "fake")]
+    first = extract_features(rows, opts, cache=cache)
+    assert first[1].error and calls == [str(kept), str(restored)]
+    restored.write_bytes(b"now here")  # the missing clip is put back: tried again, not remembered as missing
+    again = extract_features(rows, opts, cache=cache)
+    assert calls[2:] == [str(restored)] and again[1].error is None
+    kept.write_bytes(b"other content")  # a clip replaced at the same path is extracted again
+    extract_features(rows, opts, cache=cache)
+    assert calls[3:] == [str(kept)]
+
+
+def test_manifest_problems_are_named(tmp_path):
+    from detector.errors import ConfigError
+    from detector.evaluation import ManifestRow, read_manifest, require_cv_data
+
+    bom = tmp_path / "bom.csv"  # a spreadsheet's "CSV UTF-8"
+    bom.write_bytes("path,label\r\na.mp4,real\r\n".encode("utf-8-sig"))
+    assert [r.rel_path for r in read_manifest(bom)] == ["a.mp4"]
+    for text, message in (("path,label\n", "no clips"), ("path,label\na.mp4,real\n./a.mp4,fake\n", "twice")):
+        (tmp_path / "m.csv").write_text(text)
+        with pytest.raises(ConfigError, match=message):
+            read_manifest(tmp_path / "m.csv")
+    with pytest.raises(ConfigError, match="is a folder"):
+        read_manifest(tmp_path)
+    fakes = [ManifestRow(f"/{g}", g, "fake", group=g) for g in "abc"]
+    with pytest.raises(ConfigError, match="both real and fake"):
+        require_cv_data(fakes)
+    with pytest.raises(ConfigError, match=r"at least 3 footage groups .*; this manifest has 2"):
+        require_cv_data(fakes[:1] + [ManifestRow("/r", "r", "real", group="b")])
+    require_cv_data(fakes[:2] + [ManifestRow("/r", "r", "real", group="c")])
 
 
 def test_cli_default_link_note_matches_the_library():
