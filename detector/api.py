@@ -35,6 +35,14 @@ SMALL_FACE_PASS_LABEL = "no face scored: searching the frame again in 2x2 window
 SMALL_FACE_GRID = 2
 
 
+def _next_pass(progress: ProgressCallback | None, label: str) -> ProgressCallback | None:
+    """The progress callback of another pass over the recording: from 0 to 1 again, under its own label."""
+    if progress is None:
+        return None
+    progress(0.0, label)
+    return lambda frac, _stage: progress(frac, label)
+
+
 def _drop_window(features: dict[str, float]) -> None:
     """Window reducer without fusion: a report without a fusion model has no timeline to keep."""
     return None
@@ -124,12 +132,9 @@ class Analyzer:
             # composed calls: experiments/README.md, sessions 14 and 16)
             crossed, first_pass = list(analysis.cuts_crossed), analysis.timings.get("analysis")
             analysis = None  # the first pass's tracks are not held while the second one runs
-            again = None
-            if progress is not None:  # the second pass's progress, under its own label
-                again = lambda frac, _stage: progress(frac, SECOND_PASS_LABEL)  # noqa: E731
-                progress(0.0, SECOND_PASS_LABEL)
             options = replace(options, shot_cuts=True)
-            analysis = analyse_video(path, options, self.context, again, should_stop, reducer)
+            analysis = analyse_video(path, options, self.context, _next_pass(progress, SECOND_PASS_LABEL),
+                                     should_stop, reducer)
         report = build_report(analysis, self.fusion, sha256=sha, crossed_first=crossed)
         if (options.small_face_search and options.gallery_grid < SMALL_FACE_GRID and report.probability is None
                 and report.verdict in (Verdict.no_face, Verdict.insufficient_evidence)):
@@ -138,12 +143,9 @@ class Analyzer:
             # the frame in windows as a gallery scan does. Recordings that scored a participant never pay for this
             previous = (first_pass or 0.0) + analysis.timings.get("analysis", 0.0)
             analysis = None
-            again = None
-            if progress is not None:
-                again = lambda frac, _stage: progress(frac, SMALL_FACE_PASS_LABEL)  # noqa: E731
-                progress(0.0, SMALL_FACE_PASS_LABEL)
             options = replace(options, gallery_grid=SMALL_FACE_GRID)
-            analysis = analyse_video(path, options, self.context, again, should_stop, reducer)
+            analysis = analyse_video(path, options, self.context, _next_pass(progress, SMALL_FACE_PASS_LABEL),
+                                     should_stop, reducer)
             report = build_report(analysis, self.fusion, sha256=sha, crossed_first=crossed, small_face_search=True)
             first_pass = previous
         if first_pass is not None:
